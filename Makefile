@@ -1,0 +1,48 @@
+# TrendFlow ML platform. Two commands do all set-up on a fresh machine:
+#   make demo   - create .venv, install, generate demo data, start Triton, run the whole platform
+#   make test   - create .venv, install, run the tests (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_N ?= 300
+DEMO := data/demo
+ARTIFACTS := data/artifacts
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-fast bench triton-start triton-stop clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch==2.13.0 resolves to the CPU build; see README "GPU install" for CUDA.
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m demo --n $(DEMO_N)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) -m benchmarks.extraction
+	$(PY) -m benchmarks.features
+	$(PY) -m benchmarks.training
+
+triton-start: setup
+	$(PY) -m extraction triton start
+
+triton-stop: setup
+	$(PY) -m extraction triton stop
+
+clean:
+	-$(PY) -m extraction triton stop
+	rm -rf data .trendflow outputs multirun
