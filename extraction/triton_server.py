@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from extraction.errors import TritonUnavailable
+from extraction.errors import TritonUnavailable, TrendflowError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
@@ -174,6 +174,7 @@ def start(
         "--allow-metrics=true",
         "--log-verbose=0",
         "--exit-on-error=false",
+        "--strict-readiness=false",  # ready = server up; per-model readiness is asked per model
     ]
     cmd += [f"--load-model={m}" for m in (models or ["*"])]
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
@@ -196,14 +197,42 @@ def start(
                 f"tritonserver exited with code {proc.returncode} during start-up; see {log_path}",
                 log_path=str(log_path),
             )
-        if http_get(f"http://{state.http_url}/v2/health/ready")[0] == 200:
-            tmp = _state_file(state_dir).with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(state), indent=2))
-            os.replace(tmp, _state_file(state_dir))
-            return state
+        if http_get(f"http://{state.http_url}/v2/health/live")[0] == 200:
+            models = _repository_index(state.http_url)
+            if models and all(m.get("state") in ("READY", "UNAVAILABLE") for m in models):
+                failed = {m["name"]: m.get("reason", "") for m in models if m.get("state") != "READY"}
+                if failed:
+                    _kill_group(proc.pid)
+                    raise TrendflowError(
+                        "models failed to load: " + "; ".join(f"{k}: {v[:300]}" for k, v in failed.items())
+                        + f" (full log: {log_path})", code="model_load_failed", log_path=str(log_path))
+                tmp = _state_file(state_dir).with_suffix(".tmp")
+                tmp.write_text(json.dumps(asdict(state), indent=2))
+                os.replace(tmp, _state_file(state_dir))
+                return state
         time.sleep(0.5)
-    proc.terminate()
+    _kill_group(proc.pid)
     raise TritonUnavailable(f"tritonserver not ready after {timeout_s:.0f}s; see {log_path}", log_path=str(log_path))
+
+
+def _repository_index(http_url: str) -> list[dict[str, str]]:
+    req = urllib.request.Request(f"http://{http_url}/v2/repository/index", data=b"{}", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, json.JSONDecodeError):
+        return []
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 30.0) -> bool:
@@ -244,15 +273,9 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, object]:
     alive = _pid_alive(state.pid)
     ready = alive and http_get(f"http://{state.http_url}/v2/health/ready")[0] == 200
     models: dict[str, str] = {}
-    if ready:
-        req = urllib.request.Request(f"http://{state.http_url}/v2/repository/index", data=b"{}", method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
-                for entry in json.loads(resp.read()):
-                    key = f"{entry['name']}:{entry.get('version', '-')}"
-                    models[key] = entry.get("state", "UNAVAILABLE")
-        except (urllib.error.URLError, OSError):
-            pass
+    if alive:
+        for entry in _repository_index(state.http_url):
+            models[f"{entry['name']}:{entry.get('version', '-')}"] = entry.get("state", "UNAVAILABLE")
     return {
         "server": "ready" if ready else ("running" if alive else "dead"),
         "ready": ready,
