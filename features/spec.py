@@ -23,8 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from extraction.errors import TrendflowError
 from extraction.schemas import SCHEMAS
+from features.errors import FeatureSpecError
 
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "feature_spec.yaml"
 
@@ -42,12 +42,6 @@ AGGREGATIONS_HELP = (f"{', '.join(ARRAY_AGGREGATIONS + SCALAR_AGGREGATIONS + EMB
                      "or a percentile p0..p99")
 
 SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-
-
-class FeatureSpecError(TrendflowError):
-    """The spec file is missing, unreadable or invalid; the message lists every problem."""
-
-    code = "feature_spec_invalid"
 
 
 class _Strict(BaseModel):
