@@ -60,7 +60,8 @@ def model_dirs(repo: Path = DEFAULT_MODEL_REPOSITORY) -> list[Path]:
 
 def _version_files(model_dir: Path) -> list[Path]:
     files = []
-    for version in sorted((d for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name)):
+    versions = sorted((d for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
+    for version in versions:
         for p in sorted(version.rglob("*")):
             if p.is_file() and not _SKIP_PARTS.intersection(p.parts) and p.suffix != ".pyc":
                 files.append(p)
@@ -122,7 +123,7 @@ def _asset_files(module: str) -> list[tuple[str, Path]]:
     return list(importlib.import_module(module).asset_files())
 
 
-def _update(h: hashlib._Hash, label: str, data: bytes) -> None:
+def _update(h: "hashlib._Hash", label: str, data: bytes) -> None:
     h.update(label.encode())
     h.update(b"\0")
     h.update(str(len(data)).encode())
