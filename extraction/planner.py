@@ -1,0 +1,775 @@
+"""The batching planner: from a measured checklist and the memory free now, decide how to run a batch of videos.
+
+Inputs (all plain data, so the planner is a pure function tested on synthetic checklists):
+
+* the videos (:class:`VideoSpec`: size class, units per component after sampling, frames to decode, audio);
+* the component DAG (:class:`ComponentSpec`, built from ``extraction.components``);
+* the devices (:class:`Device`: CPU RAM and every GPU, with the bytes free right now);
+* a safety margin and optional explicit memory budgets, the :class:`~extraction.checklist.Checklist`.
+
+Output: a :class:`BatchPlan` -- per component a batch size (units per Triton request) and a device; how many
+videos run at once; which models are resident in which pass (tier-0 models stay loaded, tier-1 models rotate
+when memory or ``max_loaded_models_per_device`` forces it); the predicted peak memory per device and the
+predicted makespan.
+
+How it decides:
+
+1. Fail fast: every model component must fit at batch 1, for one video, next to the tier-0 models, on some
+   device it can run on; otherwise :class:`~extraction.errors.InsufficientMemory` (``insufficient_gpu_memory``
+   on a GPU) names the component, the bytes it needs and the bytes usable.
+2. Residency: if all models fit together (count and memory) there is one pass; otherwise tier-1 models are
+   packed, in dependency order, into passes that each fit.
+3. For each candidate (videos in parallel ``P`` x device assignment x pass packing), batch sizes are chosen per
+   device by an exact multiple-choice knapsack: minimise the summed server time (from the measured batching
+   curve, interpolated) under ``P x sum(working memory) + resident models + decode memory <= budget``. Memory is
+   counted as if every component of every in-flight video held its largest request at once: conservative, no
+   out-of-memory probing at run time.
+4. Each feasible candidate's makespan is predicted by a small discrete-event simulation: ``P`` lanes take the
+   videos in order; a video's stages (decode, client preparation, one stage per model component) run in
+   dependency order; a model's single instance serves one stage at a time; stages sharing a device share its
+   capacity (CPU cores, or one GPU) in proportion to their demand. The fastest candidate wins; ties go to fewer
+   requests, then lower peak memory, then fewer videos in parallel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import product
+from typing import Any, Literal
+
+from extraction.checklist import Checklist, ModelEntry
+from extraction.errors import ConfigError, InsufficientMemory
+
+PLANNER_VERSION = "1"
+DEFAULT_SAFETY_MARGIN = 0.2
+DEFAULT_MAX_VIDEOS_IN_PARALLEL = 8
+DEFAULT_MAX_LOADED_MODELS_PER_DEVICE = 8
+PARALLEL_OPTIONS: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
+BATCH_LADDER: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
+CLIENT_COPIES = 2  # the client holds a request's input array and its serialised copy
+_DP_BUCKETS = 1000
+_MAX_ASSIGNMENTS = 64
+
+
+# --------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device the planner may place work on, with the memory usable by this run right now.
+
+    Attributes:
+        name: ``cpu`` or ``gpu0``, ``gpu1``...
+        kind: ``cpu`` or ``gpu``.
+        free_bytes: memory free right now (CPU: available RAM; GPU: free device memory).
+        concurrency: how many stages run at full speed at once (CPU cores; 1 for a GPU).
+        loaded_bytes: memory already held by models that are loaded now and that the plan keeps loaded
+            (they are in use, not free, but count toward the plan's peak).
+    """
+
+    name: str
+    kind: Literal["cpu", "gpu"]
+    free_bytes: int
+    concurrency: float = 1.0
+    loaded_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What the planner needs to know of a component (see ``extraction.components.base.Component``)."""
+
+    name: str
+    dependencies: tuple[str, ...] = ()
+    tier: int = 1
+    uses_model: bool = False
+    uses_frames: bool = False
+    uses_audio: bool = False
+
+    @classmethod
+    def of(cls, component: Any) -> ComponentSpec:
+        return cls(name=component.name, dependencies=tuple(component.dependencies), tier=int(component.tier),
+                   uses_model=bool(component.uses_model), uses_frames=bool(component.uses_frames),
+                   uses_audio=bool(getattr(component, "uses_audio", component.name == "audio")))
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """One video as the planner sees it (from the container header; nothing decoded).
+
+    Attributes:
+        video_id: for reports.
+        size_class: ``360p`` / ``720p`` / ``1080p`` (see :func:`extraction.checklist.size_class`).
+        units: component -> units sent to its model (frames, frame pairs, audio windows, texts).
+        decoded_frames: source frames the decoder goes through to reach the last sampled frame.
+        sampled_frames: frames kept by the sampling policy (held in memory while the video is processed).
+        audio_s: seconds of audio to decode (0 without an audio track).
+    """
+
+    video_id: str
+    size_class: str
+    units: Mapping[str, int]
+    decoded_frames: int = 0
+    sampled_frames: int = 0
+    audio_s: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+@dataclass
+class ComponentPlan:
+    component: str
+    model: str | None
+    device: str
+    batch_size: int
+    requests: int
+    predicted_server_s: float
+    working_bytes: int  # one video's request of batch_size on the device
+    pass_index: int
+
+
+@dataclass
+class BatchPlan:
+    """The planner's decision; recorded in every manifest and printed by the main job."""
+
+    videos: int
+    videos_in_parallel: int
+    components: dict[str, ComponentPlan]
+    passes: list[list[str]]
+    resident: list[dict[str, list[str]]]  # per pass: device -> components whose models are loaded
+    devices: dict[str, dict[str, Any]]  # device -> kind, free, budget, predicted peak
+    safety_margin: float
+    predicted_makespan_s: float
+    candidates: int
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
+    checklist: dict[str, Any] = field(default_factory=dict)
+    max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE
+
+    @property
+    def batch_sizes(self) -> dict[str, int]:
+        return {c: p.batch_size for c, p in self.components.items() if p.model}
+
+    @property
+    def device_of(self) -> dict[str, str]:
+        return {c: p.device for c, p in self.components.items()}
+
+    def predicted_peak(self, device: str) -> int:
+        return int(self.devices[device]["predicted_peak_bytes"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "planner_version": PLANNER_VERSION, "videos": self.videos, "videos_in_parallel": self.videos_in_parallel,
+            "batch_sizes": self.batch_sizes,
+            "components": {c: asdict(p) for c, p in self.components.items()},
+            "passes": self.passes, "resident": self.resident, "devices": self.devices,
+            "safety_margin": self.safety_margin, "predicted_makespan_s": round(self.predicted_makespan_s, 3),
+            "candidates": self.candidates, "alternatives": self.alternatives, "checklist": self.checklist,
+            "max_loaded_models_per_device": self.max_loaded_models_per_device,
+        }
+
+    def describe(self) -> str:
+        """A few lines a person reads: parallelism, per-component batch/device, memory, makespan."""
+        lines = [f"batch plan: {self.videos} videos, {self.videos_in_parallel} in parallel, "
+                 f"predicted makespan {self.predicted_makespan_s:.1f}s ({self.candidates} candidates compared)"]
+        for c, p in self.components.items():
+            if p.model:
+                lines.append(f"  {c:<8} {p.model:<24} on {p.device:<5} batch {p.batch_size:>3}  "
+                             f"{p.requests:>5} requests  ~{p.predicted_server_s:.1f}s server  pass {p.pass_index + 1}")
+        for d, info in self.devices.items():
+            lines.append(f"  {d}: predicted peak {_gib(info['predicted_peak_bytes'])} of budget "
+                         f"{_gib(info['budget_bytes'])} (free {_gib(info['free_bytes'])}, "
+                         f"margin {self.safety_margin:.0%})")
+        if len(self.passes) > 1:
+            lines.append(f"  {len(self.passes)} passes (tier-1 models rotate): "
+                         + " | ".join(",".join(p) for p in self.passes))
+        return "\n".join(lines)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+# --------------------------------------------------------------------------------------------- costs
+
+
+def _server_time(entry: ModelEntry, videos: Sequence[VideoSpec], comp: str, b: int) -> tuple[float, int]:
+    """Summed request seconds and request count of ``comp`` at batch ``b`` over ``videos``."""
+    total, reqs = 0.0, 0
+    for v in videos:
+        u = int(v.units.get(comp, 0))
+        if u <= 0:
+            continue
+        curve = entry.curve(v.size_class)
+        q, r = divmod(u, b)
+        total += q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)
+        reqs += q + (1 if r else 0)
+    return total, reqs
+
+
+def _working_bytes(entry: ModelEntry, classes: Iterable[str], b: int) -> int:
+    """Device working memory of one request of ``b`` units (worst size class present)."""
+    return max((entry.curve(c).mem_bytes(b) for c in classes), default=0)
+
+
+def _client_bytes(entry: ModelEntry, classes: Iterable[str], b: int) -> int:
+    return CLIENT_COPIES * b * max((entry.curve(c).unit_bytes for c in classes), default=0)
+
+
+def _decode_bytes(cl: Checklist, v: VideoSpec) -> int:
+    d = cl.decode_for(v.size_class)
+    return int(d.fixed_bytes + v.sampled_frames * d.per_frame_bytes + v.audio_s * d.audio_bytes_per_s)
+
+
+def _batch_options(entry: ModelEntry, max_units: int) -> list[int]:
+    """Candidate batch sizes: a ladder, the measured sizes and even splits of the largest video."""
+    if max_units <= 0:
+        return [1]
+    measured = [p.batch for c in entry.size_classes.values() for p in c.points]
+    cap = max(measured)
+    if entry.max_batch_size:
+        cap = min(cap, entry.max_batch_size)
+    cap = max(1, min(cap, max_units))
+    opts = {b for b in (*BATCH_LADDER, *measured) if b <= cap}
+    opts |= {max(1, min(cap, math.ceil(max_units / k))) for k in range(1, 5)}
+    return sorted(opts)
+
+
+# --------------------------------------------------------------------------------------------- simulation
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One piece of one video's work: ``work`` seconds at full speed, holding ``instance`` (a model's single
+    Triton instance) if set, using ``demand`` units of each resource (device name -> cores / GPU share)."""
+
+    work: float
+    demand: tuple[tuple[str, float], ...]
+    instance: str | None = None
+
+
+def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str, float]) -> float:
+    """Makespan of ``jobs`` (one stage list per video) on ``lanes`` parallel workers.
+
+    Lanes take jobs in order; a lane runs its job's stages one after another. A stage waits (FIFO) for its
+    instance when another lane's stage holds it. Running stages share each resource: when their summed demand
+    exceeds the resource's capacity, every stage on it slows by ``capacity / demand`` (processor sharing)."""
+    queue = deque(range(len(jobs)))
+    lane_job: list[int | None] = [None] * max(1, lanes)
+    lane_pos = [0] * len(lane_job)
+    running: dict[int, float] = {}  # lane -> remaining work
+    waiting: dict[str, deque[int]] = {}
+    holder: dict[str, int] = {}
+    t = 0.0
+
+    def stage_of(lane: int) -> Stage:
+        return jobs[lane_job[lane]][lane_pos[lane]]  # type: ignore[index]
+
+    def start_next(lane: int) -> None:
+        """Advance ``lane`` to its next runnable stage (taking a new job when its job is done)."""
+        while True:
+            if lane_job[lane] is None or lane_pos[lane] >= len(jobs[lane_job[lane]]):
+                if not queue:
+                    lane_job[lane] = None
+                    return
+                lane_job[lane], lane_pos[lane] = queue.popleft(), 0
+                continue
+            st = stage_of(lane)
+            if st.work <= 0:
+                lane_pos[lane] += 1
+                continue
+            if st.instance is not None:
+                if st.instance in holder:
+                    waiting.setdefault(st.instance, deque()).append(lane)
+                    return
+                holder[st.instance] = lane
+            running[lane] = st.work
+            return
+
+    for lane in range(len(lane_job)):
+        start_next(lane)
+    while running:
+        load: dict[str, float] = {}
+        for lane in running:
+            for res, d in stage_of(lane).demand:
+                load[res] = load.get(res, 0.0) + d
+        factor = {r: min(1.0, capacity.get(r, 1.0) / d) if d > 0 else 1.0 for r, d in load.items()}
+        rate = {lane: min((factor[r] for r, _ in stage_of(lane).demand), default=1.0) for lane in running}
+        dt = min(running[lane] / rate[lane] for lane in running)
+        t += dt
+        done = []
+        for lane in running:
+            running[lane] -= rate[lane] * dt
+            if running[lane] <= 1e-9:
+                done.append(lane)
+        for lane in done:
+            del running[lane]
+            st = stage_of(lane)
+            lane_pos[lane] += 1
+            if st.instance is not None:
+                del holder[st.instance]
+                q = waiting.get(st.instance)
+                if q:
+                    nxt = q.popleft()
+                    holder[st.instance] = nxt
+                    running[nxt] = stage_of(nxt).work
+            start_next(lane)
+    return t
+
+
+# --------------------------------------------------------------------------------------------- planner
+
+
+@dataclass
+class _Candidate:
+    parallel: int
+    assign: dict[str, str]
+    passes: list[list[str]]
+    batches: dict[str, int]
+    peak: dict[str, int]
+    makespan: float
+    requests: int
+    server_s: dict[str, float]
+    reqs: dict[str, int]
+
+    def key(self) -> tuple:
+        return (round(self.makespan, 6), self.requests, max(self.peak.values(), default=0), self.parallel)
+
+    def summary(self) -> dict[str, Any]:
+        return {"videos_in_parallel": self.parallel, "batch_sizes": dict(self.batches), "devices": dict(self.assign),
+                "passes": len(self.passes), "predicted_makespan_s": round(self.makespan, 3),
+                "predicted_peak_bytes": dict(self.peak), "requests": self.requests}
+
+
+class _Planner:
+    def __init__(self, videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devices: Sequence[Device],
+                 checklist: Checklist, safety_margin: float, memory_budget: int | Mapping[str, int] | None,
+                 max_videos_in_parallel: int, max_loaded_models_per_device: int,
+                 loaded: set[str] | None, parallel_options: Sequence[int]) -> None:
+        if not devices:
+            raise ConfigError("the planner needs at least one device")
+        if not 0 <= safety_margin < 1:
+            raise ConfigError(f"safety_margin must be in [0, 1), got {safety_margin}")
+        self.videos = list(videos)
+        self.comps = _topo(components)
+        self.by_name = {c.name: c for c in self.comps}
+        self.devices = {d.name: d for d in devices}
+        self.cl = checklist
+        self.margin = safety_margin
+        self.max_loaded = max_loaded_models_per_device
+        self.loaded = loaded
+        self.model_comps = [c for c in self.comps if c.uses_model]
+        for c in self.model_comps:
+            if c.name not in checklist.models:
+                raise ConfigError(f"checklist ({checklist.hardware.id}, {checklist.profile}) has no measurements "
+                                  f"for component {c.name!r}; re-profile")
+        self.cpu = next((d for d in devices if d.kind == "cpu"), None)
+        self.classes = sorted({v.size_class for v in self.videos})
+        self.budget = {}
+        for d in devices:
+            usable = int((d.free_bytes + d.loaded_bytes) * (1 - safety_margin))
+            cap = memory_budget.get(d.name) if isinstance(memory_budget, Mapping) else memory_budget
+            self.budget[d.name] = min(usable, int(cap)) if cap is not None else usable
+        n = max(1, len(self.videos))
+        self.parallel_options = sorted({p for p in parallel_options if 1 <= p <= min(n, max_videos_in_parallel)}
+                                       or {1})
+        self.max_units = {c.name: max((int(v.units.get(c.name, 0)) for v in self.videos), default=0)
+                          for c in self.model_comps}
+        self.options = {c.name: _batch_options(self.entry(c.name), self.max_units[c.name]) for c in self.model_comps}
+        self.decode_max = max((_decode_bytes(checklist, v) for v in self.videos), default=0)
+        self._time_cache: dict[tuple[str, int], tuple[float, int]] = {}
+
+    def entry(self, comp: str) -> ModelEntry:
+        return self.cl.models[comp]
+
+    def label(self, comp: str) -> str:
+        e = self.entry(comp)
+        return f"{e.model}:{e.version}"
+
+    def time(self, comp: str, b: int) -> tuple[float, int]:
+        key = (comp, b)
+        if key not in self._time_cache:
+            self._time_cache[key] = _server_time(self.entry(comp), self.videos, comp, b)
+        return self._time_cache[key]
+
+    def allowed(self, comp: str) -> list[str]:
+        kind = self.entry(comp).device_kind
+        names = [d.name for d in self.devices.values() if d.kind == kind]
+        if not names:
+            raise ConfigError(f"component {comp!r}: the checklist measured it on {kind}, and no {kind} device is "
+                              f"available; re-profile on this machine")
+        return names
+
+    # memory ----------------------------------------------------------------------------------------
+
+    def cpu_extra(self, parallel: int, computing: Sequence[str], batches: Mapping[str, int]) -> int:
+        """CPU RAM the client holds: decoded videos plus request copies (all devices' components)."""
+        return parallel * (self.decode_max + sum(
+            _client_bytes(self.entry(c), self.classes, batches.get(c, 1)) for c in computing))
+
+    def need(self, device: str, resident: Iterable[str], computing: Sequence[str], parallel: int,
+             batches: Mapping[str, int], assign: Mapping[str, str]) -> int:
+        fixed = sum(self.entry(c).fixed_bytes for c in resident if assign[c] == device)
+        work = parallel * sum(_working_bytes(self.entry(c), self.classes, batches.get(c, 1))
+                              for c in computing if assign[c] == device)
+        if self.devices[device].kind == "cpu":
+            work += self.cpu_extra(parallel, computing, batches)
+        return fixed + work
+
+    def insufficient(self, comp: str, device: str, need: int) -> InsufficientMemory:
+        d = self.devices[device]
+        code = "insufficient_gpu_memory" if d.kind == "gpu" else "insufficient_memory"
+        model = self.entry(comp).fixed_bytes if self.entry(comp).device_kind == d.kind else 0
+        return InsufficientMemory(
+            f"component {comp!r} ({self.label(comp)}) needs {_gib(need)} on {device} at batch 1 for one video "
+            f"(its model {_gib(model)}; working memory, decoded video and tier-0 models {_gib(need - model)}), "
+            f"but only {_gib(self.budget[device])} is usable there ({_gib(d.free_bytes)} free"
+            + (f" + {_gib(d.loaded_bytes)} held by loaded models" if d.loaded_bytes else "")
+            + f", {self.margin:.0%} safety margin)",
+            code=code, component=comp, device=device, need_bytes=need, free_bytes=d.free_bytes,
+            budget_bytes=self.budget[device])
+
+    # residency ------------------------------------------------------------------------------------
+
+    def check_batch1(self, assign: Mapping[str, str]) -> None:
+        """Fail fast when some component cannot run even alone at batch 1 next to the tier-0 models."""
+        pinned = [c.name for c in self.model_comps if c.tier == 0]
+        for c in self.model_comps:
+            dev = assign[c.name]
+            resident = [p for p in pinned if p == c.name or assign[p] == dev]
+            resident = sorted(set(resident) | {c.name})
+            computing = [c.name]
+            need = self.need(dev, resident, computing, 1, {}, assign)
+            if need > self.budget[dev]:
+                raise self.insufficient(c.name, dev, need)
+            if self.cpu is not None and dev != self.cpu.name:  # its decoded video and request copies in RAM
+                need = self.cpu_extra(1, computing, {})
+                if need > self.budget[self.cpu.name]:
+                    raise self.insufficient(c.name, self.cpu.name, need)
+        for dev in self.devices:  # all tier-0 models together, each computing at batch 1
+            on_dev = [p for p in pinned if assign[p] == dev]
+            if not on_dev:
+                continue
+            if len(on_dev) > self.max_loaded:
+                raise ConfigError(f"{len(on_dev)} tier-0 models are pinned on {dev}, above "
+                                  f"max_loaded_models_per_device={self.max_loaded}")
+            need = self.need(dev, on_dev, on_dev, 1, {}, assign)
+            if need > self.budget[dev]:
+                worst = max(on_dev, key=lambda p: self.entry(p).fixed_bytes)
+                raise self.insufficient(worst, dev, need)
+
+    def pack(self, assign: Mapping[str, str], group_cap: int) -> list[list[str]] | None:
+        """Passes of model components: tier-0 (pinned) in pass 1 with the first tier-1 group; tier-1 models packed
+        per device, in dependency order, into groups that fit at batch 1 (count and memory)."""
+        pinned = [c.name for c in self.model_comps if c.tier == 0]
+        groups_by_dev: dict[str, list[list[str]]] = {}
+        for dev in self.devices:
+            tier1 = [c.name for c in self.model_comps if c.tier != 0 and assign[c.name] == dev]
+            pin_dev = [p for p in pinned if assign[p] == dev]
+            slots = self.max_loaded - len(pin_dev)
+            if tier1 and slots < 1:
+                raise ConfigError(f"max_loaded_models_per_device={self.max_loaded} leaves no slot for tier-1 models "
+                                  f"on {dev} beside {len(pin_dev)} pinned tier-0 models")
+            groups: list[list[str]] = []
+            for c in tier1:
+                if groups:
+                    trial = [*groups[-1], c]
+                    first = len(groups) == 1
+                    computing = [*(pin_dev if first else []), *trial]
+                    if (len(trial) <= min(slots, group_cap)
+                            and self.need(dev, [*pin_dev, *trial], computing, 1, {}, assign) <= self.budget[dev]):
+                        groups[-1] = trial
+                        continue
+                groups.append([c])
+            groups_by_dev[dev] = groups
+        n = max((len(g) for g in groups_by_dev.values()), default=0)
+        passes: list[list[str]] = [list(pinned)] + [[] for _ in range(max(0, n - 1))]
+        for groups in groups_by_dev.values():
+            for i, g in enumerate(groups):
+                passes[i].extend(g)
+        # model-free components and modules: the earliest pass after all their dependencies
+        where: dict[str, int] = {}
+        for i, p in enumerate(passes):
+            for c in p:
+                where[c] = i
+        for c in self.comps:
+            dep_pass = max((where.get(d, 0) for d in c.dependencies), default=0)
+            if c.name in where:
+                if where[c.name] < dep_pass:
+                    return None  # a model component would run before a dependency's pass: not a valid packing
+                continue
+            where[c.name] = dep_pass
+        out = [[c.name for c in self.comps if where[c.name] == i] for i in range(len(passes))]
+        return [p for p in out if p]
+
+    def resident_sets(self, passes: list[list[str]]) -> list[list[str]]:
+        pinned = [c.name for c in self.model_comps if c.tier == 0]
+        res = []
+        for p in passes:
+            res.append(sorted(set(pinned) | {c for c in p if self.by_name[c].uses_model}))
+        return res
+
+    # batch sizes ----------------------------------------------------------------------------------
+
+    def choose_batches(self, parallel: int, assign: Mapping[str, str], passes: list[list[str]]
+                       ) -> tuple[dict[str, int], dict[str, int]] | None:
+        """Per pass and device, the batch sizes minimising summed server time within the budget (exact
+        multiple-choice knapsack on a 1000-bucket grid, rounding memory up). None when P does not fit."""
+        batches: dict[str, int] = {}
+        peak: dict[str, int] = {d: 0 for d in self.devices}
+        resident = self.resident_sets(passes)
+        for p, res in zip(passes, resident):
+            computing = [c for c in p if self.by_name[c].uses_model]
+            for dev in self.devices:
+                items = [c for c in computing if assign[c] == dev]
+                fixed = sum(self.entry(c).fixed_bytes for c in res if assign[c] == dev)
+                extra = 0
+                if self.devices[dev].kind == "cpu":
+                    extra = parallel * self.decode_max
+                    # client copies of components on other devices: reserved at their largest option
+                    extra += parallel * sum(_client_bytes(self.entry(c), self.classes, self.options[c][-1])
+                                            for c in computing if assign[c] != dev)
+                room = self.budget[dev] - fixed - extra
+                if room < 0:
+                    return None
+                if not items:
+                    peak[dev] = max(peak[dev], fixed + extra)
+                    continue
+
+                def mem(c: str, b: int, dev: str = dev) -> int:
+                    m = _working_bytes(self.entry(c), self.classes, b)
+                    if self.devices[dev].kind == "cpu":
+                        m += _client_bytes(self.entry(c), self.classes, b)
+                    return parallel * m
+
+                chosen = _knapsack(items, self.options, mem, self.time, room)
+                if chosen is None:
+                    return None
+                batches.update(chosen)
+                used = sum(mem(c, b) for c, b in chosen.items())
+                peak[dev] = max(peak[dev], fixed + extra + used)
+        return batches, peak
+
+    # makespan -------------------------------------------------------------------------------------
+
+    def jobs(self, pass_comps: Sequence[str], assign: Mapping[str, str], batches: Mapping[str, int],
+             share: float) -> list[list[Stage]]:
+        cpu = self.cpu.name if self.cpu else "cpu"
+        out = []
+        for v in self.videos:
+            stages: list[Stage] = []
+            decoded = False
+            dec = self.cl.decode_for(v.size_class)
+            for name in pass_comps:
+                c = self.by_name[name]
+                if c.uses_frames and not decoded:
+                    wall = v.decoded_frames * dec.seconds_per_decoded_frame
+                    stages.append(Stage(wall, ((cpu, dec.cpu_ratio),)))
+                    decoded = True
+                if c.uses_audio and v.audio_s > 0:
+                    stages.append(Stage(v.audio_s * dec.audio_seconds_per_s, ((cpu, 1.0),)))
+                if not c.uses_model:
+                    continue
+                u = int(v.units.get(name, 0))
+                if u <= 0:
+                    continue
+                e = self.entry(name)
+                curve = e.curve(v.size_class)
+                stages.append(Stage(u * curve.client_seconds_per_unit, ((cpu, 1.0),)))
+                b = batches[name]
+                q, r = divmod(u, b)
+                server = q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)
+                dev = assign[name]
+                demand = ((dev, 1.0),) if dev == cpu else ((dev, 1.0), (cpu, 0.1))
+                stages.append(Stage(server, demand, instance=f"{e.model}@{dev}"))
+            stages.append(Stage(self.cl.client_overhead_s_per_video * share, ((cpu, 1.0),)))
+            out.append(stages)
+        return out
+
+    def makespan(self, parallel: int, assign: Mapping[str, str], passes: list[list[str]],
+                 batches: Mapping[str, int]) -> float:
+        capacity = {d.name: d.concurrency for d in self.devices.values()}
+        total_comps = max(1, len(self.comps))
+        t = 0.0
+        resident = self.resident_sets(passes)
+        loaded = set(self.loaded) if self.loaded is not None else set(resident[0])
+        for p, res in zip(passes, resident):
+            for c in res:
+                if c not in loaded:
+                    t += self.entry(c).load_seconds
+            loaded = set(res) | {c for c in loaded if self.entry(c).tier == 0}
+            t += simulate(self.jobs(p, assign, batches, len(p) / total_comps), parallel, capacity)
+        return t
+
+    # search ----------------------------------------------------------------------------------------
+
+    def assignments(self) -> list[dict[str, str]]:
+        names = [c.name for c in self.model_comps]
+        choices = [self.allowed(c) for c in names]
+        total = math.prod(len(ch) for ch in choices) if choices else 1
+        if total <= _MAX_ASSIGNMENTS:
+            return [dict(zip(names, combo)) for combo in product(*choices)] or [{}]
+        # longest-processing-time first onto the least loaded allowed device with room for batch 1
+        work = {c: self.time(c, self.options[c][-1])[0] for c in names}
+        load = {d: 0.0 for d in self.devices}
+        assign: dict[str, str] = {}
+        for c in sorted(names, key=lambda c: -work[c]):
+            dev = min(self.allowed(c), key=lambda d: (load[d], -self.budget[d]))
+            assign[c] = dev
+            load[dev] += work[c]
+        return [assign]
+
+    def run(self) -> BatchPlan:
+        candidates: list[_Candidate] = []
+        first_error: InsufficientMemory | None = None
+        feasible_assignments = 0
+        for assign in self.assignments():
+            try:
+                self.check_batch1(assign)
+            except InsufficientMemory as exc:
+                first_error = first_error or exc
+                continue
+            feasible_assignments += 1
+            packings: list[list[list[str]]] = []
+            n_tier1 = sum(1 for c in self.model_comps if c.tier != 0)
+            for cap in range(max(1, n_tier1), 0, -1):
+                packing = self.pack(assign, cap)
+                if packing is not None and packing not in packings:
+                    packings.append(packing)
+            for passes in packings:
+                for parallel in self.parallel_options:
+                    chosen = self.choose_batches(parallel, assign, passes)
+                    if chosen is None:
+                        continue
+                    batches, peak = chosen
+                    ms = self.makespan(parallel, assign, passes, batches)
+                    times = {c: self.time(c, b) for c, b in batches.items()}
+                    candidates.append(_Candidate(parallel, dict(assign), passes, batches, peak, ms,
+                                                 sum(r for _, r in times.values()),
+                                                 {c: t for c, (t, _) in times.items()},
+                                                 {c: r for c, (_, r) in times.items()}))
+        if not candidates:
+            if first_error is not None and feasible_assignments == 0:
+                raise first_error
+            raise InsufficientMemory("no plan fits the memory budget even with one video at batch 1",
+                                     budgets=self.budget)
+        candidates.sort(key=_Candidate.key)
+        return self.to_plan(candidates[0], candidates)
+
+    def to_plan(self, best: _Candidate, all_: list[_Candidate]) -> BatchPlan:
+        where = {c: i for i, p in enumerate(best.passes) for c in p}
+        comps: dict[str, ComponentPlan] = {}
+        cpu = self.cpu.name if self.cpu else next(iter(self.devices))
+        for c in self.comps:
+            if c.uses_model:
+                b = best.batches[c.name]
+                comps[c.name] = ComponentPlan(
+                    c.name, self.label(c.name), best.assign[c.name], b, best.reqs[c.name],
+                    round(best.server_s[c.name], 3), _working_bytes(self.entry(c.name), self.classes, b),
+                    where[c.name])
+            else:
+                comps[c.name] = ComponentPlan(c.name, None, cpu, 0, 0, 0.0, 0, where[c.name])
+        resident = []
+        for res in self.resident_sets(best.passes):
+            by_dev: dict[str, list[str]] = {}
+            for c in res:
+                by_dev.setdefault(best.assign[c], []).append(c)
+            resident.append(by_dev)
+        devices = {d.name: {"kind": d.kind, "free_bytes": d.free_bytes, "loaded_bytes": d.loaded_bytes,
+                            "budget_bytes": self.budget[d.name], "predicted_peak_bytes": best.peak[d.name],
+                            "concurrency": d.concurrency} for d in self.devices.values()}
+        alternatives = [c.summary() for c in all_[1:6]]
+        return BatchPlan(videos=len(self.videos), videos_in_parallel=best.parallel, components=comps,
+                         passes=best.passes, resident=resident, devices=devices, safety_margin=self.margin,
+                         predicted_makespan_s=best.makespan, candidates=len(all_), alternatives=alternatives,
+                         checklist=self.cl.summary(), max_loaded_models_per_device=self.max_loaded)
+
+
+def _knapsack(items: Sequence[str], options: Mapping[str, Sequence[int]], mem, time, room: int
+              ) -> dict[str, int] | None:
+    """Pick one batch size per item minimising (summed time, summed requests) with summed memory <= room."""
+    best_each = {c: min(options[c], key=lambda b, c=c: (round(time(c, b)[0], 9), time(c, b)[1], b)) for c in items}
+    if sum(mem(c, b) for c, b in best_each.items()) <= room:
+        return best_each
+    unit = max(1.0, room / _DP_BUCKETS)
+    # state: bucket -> (time, requests, choices)
+    states: dict[int, tuple[float, int, tuple[int, ...]]] = {0: (0.0, 0, ())}
+    for c in items:
+        nxt: dict[int, tuple[float, int, tuple[int, ...]]] = {}
+        for b in options[c]:
+            m = mem(c, b)
+            if m > room:
+                continue
+            w = math.ceil(m / unit)
+            t, r = time(c, b)
+            for bucket, (t0, r0, ch) in states.items():
+                nb = bucket + w
+                if nb * unit > room:  # memory is rounded up to buckets: every kept state fits
+                    continue
+                cand = (t0 + t, r0 + r, (*ch, b))
+                cur = nxt.get(nb)
+                if cur is None or (round(cand[0], 9), cand[1]) < (round(cur[0], 9), cur[1]):
+                    nxt[nb] = cand
+        states = nxt
+        if not states:
+            return None
+    best = None
+    for _, (t, r, ch) in states.items():
+        picked = dict(zip(items, ch))
+        if sum(mem(c, b) for c, b in picked.items()) > room:
+            continue
+        if best is None or (round(t, 9), r) < (round(best[0], 9), best[1]):
+            best = (t, r, picked)
+    return best[2] if best else None
+
+
+def _topo(components: Sequence[ComponentSpec]) -> list[ComponentSpec]:
+    by = {c.name: c for c in components}
+    out: list[ComponentSpec] = []
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: tuple[str, ...]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            raise ConfigError(f"dependency cycle: {' -> '.join((*path, n))}")
+        if n not in by:
+            raise ConfigError(f"{path[-1] if path else '?'} depends on unknown component {n!r}")
+        state[n] = 1
+        for d in by[n].dependencies:
+            visit(d, (*path, n))
+        state[n] = 2
+        out.append(by[n])
+
+    for c in components:
+        visit(c.name, ())
+    return out
+
+
+def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devices: Sequence[Device],
+         checklist: Checklist, *, safety_margin: float = DEFAULT_SAFETY_MARGIN,
+         memory_budget: int | Mapping[str, int] | None = None,
+         max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
+         max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+         loaded: set[str] | None = None, parallel_options: Sequence[int] = PARALLEL_OPTIONS) -> BatchPlan:
+    """Choose the fastest plan that fits (see the module docstring).
+
+    Args:
+        videos: what to process.
+        components: the component DAG (any order; dependencies are respected).
+        devices: the devices and their free memory now.
+        checklist: measurements, already checked against the server's model signatures.
+        safety_margin: fraction of the free memory the plan leaves untouched.
+        memory_budget: optional cap in bytes (one number for every device, or per device name).
+        max_videos_in_parallel: upper bound on the videos processed at once.
+        max_loaded_models_per_device: residency bound (tier-0 models count toward it).
+        loaded: components whose models are loaded now (None: all of them).
+        parallel_options: the numbers of videos in parallel to consider.
+
+    Raises:
+        InsufficientMemory: a component does not fit even at batch 1 for one video (names it, need, free).
+    """
+    return _Planner(videos, components, devices, checklist, safety_margin, memory_budget, max_videos_in_parallel,
+                    max_loaded_models_per_device, loaded, parallel_options).run()

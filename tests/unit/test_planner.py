@@ -1,0 +1,211 @@
+"""The batching planner on synthetic checklists: the issue's seed example, tight budgets, several devices,
+insufficient memory, residency (passes) and DAG order. Pure: no server, no files."""
+
+from __future__ import annotations
+
+import pytest
+
+from extraction.checklist import BatchPoint, Checklist, DecodeProfile, Hardware, ModelEntry, SizeClassProfile
+from extraction.errors import InsufficientMemory
+from extraction.planner import BatchPlan, ComponentSpec, Device, Stage, VideoSpec, plan, simulate
+
+GB = 10**9
+
+
+def entry(component: str, *, per_unit_bytes: float, seconds_per_unit: float, overhead_s: float = 0.0,
+          fixed: int = 0, tier: int = 1, kind: str = "gpu", max_batch: int = 64, batches=(1, 2, 4, 8, 16, 32, 64),
+          classes=("720p",), sublinear: float = 1.0) -> ModelEntry:
+    """A model whose request of b units takes ``overhead_s + seconds_per_unit * b**sublinear`` and holds
+    ``per_unit_bytes * b`` above its ``fixed`` memory."""
+    pts = [BatchPoint(batch=b, seconds=overhead_s + seconds_per_unit * b**sublinear, mem_bytes=int(per_unit_bytes * b))
+           for b in batches if b <= max_batch]
+    return ModelEntry(component=component, model=f"{component}_model", version="1", weights_digest="sha256:x",
+                      device_kind=kind, unit="frame", tier=tier, max_batch_size=max_batch, fixed_bytes=fixed,
+                      load_seconds=2.0, size_classes={c: SizeClassProfile(points=pts) for c in classes})
+
+
+def checklist(*entries: ModelEntry, decode_s: float = 0.0, decode_bytes: int = 0) -> Checklist:
+    return Checklist(profile="test", hardware=Hardware(id="synthetic", cpu_model="x", cpu_cores=2, memory_bytes=0),
+                     triton_version="2.51.0", measured_at="2026-01-01T00:00:00Z",
+                     decode={c: DecodeProfile(seconds_per_decoded_frame=decode_s, per_frame_bytes=decode_bytes)
+                             for c in ("360p", "720p", "1080p")},
+                     models={e.component: e for e in entries})
+
+
+def videos(n: int, frames: int, comps=("od", "sc"), size_class="720p") -> list[VideoSpec]:
+    return [VideoSpec(f"v{i}", size_class, {c: frames for c in comps}, decoded_frames=frames, sampled_frames=frames)
+            for i in range(n)]
+
+
+FRAMES = ComponentSpec("frames", uses_frames=True, tier=0)
+OD = ComponentSpec("od", ("frames",), uses_model=True, uses_frames=True)
+SC = ComponentSpec("sc", ("frames",), uses_model=True, uses_frames=True)
+
+
+def seed_checklist(**kw) -> Checklist:
+    """The issue's example: object detection 1 GB / 7 s per frame, scene classification 1.5 GB / 11 s per frame."""
+    return checklist(entry("od", per_unit_bytes=1 * GB, seconds_per_unit=7.0, **kw),
+                     entry("sc", per_unit_bytes=1.5 * GB, seconds_per_unit=11.0, **kw))
+
+
+def test_seed_example_two_hd_videos_16gb():
+    """2 HD videos, 16 GB free (25% margin -> 12 GB usable): 2 videos in parallel fit with 3 and 2 frames per
+    request, 1 video with 6 and 4; the planner compares them by predicted makespan and picks the best."""
+    cl = seed_checklist()
+    devs = [Device("gpu0", "gpu", 16 * GB)]
+    vids = videos(2, 24)
+    best = plan(vids, [FRAMES, OD, SC], devs, cl, safety_margin=0.25)
+    two = plan(vids, [FRAMES, OD, SC], devs, cl, safety_margin=0.25, parallel_options=(2,))
+    one = plan(vids, [FRAMES, OD, SC], devs, cl, safety_margin=0.25, parallel_options=(1,))
+    assert (two.videos_in_parallel, two.batch_sizes) == (2, {"od": 3, "sc": 2})
+    assert (one.videos_in_parallel, one.batch_sizes) == (1, {"od": 6, "sc": 4})
+    for p in (two, one):
+        assert p.predicted_peak("gpu0") == 12 * GB <= p.devices["gpu0"]["budget_bytes"]
+    # one serial GPU and per-frame times that do not improve with batching: both take 2 * 24 * (7 + 11) s
+    assert two.predicted_makespan_s == pytest.approx(one.predicted_makespan_s) == pytest.approx(2 * 24 * 18)
+    assert best.predicted_makespan_s == pytest.approx(min(two.predicted_makespan_s, one.predicted_makespan_s))
+    assert best.batch_sizes == {"od": 6, "sc": 4}  # the tie goes to fewer requests
+    assert best.candidates >= 2
+
+
+def test_seed_example_two_gpus_prefers_two_videos_in_parallel():
+    """With two GPUs, the two models run on different devices and two videos overlap: faster than one video."""
+    cl = seed_checklist()
+    devs = [Device("gpu0", "gpu", 16 * GB), Device("gpu1", "gpu", 16 * GB)]
+    p = plan(videos(2, 24), [FRAMES, OD, SC], devs, cl, safety_margin=0.25)
+    assert p.device_of["od"] != p.device_of["sc"]
+    assert p.videos_in_parallel == 2
+    # a pipeline: video 2's detection overlaps video 1's classification; the classifier GPU is the bottleneck
+    assert p.predicted_makespan_s == pytest.approx(24 * 7 + 2 * 24 * 11)
+    for d in ("gpu0", "gpu1"):
+        assert p.predicted_peak(d) <= p.devices[d]["budget_bytes"]
+
+
+def test_sublinear_batching_curve_prefers_big_batches_and_reports_makespan():
+    cl = checklist(entry("od", per_unit_bytes=0.1 * GB, seconds_per_unit=1.0, overhead_s=0.5, sublinear=0.5),
+                   entry("sc", per_unit_bytes=0.1 * GB, seconds_per_unit=1.0, overhead_s=0.5, sublinear=0.5))
+    p = plan(videos(4, 64), [FRAMES, OD, SC], [Device("gpu0", "gpu", 80 * GB)], cl)
+    assert p.batch_sizes == {"od": 64, "sc": 64}
+    naive = plan(videos(4, 64), [FRAMES, OD, SC], [Device("gpu0", "gpu", 80 * GB)], cl,
+                 memory_budget=int(0.15 * GB), parallel_options=(1,))
+    assert naive.batch_sizes == {"od": 1, "sc": 1}
+    assert naive.passes == [["frames", "od"], ["sc"]]  # both tier-1 models do not fit together
+    assert naive.predicted_makespan_s > 5 * p.predicted_makespan_s
+
+
+def test_tight_budget_shrinks_batches_and_parallelism_within_budget():
+    cl = seed_checklist()
+    vids = videos(6, 32)
+    roomy = plan(vids, [FRAMES, OD, SC], [Device("gpu0", "gpu", 200 * GB)], cl)
+    tight = plan(vids, [FRAMES, OD, SC], [Device("gpu0", "gpu", 200 * GB)], cl, memory_budget=5 * GB)
+    assert sum(tight.batch_sizes.values()) * tight.videos_in_parallel < \
+        sum(roomy.batch_sizes.values()) * roomy.videos_in_parallel
+    assert tight.predicted_peak("gpu0") <= 5 * GB
+    assert tight.devices["gpu0"]["budget_bytes"] == 5 * GB
+    exact = plan(vids, [FRAMES, OD, SC], [Device("gpu0", "gpu", 200 * GB)], cl, memory_budget=int(2.5 * GB))
+    assert exact.batch_sizes == {"od": 1, "sc": 1} and exact.videos_in_parallel == 1
+
+
+def test_fixed_model_memory_and_decode_memory_count_against_the_budget():
+    cl = checklist(entry("od", per_unit_bytes=10**8, seconds_per_unit=0.01, overhead_s=0.01, fixed=2 * GB, kind="cpu"),
+                   decode_bytes=10**7)
+    od_only = [FRAMES, ComponentSpec("od", ("frames",), uses_model=True, uses_frames=True)]
+    p = plan(videos(4, 64, comps=("od",)), od_only, [Device("cpu", "cpu", 10 * GB, concurrency=2)], cl,
+             memory_budget=3 * GB)
+    assert p.predicted_peak("cpu") <= 3 * GB
+    # 2 GB model + P * (64 frames * 10 MB decoded + batch * 100 MB) <= 3 GB
+    P, b = p.videos_in_parallel, p.batch_sizes["od"]
+    assert 2 * GB + P * (64 * 10**7 + b * 10**8) <= 3 * GB
+
+
+def test_insufficient_memory_names_component_need_and_free():
+    cl = checklist(entry("od", per_unit_bytes=1 * GB, seconds_per_unit=7.0, fixed=3 * GB),
+                   entry("sc", per_unit_bytes=9 * GB, seconds_per_unit=11.0, fixed=2 * GB))
+    with pytest.raises(InsufficientMemory) as err:
+        plan(videos(2, 8), [FRAMES, OD, SC], [Device("gpu0", "gpu", 10 * GB)], cl)
+    exc = err.value
+    assert exc.code == "insufficient_gpu_memory"
+    assert exc.details["component"] == "sc" and exc.details["device"] == "gpu0"
+    assert exc.details["need_bytes"] == 11 * GB and exc.details["free_bytes"] == 10 * GB
+    assert exc.message.startswith("component 'sc' (sc_model:1) needs 10.24 GiB on gpu0 at batch 1")
+    assert "only 7.45 GiB is usable there (9.31 GiB free, 20% safety margin)" in exc.message
+
+
+def test_insufficient_memory_on_cpu_uses_the_cpu_code():
+    cl = checklist(entry("od", per_unit_bytes=5 * GB, seconds_per_unit=1.0, kind="cpu"))
+    with pytest.raises(InsufficientMemory) as err:
+        plan(videos(1, 8, comps=("od",)), [FRAMES, OD], [Device("cpu", "cpu", 4 * GB, concurrency=2)], cl)
+    assert err.value.code == "insufficient_memory"
+    assert err.value.details["component"] == "od"
+    assert str(err.value).startswith("insufficient_memory: component 'od'")
+
+
+def test_component_that_fits_on_one_of_several_gpus_goes_there():
+    cl = checklist(entry("od", per_unit_bytes=1 * GB, seconds_per_unit=1.0, fixed=20 * GB),
+                   entry("sc", per_unit_bytes=1 * GB, seconds_per_unit=1.0, fixed=1 * GB))
+    devs = [Device("gpu0", "gpu", 8 * GB), Device("gpu1", "gpu", 40 * GB)]
+    p = plan(videos(2, 16), [FRAMES, OD, SC], devs, cl)
+    assert p.device_of["od"] == "gpu1"
+    for d in ("gpu0", "gpu1"):
+        assert p.predicted_peak(d) <= p.devices[d]["budget_bytes"]
+
+
+def test_three_gpus_spread_three_models():
+    ents = [entry(n, per_unit_bytes=0.5 * GB, seconds_per_unit=1.0, overhead_s=0.1) for n in ("a", "b", "c")]
+    comps = [FRAMES] + [ComponentSpec(n, ("frames",), uses_model=True, uses_frames=True) for n in ("a", "b", "c")]
+    devs = [Device(f"gpu{i}", "gpu", 16 * GB) for i in range(3)]
+    p = plan(videos(6, 16, comps=("a", "b", "c")), comps, devs, checklist(*ents))
+    assert len(set(p.device_of[n] for n in ("a", "b", "c"))) == 3
+    assert p.videos_in_parallel >= 3
+
+
+def test_dag_order_is_respected_whatever_the_input_order():
+    cl = seed_checklist()
+    pacing = ComponentSpec("pacing", ("od", "sc"))
+    p = plan(videos(2, 8), [pacing, SC, OD, FRAMES], [Device("gpu0", "gpu", 64 * GB)], cl)
+    order = [c for ps in p.passes for c in ps]
+    assert order.index("frames") < order.index("od") < order.index("pacing")
+    assert order.index("sc") < order.index("pacing")
+    assert list(p.components) == order
+
+
+def test_tier1_models_rotate_in_passes_when_memory_forces_it():
+    cl = checklist(entry("vis", per_unit_bytes=10**7, seconds_per_unit=0.1, fixed=2 * GB, tier=0),
+                   entry("od", per_unit_bytes=10**7, seconds_per_unit=0.1, fixed=3 * GB),
+                   entry("sc", per_unit_bytes=10**7, seconds_per_unit=0.1, fixed=3 * GB))
+    vis = ComponentSpec("vis", ("frames",), tier=0, uses_model=True, uses_frames=True)
+    pacing = ComponentSpec("pacing", ("vis", "sc"))
+    comps = [FRAMES, vis, OD, SC, pacing]
+    vids = videos(2, 8, comps=("vis", "od", "sc"))
+    one = plan(vids, comps, [Device("gpu0", "gpu", 20 * GB)], cl)
+    assert len(one.passes) == 1
+    p = plan(vids, comps, [Device("gpu0", "gpu", 20 * GB)], cl, memory_budget=int(5.5 * GB))
+    assert p.passes == [["frames", "vis", "od"], ["sc", "pacing"]]
+    assert p.resident == [{"gpu0": ["od", "vis"]}, {"gpu0": ["sc", "vis"]}]  # vis (tier 0) stays loaded
+    assert p.predicted_peak("gpu0") <= int(5.5 * GB)
+    counted = plan(vids, comps, [Device("gpu0", "gpu", 20 * GB)], cl, max_loaded_models_per_device=2)
+    assert len(counted.passes) == 2 and all(len(r["gpu0"]) <= 2 for r in counted.resident)
+    assert counted.predicted_makespan_s > one.predicted_makespan_s  # reload + decode again
+
+
+def test_plan_describes_itself():
+    p = plan(videos(2, 24), [FRAMES, OD, SC], [Device("gpu0", "gpu", 16 * GB)], seed_checklist(), safety_margin=0.25)
+    d = p.to_dict()
+    assert d["videos_in_parallel"] == 1 and d["batch_sizes"] == {"od": 6, "sc": 4}
+    assert d["devices"]["gpu0"]["predicted_peak_bytes"] == 12 * GB
+    assert d["checklist"]["hardware"] == "synthetic"
+    text = p.describe()
+    assert "1 in parallel" in text and "od_model:1" in text and "batch   6" in text
+    assert isinstance(p, BatchPlan)
+
+
+def test_simulate_processor_sharing_and_instance_exclusivity():
+    # two jobs, each 1 s on one exclusive instance: serial even with two lanes
+    jobs = [[Stage(1.0, (("cpu", 1.0),), instance="m")] for _ in range(2)]
+    assert simulate(jobs, 2, {"cpu": 2}) == pytest.approx(2.0)
+    # two different instances on 2 cores run together; on 1 core they share it
+    jobs = [[Stage(1.0, (("cpu", 1.0),), instance="a")], [Stage(1.0, (("cpu", 1.0),), instance="b")]]
+    assert simulate(jobs, 2, {"cpu": 2}) == pytest.approx(1.0)
+    assert simulate(jobs, 2, {"cpu": 1}) == pytest.approx(2.0)
+    # one lane: sum of the stages
+    assert simulate(jobs, 1, {"cpu": 2}) == pytest.approx(2.0)
