@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -95,8 +96,12 @@ def server_env() -> dict[str, str]:
     env = dict(os.environ)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    libs = str(_site_packages() / "nvidia_pytriton.libs")
-    env["LD_LIBRARY_PATH"] = libs + (os.pathsep + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    # The stub links libpython3.11.so.1.0 by soname: this interpreter's LIBDIR must come first, otherwise a
+    # system libpython is picked that cannot load this interpreter's stdlib extensions (`_ssl ... undefined
+    # symbol`, which breaks text_embed's imports).
+    libs = [sysconfig.get_config_var("LIBDIR") or "", str(_site_packages() / "nvidia_pytriton.libs")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + ([env["LD_LIBRARY_PATH"]]
+                                                                     if env.get("LD_LIBRARY_PATH") else []))
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     # The stub's Python must import our kernels even when the project is not pip-installed.

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import os
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,17 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_lifecycle.ServerState]:
     """A real Triton serving every model of ``model_repository/``, shared by the whole session."""
     state_dir = tmp_path_factory.mktemp("triton")
-    env = pytest.MonkeyPatch()
-    # The python-backend stub links libpython3.11.so.1.0 by soname; without the venv interpreter's LIBDIR first
-    # it picks the system libpython, which cannot load this interpreter's stdlib extensions (text_embed fails
-    # on `_ssl ... undefined symbol`). Redundant once extraction.triton_server.server_env() does the same.
-    libdir = sysconfig.get_config_var("LIBDIR")
-    current = os.environ.get("LD_LIBRARY_PATH", "")
-    if libdir and libdir not in current.split(os.pathsep):
-        env.setenv("LD_LIBRARY_PATH", libdir + (os.pathsep + current if current else ""))
     try:
         state = triton_lifecycle.start(model_repository=REPO_ROOT / "model_repository", state_dir=state_dir)
         yield state
     finally:
         triton_lifecycle.stop(state_dir)
-        env.undo()
