@@ -236,3 +236,24 @@ def test_two_concurrent_runs_over_one_cache_corrupt_nothing(triton_server, tmp_p
     for rd in latest_runs(out).values():
         load_run(rd)
     assert len(list(out.glob("*/*/*/manifest.json"))) == 6
+
+
+def test_triton_cli_start_status_stop_then_fail_fast(tmp_path, corpus):
+    """A second, private server: the CLI lifecycle and the error once it is stopped."""
+    state = str(tmp_path / "triton")
+    cli = [sys.executable, "-m", "extraction", "triton"]
+    started = subprocess.run([*cli, "start", "--state-dir", state], capture_output=True, text=True, cwd=REPO)
+    assert started.returncode == 0, started.stderr
+    grpc = json.loads(started.stdout)["grpc"]
+    try:
+        status = subprocess.run([*cli, "status", "--state-dir", state], capture_output=True, text=True, cwd=REPO)
+        report = json.loads(status.stdout)
+        assert status.returncode == 0 and report["server"] == "ready"
+        assert report["models"]["text_embed:1"] == "READY" and len(report["models"]) == 6
+    finally:
+        stopped = subprocess.run([*cli, "stop", "--state-dir", state], capture_output=True, text=True, cwd=REPO)
+    assert stopped.stdout.strip() == "stopped"
+    after = subprocess.run([*cli, "status", "--state-dir", state], capture_output=True, text=True, cwd=REPO)
+    assert after.returncode == 1 and json.loads(after.stdout)["server"] == "stopped"
+    with pytest.raises(TritonUnavailable):
+        _run(grpc, corpus, tmp_path / "out")
