@@ -1,0 +1,128 @@
+"""CLI: ``python -m inference {serve, predict, reload, schema, demo}``.
+
+    serve   [--config conf/inference.yaml] [--port N] [--host H] [--tracking-uri URI]
+    predict --url http://127.0.0.1:8000 (--features FILE|JSON | --artifacts DIR | --video PATH [--metadata FILE|JSON])
+    reload  --url URL            (or send SIGHUP to the serve process)
+    schema                       print the request/response JSON Schemas for the configured spec
+    demo    --video PATH [--metadata FILE]   promote the demo models (gates), serve the pinned versions,
+                                             print one prediction's JSON for the video
+
+Errors print as ``error: code: message`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from extraction.errors import TrendflowError
+
+
+def _json_arg(value: str | None) -> Any:
+    if value is None:
+        return None
+    p = Path(value)
+    return json.loads(p.read_text()) if p.exists() else json.loads(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m inference", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=None, help="inference config (default conf/inference.yaml)")
+    p.add_argument("--tracking-uri", default=None)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--config", type=Path, default=None, dest="config_sub")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    pr = sub.add_parser("predict")
+    pr.add_argument("--url", default="http://127.0.0.1:8000")
+    g = pr.add_mutually_exclusive_group(required=True)
+    g.add_argument("--features")
+    g.add_argument("--artifacts")
+    g.add_argument("--video")
+    pr.add_argument("--metadata", default=None, help="JSON or a file (default: the video's sidecar .json)")
+    pr.add_argument("--user-id", default=None)
+    rl = sub.add_parser("reload")
+    rl.add_argument("--url", default="http://127.0.0.1:8000")
+    sub.add_parser("schema")
+    d = sub.add_parser("demo")
+    d.add_argument("--video", type=Path, required=True)
+    d.add_argument("--metadata", default=None)
+    d.add_argument("--no-promote", action="store_true", help="serve whatever is stable now")
+    return p
+
+
+def _post(url: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:  # noqa: S310 - user-given service URL
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from inference.config import load_config  # noqa: PLC0415
+
+    try:
+        config = getattr(args, "config_sub", None) or args.config
+        if args.cmd == "serve":
+            from inference.server import serve  # noqa: PLC0415
+
+            cfg = load_config(config, tracking_uri=args.tracking_uri)
+            if args.host:
+                cfg.server.host = args.host
+            if args.port is not None:
+                cfg.server.port = args.port
+            serve(cfg)
+            return 0
+        if args.cmd == "predict":
+            if args.features:
+                body: dict[str, Any] = {"features": _json_arg(args.features)}
+            elif args.artifacts:
+                body = {"artifacts_dir": str(Path(args.artifacts).resolve())}
+            else:
+                meta = _json_arg(args.metadata) or json.loads(Path(args.video).with_suffix(".json").read_text())
+                body = {"video_path": str(Path(args.video).resolve()), "metadata": meta}
+            if args.user_id:
+                body["user_id"] = args.user_id
+            status, payload = _post(args.url.rstrip("/") + "/predict", body)
+            print(json.dumps(payload, indent=2))
+            return 0 if status == 200 else 1
+        if args.cmd == "reload":
+            status, payload = _post(args.url.rstrip("/") + "/admin/reload", None)
+            print(json.dumps(payload, indent=2))
+            return 0 if status == 200 else 1
+        if args.cmd == "schema":
+            from features import load_spec  # noqa: PLC0415
+
+            from inference.contract import FeatureContract  # noqa: PLC0415
+            from inference.schemas import ErrorResponse, PredictResponse, request_schema  # noqa: PLC0415
+
+            cfg = load_config(config)
+            c = FeatureContract.from_spec(load_spec(cfg.path(cfg.spec)))
+            print(json.dumps({"request": request_schema(c.columns, c.critical, list(cfg.request_modes)),
+                              "response": PredictResponse.model_json_schema(),
+                              "error": ErrorResponse.model_json_schema()}, indent=2))
+            return 0
+        from inference.demo import run_demo  # noqa: PLC0415
+
+        result = run_demo(args.video, _json_arg(args.metadata), config_path=config, promote=not args.no_promote,
+                          tracking_uri=args.tracking_uri)
+        print(json.dumps(result["response"], indent=2))
+        return 0 if result["status"] == 200 else 1
+    except TrendflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Typed service configuration (``conf/inference.yaml``); a typo fails at start-up naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from extraction.errors import ConfigError
+from registry.config import REPO_ROOT, resolve_path
+
+DEFAULT_CONFIG = REPO_ROOT / "conf" / "inference.yaml"
+RequestMode = Literal["features", "artifacts", "video"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SlotConfig(_Strict):
+    """One served model: a registered type pinned to a ``version`` number or an ``alias`` resolved once."""
+
+    type: str
+    version: int | None = Field(None, ge=1)
+    alias: str | None = None
+    preload: bool = True
+
+    @model_validator(mode="after")
+    def _one_pin(self) -> SlotConfig:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("set exactly one of `version` (a number) or `alias` (resolved once at start-up)")
+        return self
+
+
+class Batching(_Strict):
+    max_batch: int = Field(64, ge=1)
+    max_wait_ms: float = Field(0.0, ge=0)
+
+
+class Arm(_Strict):
+    bucket: str
+    slot: str
+    weight: float = Field(gt=0)
+
+
+class ABConfig(_Strict):
+    key: Literal["user_id", "video_id"] = "user_id"
+    salt: str = "trendflow-ab"
+    arms: list[Arm] = Field(min_length=2)
+
+
+class ShadowConfig(_Strict):
+    slot: str
+    fraction: float = Field(0.1, ge=0, le=1)
+
+
+class TritonConfig(_Strict):
+    url: str | None = None
+    state_dir: str = ".trendflow/triton"
+    timeout_s: float = Field(1.0, gt=0)
+
+
+class ExtractionConfig(_Strict):
+    profile: str = "fast"
+    artifacts_dir: str = ".trendflow/serving/artifacts"
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "info"
+
+
+class InferenceConfig(_Strict):
+    registry: str = "conf/registry.yaml"
+    tracking_uri: str | None = None
+    spec: str = "feature_spec.yaml"
+    models: dict[str, SlotConfig]
+    primary: str
+    fallback: list[str] = Field(default_factory=list)
+    request_modes: list[RequestMode] = Field(default_factory=lambda: ["features"], min_length=1)
+    batching: Batching = Batching()
+    ab: ABConfig | None = None
+    shadow: ShadowConfig | None = None
+    triton: TritonConfig = TritonConfig()
+    extraction: ExtractionConfig = ExtractionConfig()
+    server: ServerConfig = ServerConfig()
+    sanity_rows: int = Field(2, ge=1)
+    enforce_mlflow_schema: bool = False
+    fault_injection: dict[str, Literal["raise"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _slots_exist(self) -> InferenceConfig:
+        named = [self.primary, *self.fallback]
+        named += [a.slot for a in self.ab.arms] if self.ab else []
+        named += [self.shadow.slot] if self.shadow else []
+        named += list(self.fault_injection)
+        unknown = sorted({s for s in named if s not in self.models})
+        if unknown:
+            raise ValueError(f"slots {unknown} are not defined under `models` ({sorted(self.models)})")
+        return self
+
+    @property
+    def chain(self) -> list[str]:
+        """The fallback order: primary, then the fallbacks."""
+        return [self.primary, *[s for s in self.fallback if s != self.primary]]
+
+    @property
+    def needs_triton(self) -> bool:
+        """Only a video-path request runs the extractor (artifacts and features do not touch Triton)."""
+        return "video" in self.request_modes
+
+    def path(self, value: str) -> Path:
+        return resolve_path(value)
+
+
+def _format(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors())
+
+
+def parse_config(raw: dict[str, Any], origin: str = "<config>") -> InferenceConfig:
+    try:
+        return InferenceConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_format(exc)}") from None
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> InferenceConfig:
+    """Load ``conf/inference.yaml`` (or ``path``); ``overrides`` replace top-level keys."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.exists():
+        raise ConfigError(f"{path}: inference config not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_config(raw, str(path))

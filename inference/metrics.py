@@ -1,0 +1,39 @@
+"""Prometheus metrics of one service instance (own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("inference_requests", "Predict requests answered, per model that answered",
+                                ["model_type", "model_version", "status"], registry=r)
+        self.errors = Counter("inference_errors", "Failures per model and error code (a failure may fall back)",
+                              ["model_type", "model_version", "error_code"], registry=r)
+        self.rejected = Counter("inference_rejected", "Requests refused before any model ran", ["error_code"],
+                                registry=r)
+        self.inference_seconds = Histogram("inference_seconds", "Model call time seen by a request",
+                                           ["model_type", "model_version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.request_seconds = Histogram("request_seconds", "Whole /predict handling time", ["mode"],
+                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.stage_seconds = Histogram("stage_seconds", "Per-stage time of a request", ["stage"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("inference_batch_size", "Rows per model call", ["model_type"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.model_load_seconds = Gauge("model_load_seconds", "Time to resolve, load and sanity-check a model",
+                                        ["model_type", "model_version", "slot"], registry=r)
+        self.fallbacks = Counter("inference_fallbacks", "Requests answered by a later slot of the chain",
+                                 ["from_type", "to_type"], registry=r)
+        self.shadow_divergence = Histogram("shadow_divergence", "Mean |p50 difference| (log1p) shadow vs served",
+                                           ["served_type", "shadow_type"],
+                                           buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5), registry=r)
+        self.shadow_errors = Counter("shadow_errors", "Shadow predictions that failed", ["shadow_type"], registry=r)
+        self.reloads = Counter("model_reloads", "Reloads of the model set", ["outcome"], registry=r)
+        self.ready = Gauge("service_ready", "1 when /health/ready is OK", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

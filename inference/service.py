@@ -1,0 +1,380 @@
+"""The serving core, independent of HTTP: model set, fallback chain, A/B assignment, shadow traffic, reload.
+
+``Service.predict(body)`` returns ``(http_status, json_dict)``. The FastAPI app (``inference.app``) only adapts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from extraction.errors import TrendflowError
+from inference.batching import MicroBatcher
+from inference.config import InferenceConfig
+from inference.contract import FeatureContract
+from inference.metrics import ServiceMetrics
+from inference.models import InjectedFault, LoadedModel, load_slot
+from inference.schemas import quantile_block
+from registry.contract import TARGETS
+
+log = logging.getLogger("inference.service")
+MODES = ("features", "artifacts_dir", "video_path")
+MODE_OF = {"features": "features", "artifacts_dir": "artifacts", "video_path": "video"}
+ALLOWED_KEYS = {"features", "artifacts_dir", "video_path", "metadata", "user_id", "video_id", "request_id"}
+
+
+def unit_hash(key: str, salt: str) -> float:
+    """A stable number in [0, 1) for ``key`` (same on every process and machine)."""
+    h = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def assign_bucket(key: str | None, arms: list[tuple[str, str, float]], salt: str) -> tuple[str, str]:
+    """(bucket, slot) for ``key`` under ``arms`` = [(bucket, slot, weight)]; no key -> the first arm."""
+    if key is None:
+        return arms[0][0], arms[0][1]
+    total = sum(w for _, _, w in arms)
+    u, acc = unit_hash(key, salt) * total, 0.0
+    for bucket, slot, w in arms:
+        acc += w
+        if u < acc:
+            return bucket, slot
+    return arms[-1][0], arms[-1][1]
+
+
+@dataclass
+class ModelSet:
+    """Everything loaded for one generation; swapped whole on reload."""
+
+    generation: int
+    models: dict[str, LoadedModel]
+    batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.time)
+    in_flight: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {slot: m.describe() for slot, m in self.models.items()}
+
+
+class ServiceError(TrendflowError):
+    code = "service_error"
+
+
+class Service:
+    def __init__(self, cfg: InferenceConfig, reg_cfg: Any, spec: Any, metrics: ServiceMetrics | None = None,
+                 featurizer: Any | None = None) -> None:
+        self.cfg = cfg
+        self.reg_cfg = reg_cfg
+        self.spec = spec
+        self.contract = FeatureContract.from_spec(spec)
+        self.metrics = metrics or ServiceMetrics()
+        self.featurizer = featurizer
+        self.current: ModelSet | None = None
+        self._generation = 0
+        self._reload_lock = asyncio.Lock()
+        self._shadow_tasks: set[asyncio.Task] = set()
+        self.client = None
+
+    # ---- loading -----------------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self.client is None:
+            from registry.store import connect  # noqa: PLC0415
+
+            self.client = connect(self.reg_cfg)
+        return self.client
+
+    def load_set(self) -> ModelSet:
+        """Resolve every slot (aliases ONCE) and load it (blocking; call in a thread)."""
+        client = self._connect()
+        self._generation += 1
+        models = {}
+        for slot, sc in self.cfg.models.items():
+            if not sc.preload:
+                continue
+            lm = load_slot(client, self.reg_cfg, self.cfg, slot)
+            models[slot] = lm
+            self.metrics.model_load_seconds.labels(lm.type, lm.version, slot).set(lm.load_s)
+        return ModelSet(self._generation, models)
+
+    def _start_batchers(self, ms: ModelSet) -> None:
+        for slot, lm in ms.models.items():
+            if lm.pyfunc is None:
+                continue
+            mt = lm.type
+
+            def on_batch(n: int, secs: float, mt: str = mt) -> None:
+                self.metrics.batch_size.labels(mt).observe(n)
+
+            b = MicroBatcher(lm.predict_rows, self.cfg.batching.max_batch, self.cfg.batching.max_wait_ms / 1000,
+                             name=slot, on_batch=on_batch)
+            b.start()
+            ms.batchers[slot] = b
+
+    async def start(self) -> ModelSet:
+        ms = await asyncio.to_thread(self.load_set)
+        self._start_batchers(ms)
+        self.current = ms
+        self.metrics.ready.set(1 if (await self.readiness())[0] else 0)
+        for slot, m in ms.models.items():
+            log.info("serving slot %s = %s v%s (%s)%s", slot, m.name, m.version,
+                     f"from alias @{m.alias}" if m.alias else "pinned", f" ERROR {m.error}" if m.error else "")
+        return ms
+
+    async def reload(self) -> dict[str, Any]:
+        """Load a new set (re-resolving aliases) beside the old one, swap, then drain the old one: requests in
+        flight finish on the models they started with; none is dropped."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(self.load_set)
+            except Exception as exc:
+                self.metrics.reloads.labels("failed").inc()
+                raise ServiceError(f"reload failed: {exc}", code="reload_failed") from None
+            self._start_batchers(new)
+            old, self.current = self.current, new
+            self.metrics.reloads.labels("ok").inc()
+            if old is not None:
+                deadline = time.perf_counter() + 60
+                while old.in_flight and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.01)
+                for b in old.batchers.values():
+                    await b.drain()
+            self.metrics.ready.set(1 if (await self.readiness())[0] else 0)
+            return {"generation": new.generation, "models": new.describe(),
+                    "previous": old.describe() if old else None}
+
+    async def close(self) -> None:
+        for t in list(self._shadow_tasks):
+            t.cancel()
+        if self.current is not None:
+            for b in self.current.batchers.values():
+                await b.close()
+
+    # ---- health ------------------------------------------------------------------------------------------
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ms = self.current
+        models = ms.describe() if ms else {}
+        chain_ok = bool(ms) and all(ms.models.get(s) is not None and ms.models[s].ready for s in self.cfg.models
+                                    if self.cfg.models[s].preload)
+        triton: dict[str, Any] = {"needed": self.cfg.needs_triton}
+        triton_ok = True
+        if self.cfg.needs_triton:
+            if self.featurizer is None:
+                triton_ok, detail = False, "no featurizer configured"
+            else:
+                triton_ok, detail = await asyncio.to_thread(self.featurizer.reachable, self.cfg.triton.timeout_s)
+            triton.update(reachable=triton_ok, detail=detail)
+        ready = chain_ok and triton_ok
+        return ready, {"ready": ready, "generation": ms.generation if ms else None, "models": models,
+                       "triton": triton, "request_modes": list(self.cfg.request_modes),
+                       "feature_schema_version": self.contract.schema_version,
+                       "primary": self.cfg.primary, "fallback": self.cfg.fallback}
+
+    # ---- predict -----------------------------------------------------------------------------------------
+    def _chain_from(self, slot: str) -> list[str]:
+        chain = self.cfg.chain
+        return chain[chain.index(slot):] if slot in chain else [slot, *chain]
+
+    @staticmethod
+    def _err(status: int, code: str, message: str, request_id: str | None = None,
+             errors: list[dict[str, str]] | None = None, attempts: list[dict[str, Any]] | None = None
+             ) -> tuple[int, dict[str, Any]]:
+        return status, {"error_code": code, "message": message, "request_id": request_id,
+                        "errors": errors or [], "attempts": attempts or []}
+
+    def _reject(self, status: int, code: str, message: str, rid: str | None,
+                errors: list[dict[str, str]] | None = None) -> tuple[int, dict[str, Any]]:
+        self.metrics.rejected.labels(code).inc()
+        return self._err(status, code, message, rid, errors)
+
+    async def _build_row(self, body: dict[str, Any], rid: str) -> tuple[dict[str, float] | None, list[dict], dict,
+                                                                        tuple[int, dict] | None]:
+        """(row, warnings, timings_s, error response or None)."""
+        from features.errors import MissingCriticalFeature  # noqa: PLC0415
+
+        from inference.extract import RequestInvalid, check_metadata, vector_from_run  # noqa: PLC0415
+
+        warnings: list[dict[str, Any]] = []
+        if "features" in body:
+            row, errors = self.contract.validate(body["features"])
+            if errors:
+                code = ("missing_critical_feature" if any(e.code == "missing_critical_feature" for e in errors)
+                        else "invalid_features")
+                return None, [], {}, self._reject(422, code, f"{len(errors)} invalid or missing field(s)", rid,
+                                                  [e.to_dict() for e in errors])
+            assert row is not None
+            if row.imputed:
+                warnings.append({"code": "imputed_optional_features", "fields": row.imputed,
+                                 "message": f"{len(row.imputed)} optional feature(s) absent: imputed by the "
+                                            "model's fitted policy"})
+            return row.values, warnings, {}, None
+        try:
+            if "artifacts_dir" in body:
+                if not isinstance(body["artifacts_dir"], str):
+                    return None, [], {}, self._reject(422, "invalid_request", "artifacts_dir must be a string", rid,
+                                                      [{"field": "artifacts_dir", "code": "invalid_type",
+                                                        "message": "expected a string"}])
+                built = await asyncio.to_thread(vector_from_run, body["artifacts_dir"], self.spec)
+            else:
+                if not isinstance(body["video_path"], str):
+                    return None, [], {}, self._reject(422, "invalid_request", "video_path must be a string", rid,
+                                                      [{"field": "video_path", "code": "invalid_type",
+                                                        "message": "expected a string"}])
+                problems = check_metadata(body.get("metadata"))
+                if problems:
+                    return None, [], {}, self._reject(422, "invalid_request", "metadata incomplete", rid, problems)
+                if self.featurizer is None:
+                    return None, [], {}, self._reject(503, "triton_unavailable", "no extractor configured", rid)
+                built = await asyncio.to_thread(self.featurizer.build, body["video_path"], body["metadata"],
+                                                self.spec)
+        except MissingCriticalFeature as exc:
+            names = exc.details.get("missing") or []
+            return None, [], {}, self._reject(422, exc.code, exc.message, rid, [
+                {"field": f"features.{n}", "code": exc.code, "message": "critical feature could not be computed"}
+                for n in names])
+        except RequestInvalid as exc:
+            return None, [], {}, self._reject(422, exc.code, exc.message, rid, exc.details.get("errors"))
+        except TrendflowError as exc:
+            status = 503 if exc.code in ("triton_unavailable", "model_not_found") else 422
+            return None, [], {}, self._reject(status, exc.code, exc.message, rid)
+        if built.warnings:
+            warnings.append({"code": "feature_warnings", "fields": [],
+                             "message": "; ".join(built.warnings)[:1000]})
+        return built.row, warnings, built.timings, None
+
+    async def predict(self, body: Any) -> tuple[int, dict[str, Any]]:
+        t_start = time.perf_counter()
+        rid = (body.get("request_id") if isinstance(body, dict) else None) or uuid.uuid4().hex[:16]
+        if not isinstance(rid, str):
+            rid = uuid.uuid4().hex[:16]
+        if not isinstance(body, dict):
+            return self._reject(422, "invalid_request", "the body must be a JSON object", rid,
+                                [{"field": "body", "code": "invalid_type", "message": "expected an object"}])
+        unknown = [k for k in body if k not in ALLOWED_KEYS]
+        given = [k for k in MODES if k in body]
+        errors = [{"field": k, "code": "unknown_field", "message": "not a request field"} for k in unknown]
+        if len(given) != 1:
+            errors.append({"field": "features|artifacts_dir|video_path", "code": "exactly_one_input",
+                           "message": f"give exactly one input, got {given or 'none'}"})
+        for k in ("user_id", "video_id"):
+            if k in body and (not isinstance(body[k], str | int) or isinstance(body[k], bool)):
+                errors.append({"field": k, "code": "invalid_type", "message": "expected a string"})
+        if errors:
+            return self._reject(422, "invalid_request", "malformed request", rid, errors)
+        mode = MODE_OF[given[0]]
+        if mode not in self.cfg.request_modes:
+            return self._reject(422, "mode_disabled", f"request mode {mode!r} is not enabled "
+                                f"(enabled: {list(self.cfg.request_modes)})", rid,
+                                [{"field": given[0], "code": "mode_disabled", "message": "not enabled"}])
+        row, warnings, timings, err = await self._build_row(body, rid)
+        if err is not None:
+            return err
+        assert row is not None
+        ms = self.current
+        if ms is None:
+            return self._reject(503, "not_ready", "models are not loaded yet", rid)
+        ms.in_flight += 1
+        try:
+            return await self._answer(ms, body, row, warnings, timings, rid, mode, t_start)
+        finally:
+            ms.in_flight -= 1
+
+    async def _answer(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float], warnings: list[dict],
+                      timings: dict[str, float], rid: str, mode: str, t_start: float) -> tuple[int, dict[str, Any]]:
+        bucket = None
+        start_slot = self.cfg.primary
+        if self.cfg.ab is not None:
+            key = body.get(self.cfg.ab.key)
+            arms = [(a.bucket, a.slot, a.weight) for a in self.cfg.ab.arms]
+            bucket, start_slot = assign_bucket(None if key is None else str(key), arms, self.cfg.ab.salt)
+        attempts: list[dict[str, Any]] = []
+        answer: tuple[LoadedModel, dict[str, float]] | None = None
+        for slot in self._chain_from(start_slot):
+            lm = ms.models.get(slot)
+            if lm is None or lm.pyfunc is None or slot not in ms.batchers:
+                attempts.append({"slot": slot, "type": lm.type if lm else self.cfg.models[slot].type,
+                                 "version": lm.version if lm else None, "error_code": "model_not_loaded",
+                                 "message": (lm.error if lm else None) or "not loaded"})
+                continue
+            try:
+                out, secs, _ = await ms.batchers[slot].submit(row)
+                if not all(math.isfinite(v) for v in out.values()):
+                    raise ValueError("model returned non-finite values")
+            except Exception as exc:  # noqa: BLE001 - any model failure falls back
+                code = "fault_injected" if isinstance(exc, InjectedFault) else "model_error"
+                self.metrics.errors.labels(lm.type, lm.version, code).inc()
+                attempts.append({"slot": slot, "type": lm.type, "version": lm.version, "error_code": code,
+                                 "message": f"{type(exc).__name__}: {exc}"[:300]})
+                log.warning("request %s: slot %s v%s failed: %s", rid, slot, lm.version, exc)
+                continue
+            self.metrics.inference_seconds.labels(lm.type, lm.version).observe(secs)
+            timings["model_s"] = secs
+            answer = (lm, out)
+            break
+        if answer is None:
+            self.metrics.errors.labels("all", "-", "all_models_failed").inc()
+            return self._err(503, "all_models_failed", "every model of the fallback chain failed for this request",
+                             rid, attempts=attempts)
+        lm, out = answer
+        status = "degraded" if attempts else "ok"
+        if attempts:
+            self.metrics.fallbacks.labels(attempts[0]["type"], lm.type).inc()
+            warnings.append({"code": "fallback", "fields": [],
+                             "message": f"answered by {lm.type} v{lm.version} after "
+                                        + ", ".join(f"{a['slot']}: {a['error_code']}" for a in attempts)})
+        self.metrics.requests.labels(lm.type, lm.version, status).inc()
+        self._maybe_shadow(ms, body, row, lm, out, rid)
+        prediction: dict[str, Any] = {
+            "values": {t: quantile_block(out, t) for t in TARGETS}, "scale": "count",
+            "model": {"type": lm.type, "slot": lm.slot, "name": lm.name, "version": lm.version, "alias": lm.alias,
+                      "run_id": lm.run_id, "semver": lm.semver,
+                      "features_schema_version": lm.features_schema_version}}
+        if bucket is not None:
+            prediction["experiment_bucket"] = bucket
+        total = time.perf_counter() - t_start
+        timings["total_s"] = total
+        self.metrics.request_seconds.labels(mode).observe(total)
+        for stage in ("extraction_s", "features_s", "model_s"):
+            if stage in timings:
+                self.metrics.stage_seconds.labels(stage[:-2]).observe(timings[stage])
+        return 200, {"request_id": rid, "prediction_status": status, "prediction": prediction,
+                     "warnings": warnings, "fallback": attempts,
+                     "timings_ms": {k[:-2]: round(v * 1000, 3) for k, v in timings.items()}}
+
+    # ---- shadow ------------------------------------------------------------------------------------------
+    def _maybe_shadow(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float], served: LoadedModel,
+                      out: dict[str, float], rid: str) -> None:
+        sh = self.cfg.shadow
+        if sh is None or sh.fraction <= 0 or sh.slot == served.slot or sh.slot not in ms.batchers:
+            return
+        key = body.get("user_id") or body.get("video_id") or rid
+        if unit_hash(str(key), "shadow") >= sh.fraction:
+            return
+        shadow = ms.models[sh.slot]
+
+        async def run() -> None:
+            ms.in_flight += 1
+            try:
+                other, _, _ = await ms.batchers[sh.slot].submit(row)
+                diffs = {t: abs(other[f"{t}_p50"] - out[f"{t}_p50"]) for t in TARGETS}
+                mean = sum(diffs.values()) / len(diffs)
+                self.metrics.shadow_divergence.labels(served.type, shadow.type).observe(mean)
+                log.info("shadow %s", json.dumps({"request_id": rid, "served": f"{served.type}:{served.version}",
+                                                  "shadow": f"{shadow.type}:{shadow.version}",
+                                                  "mean_abs_p50_log1p": round(mean, 5),
+                                                  "per_target": {k: round(v, 5) for k, v in diffs.items()}}))
+            except Exception as exc:  # noqa: BLE001 - shadow failures never reach the caller
+                self.metrics.shadow_errors.labels(shadow.type).inc()
+                log.warning("shadow %s failed for %s: %s", sh.slot, rid, exc)
+            finally:
+                ms.in_flight -= 1
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)

@@ -1,0 +1,241 @@
+"""Promotion gates. Each returns a :class:`GateResult`; all gates run so a refusal names every reason.
+
+- ``metadata``          the version carries the tags the platform relies on (type, semver, run, schema version)
+- ``metrics``           test metrics no worse than the current stable's, on the same test split (tolerance)
+- ``coverage``          empirical interval coverage within tolerance of nominal
+- ``schema``            the model's feature schema is compatible with the serving ``feature_spec.yaml``
+- ``loads_and_predicts`` the artifacts load and predict on the logged input example, output per the contract
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from registry.config import RegistryConfig
+from registry.contract import check_output
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+SEMVER_TAG_RE = re.compile(r"^(?P<type>[a-z0-9]+)_(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)$")
+SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+RUN_ID_TAGS = ("training_run_id", "run_id", "mlflow.run_id")
+
+
+@dataclass
+class GateResult:
+    name: str
+    passed: bool
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def version_run_id(mv: ModelVersion) -> str | None:
+    """The training run of a version: its ``run_id`` or, failing that, a run-id tag."""
+    if getattr(mv, "run_id", None):
+        return mv.run_id
+    return next((mv.tags[k] for k in RUN_ID_TAGS if mv.tags.get(k)), None)
+
+
+# ---- metadata -------------------------------------------------------------------------------------------
+
+def gate_metadata(mv: ModelVersion, model_type: str) -> GateResult:
+    tags = mv.tags or {}
+    problems = []
+    if tags.get("model_type") not in (None, model_type):
+        problems.append(f"tag model_type={tags.get('model_type')!r} but promoting as type {model_type!r}")
+    semver = tags.get("semver")
+    if not semver:
+        problems.append("tag semver is missing")
+    elif not SEMVER_TAG_RE.match(semver):
+        problems.append(f"tag semver={semver!r} is not <type>_MAJOR.MINOR.PATCH")
+    if not tags.get("feature_schema_version"):
+        problems.append("tag feature_schema_version is missing")
+    if not version_run_id(mv):
+        problems.append("no training run id (version run_id or tag training_run_id)")
+    return GateResult("metadata", not problems, "; ".join(problems) or "tags complete",
+                      {"semver": semver, "run_id": version_run_id(mv)})
+
+
+# ---- metrics --------------------------------------------------------------------------------------------
+
+def _run_facts(client: MlflowClient, run_id: str | None) -> tuple[dict[str, float], dict[str, str]]:
+    if not run_id:
+        return {}, {}
+    run = client.get_run(run_id)
+    return dict(run.data.metrics), {**run.data.params, **run.data.tags}
+
+
+def gate_metrics(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion,
+                 stable: ModelVersion | None) -> GateResult:
+    cm, cfacts = _run_facts(client, version_run_id(cand))
+    missing = [m for m in cfg.gates.metrics if m not in cm]
+    if missing:
+        return GateResult("metrics", False, f"candidate run lacks metrics {missing}", {"missing": missing})
+    if stable is None:
+        return GateResult("metrics", True, "no current stable to compare with (first promotion)",
+                          {"candidate": {m: cm[m] for m in cfg.gates.metrics}})
+    sm, sfacts = _run_facts(client, version_run_id(stable))
+    # Same test split: every split key recorded by both runs must agree.
+    shared = [k for k in cfg.gates.split_keys if k in cfacts and k in sfacts]
+    differing = {k: (cfacts[k], sfacts[k]) for k in shared if cfacts[k] != sfacts[k]}
+    if differing:
+        return GateResult("metrics", False, f"different test split than stable v{stable.version}: "
+                          + ", ".join(f"{k} {a} != {b}" for k, (a, b) in differing.items()),
+                          {"split_differs": differing})
+    if not shared and cfg.gates.require_split_identity:
+        return GateResult("metrics", False, f"cannot tell whether the test split equals stable v{stable.version}'s "
+                          f"(neither run records one of {cfg.gates.split_keys})", {})
+    worse, table = [], {}
+    rel, abs_ = cfg.gates.metric_rel_tolerance, cfg.gates.metric_abs_tolerance
+    for m in cfg.gates.metrics:
+        c, s = cm[m], sm.get(m)
+        if s is None or not math.isfinite(s):
+            table[m] = {"candidate": c, "stable": s, "ok": True}
+            continue
+        limit = s * (1 + rel) + abs_
+        ok = math.isfinite(c) and c <= limit
+        table[m] = {"candidate": c, "stable": s, "limit": limit, "ok": ok}
+        if not ok:
+            worse.append(f"{m} {c:.4f} > {limit:.4f} (stable v{stable.version} {s:.4f} +{rel:.0%})")
+    reason = ("; ".join(worse) if worse
+              else f"no worse than stable v{stable.version} on {len(cfg.gates.metrics)} metrics"
+              + ("" if shared else " (split identity not recorded by both runs)"))
+    return GateResult("metrics", not worse, reason, {"metrics": table, "split_keys_checked": shared})
+
+
+# ---- coverage -------------------------------------------------------------------------------------------
+
+def gate_coverage(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion) -> GateResult:
+    cm, _ = _run_facts(client, version_run_id(cand))
+    tol, bad, table = cfg.gates.coverage_tolerance, [], {}
+    for metric, nominal in cfg.gates.coverage.items():
+        v = cm.get(metric)
+        ok = v is not None and math.isfinite(v) and abs(v - nominal) <= tol
+        table[metric] = {"empirical": v, "nominal": nominal, "ok": ok}
+        if not ok:
+            bad.append(f"{metric}={'missing' if v is None else f'{v:.3f}'} not within {nominal:.2f}±{tol:.2f}")
+    return GateResult("coverage", not bad, "; ".join(bad) or "coverage within tolerance of nominal", table)
+
+
+# ---- schema ---------------------------------------------------------------------------------------------
+
+def _semver(v: str) -> tuple[int, int, int] | None:
+    m = SEMVER_RE.match(v or "")
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def schema_compatible(model_version: str, model_columns: list[str] | None, serving_spec: Any) -> tuple[bool, str]:
+    """Can a model trained on schema ``model_version`` (input columns ``model_columns``) be served on
+    ``serving_spec``? Semver rule (same MAJOR, model MINOR <= serving MINOR) and content (every input column
+    the model needs is produced by the serving spec)."""
+    from features import raw_columns  # noqa: PLC0415
+
+    mv, sv = _semver(model_version), _semver(serving_spec.feature_schema_version)
+    if mv is None:
+        return False, f"model feature_schema_version {model_version!r} is not semver"
+    if mv[0] != sv[0]:
+        return False, (f"breaking: model schema {model_version} vs serving {serving_spec.feature_schema_version} "
+                       "(different MAJOR)")
+    if mv[1] > sv[1]:
+        return False, (f"model schema {model_version} is newer than serving {serving_spec.feature_schema_version} "
+                       "(it may need features the serving spec does not produce)")
+    if model_columns is not None:
+        absent = [c for c in model_columns if c not in set(raw_columns(serving_spec))]
+        if absent:
+            return False, f"serving spec does not produce model input columns {absent[:8]}"
+    return True, f"model schema {model_version} compatible with serving {serving_spec.feature_schema_version}"
+
+
+def signature_columns(model_uri: str) -> list[str] | None:
+    """Input column names from a logged model's signature (None when it has none)."""
+    from mlflow.models import get_model_info  # noqa: PLC0415
+
+    sig = get_model_info(model_uri).signature
+    if sig is None or sig.inputs is None:
+        return None
+    names = sig.inputs.input_names()
+    return [str(n) for n in names] if names else None
+
+
+def model_spec(model_uri: str) -> Any | None:
+    """The feature spec a model carries in its artifacts (``**/feature_spec.yaml``), or None."""
+    from pathlib import Path  # noqa: PLC0415
+
+    import mlflow.artifacts  # noqa: PLC0415
+
+    from features import load_spec  # noqa: PLC0415
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    found = sorted(local.rglob("feature_spec.yaml"))
+    return load_spec(found[0]) if found else None
+
+
+def gate_schema(cfg: RegistryConfig, mv: ModelVersion, model_uri: str, serving_spec: Any | None = None) -> GateResult:
+    """Content rule (``features.check_compatibility`` on the spec the model carries) when the model ships its
+    spec; always the semver rule on the version tag and the signature's columns against the serving spec."""
+    from features import load_spec  # noqa: PLC0415
+    from features.compat import check_compatibility  # noqa: PLC0415
+
+    try:
+        spec = serving_spec if serving_spec is not None else load_spec(cfg.serving_spec_path())
+    except Exception as exc:  # noqa: BLE001 - reported as a failed gate
+        return GateResult("schema", False, f"cannot load serving spec: {exc}")
+    version = (mv.tags or {}).get("feature_schema_version", "")
+    details: dict[str, Any] = {"model": version, "serving": spec.feature_schema_version,
+                               "serving_spec_hash": spec.spec_hash}
+    try:
+        cols = signature_columns(model_uri)
+        carried = model_spec(model_uri)
+    except Exception as exc:  # noqa: BLE001
+        return GateResult("schema", False, f"cannot read model signature/spec: {exc}"[:500], details)
+    ok, why = schema_compatible(version, cols, spec)
+    if carried is not None:
+        compat = check_compatibility(carried, spec)
+        details["content"] = compat.to_dict()
+        if carried.feature_schema_version != version:
+            ok, why = False, (f"tag feature_schema_version {version} != the spec the model carries "
+                              f"({carried.feature_schema_version})")
+        elif not compat.compatible:
+            ok, why = False, "breaking: " + "; ".join(compat.reasons)[:400]
+        elif ok:
+            why += f" (content: {compat.kind})"
+    else:
+        details["content"] = "model carries no feature_spec.yaml: semver and signature rules only"
+    return GateResult("schema", ok, why, details)
+
+
+# ---- loads and predicts ---------------------------------------------------------------------------------
+
+def gate_loads_and_predicts(model_uri: str, rows: int = 8) -> GateResult:
+    import time  # noqa: PLC0415
+
+    import mlflow.pyfunc  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # noqa: BLE001 - a broken artifact is exactly what this gate reports
+        return GateResult("loads_and_predicts", False, f"artifacts do not load: {type(exc).__name__}: {exc}"[:500])
+    load_s = time.perf_counter() - t0
+    example = model.input_example
+    if example is None:
+        return GateResult("loads_and_predicts", False, "no input example logged with the model",
+                          {"load_s": round(load_s, 3)})
+    example = example.head(rows) if hasattr(example, "head") else example
+    try:
+        out = model.predict(example)
+    except Exception as exc:  # noqa: BLE001
+        return GateResult("loads_and_predicts", False, f"predict failed on the input example: "
+                          f"{type(exc).__name__}: {exc}"[:500], {"load_s": round(load_s, 3)})
+    problems = check_output(out, n_rows=len(example))
+    return GateResult("loads_and_predicts", not problems,
+                      "; ".join(problems) or f"loaded in {load_s:.2f}s, predicted {len(example)} rows per contract",
+                      {"load_s": round(load_s, 3), "rows": len(example)})
