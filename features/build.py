@@ -221,16 +221,19 @@ def read_labels(path: str | Path):
     return pd.read_csv(path, dtype={"platform_id": str, "video_id": str, "channel_id": str})
 
 
-def attach_targets(table: pa.Table, labels, spec: FeatureSpec, report: BuildReport) -> pa.Table:
+def attach_targets(table: pa.Table, labels, spec: FeatureSpec, report: BuildReport,
+                   run_keys: set[tuple[str, str]] | None = None) -> pa.Table:
     """Inner-join the labels on (platform_id, video_id), add ``spec.targets`` (transformed), drop rows
-    missing a non-optional target. Counts what was dropped in ``report``."""
+    missing a non-optional target. Counts what was dropped in ``report``; ``run_keys`` (every run found,
+    dropped ones included) tells labels without any run apart from labels of dropped rows."""
     import pandas as pd  # noqa: PLC0415
 
     lab = labels.drop_duplicates(["platform_id", "video_id"], keep="last").set_index(["platform_id", "video_id"])
     keys = pd.MultiIndex.from_arrays([table.column("platform_id").to_pylist(), table.column("video_id").to_pylist()])
     found = keys.isin(lab.index)
     report.unlabeled_runs += int((~found).sum())
-    report.labels_without_run += int((~lab.index.isin(keys)).sum())
+    known = pd.MultiIndex.from_tuples(sorted(run_keys), names=["platform_id", "video_id"]) if run_keys else keys
+    report.labels_without_run += int((~lab.index.isin(known)).sum())
     table = table.filter(pa.array(found))
     keys = keys[found]
     keep = np.ones(table.num_rows, bool)
@@ -295,7 +298,8 @@ def build_table(artifacts_root: str | Path | None, spec: FeatureSpec, labels=Non
     table = build_features(dirs, spec, chunk=chunk, errors=errors, report=report)
     if labels is not None:
         lab = read_labels(labels) if isinstance(labels, (str, Path)) else labels
-        table = attach_targets(table, lab, spec, report)
+        run_keys = {(Path(d).parent.parent.name, Path(d).parent.name) for d in dirs}  # <platform>/<video>/<run>
+        table = attach_targets(table, lab, spec, report, run_keys)
     return _finish(table, spec, report)
 
 
@@ -325,3 +329,49 @@ def read_table_metadata(path: str | Path) -> dict[str, str]:
 
     md = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in md.items() if not k.startswith(b"ARROW:") and k != b"pandas"}
+
+
+@dataclass
+class DatasetSummary:
+    """What ``python -m features build`` prints."""
+
+    path: Path
+    rows: int
+    columns: int
+    feature_schema_version: str
+    spec_hash: str
+    missing_values: int  # feature cells missing in the table (NaN kept for tree models)
+    imputed_values: int  # cells a network-mode Imputer fitted on this table fills
+    report: BuildReport
+
+    def lines(self) -> list[str]:
+        r = self.report
+        return [
+            f"wrote {self.path}",
+            f"shape=({self.rows}, {self.columns}) feature_schema_version={self.feature_schema_version} "
+            f"spec_hash={self.spec_hash}",
+            f"imputed_values={self.imputed_values} (network policy; tree models keep NaN) "
+            f"missing_by_modality={json.dumps(r.missing_by_modality, sort_keys=True)}",
+            f"runs_found={r.runs_found} dropped_critical={len(r.dropped_critical)} unlabeled_runs={r.unlabeled_runs} "
+            f"labels_without_run={r.labels_without_run} dropped_missing_target={sum(r.dropped_missing_target.values())}"
+            f" rows_with_warnings={r.rows_with_warnings}",
+            f"read={r.seconds_read:.2f}s compute={r.seconds_compute:.2f}s",
+        ]
+
+
+def build_dataset(artifacts_root: str | Path, labels: str | Path | None, out: str | Path,
+                  spec: FeatureSpec | None = None, *, errors: str = "drop") -> DatasetSummary:
+    """Build the training table from the extractor's output, write it as Parquet, summarise (the CLI's and the
+    demo's entry point)."""
+    from features.impute import Imputer  # noqa: PLC0415
+    from features.spec import load_spec  # noqa: PLC0415
+
+    spec = spec if spec is not None else load_spec()
+    report = BuildReport()
+    table = build_table(artifacts_root, spec, labels=labels, errors=errors, report=report)
+    path = write_parquet(table, out)
+    df = table.select(raw_columns(spec)).to_pandas()
+    imputed = sum(Imputer.fit(df, spec, mode="network").missing_counts(df).values()) if len(df) else 0
+    return DatasetSummary(path=path, rows=table.num_rows, columns=table.num_columns,
+                          feature_schema_version=spec.feature_schema_version, spec_hash=spec.spec_hash,
+                          missing_values=report.missing_values, imputed_values=imputed, report=report)

@@ -322,8 +322,10 @@ def availability(g: Gather, f: Feature) -> np.ndarray:
 
 def missing_reason(g: Gather, f: Feature, i: int, available: bool) -> str:
     """Why feature ``f`` is missing for run ``i``: ``'<component>: <status>'`` or ``'no value'``."""
-    if not available:
-        return f"{f.source.component}: {g.status(f.source.component)[i]}"
+    if f.source.metadata is None:
+        status = g.status(f.source.component)[i]
+        if not available or status not in USABLE:  # unusable, or "empty" read (on_empty: read) with no value
+            return f"{f.source.component}: {status}"
     return "no value"
 
 

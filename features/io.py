@@ -16,6 +16,8 @@ Both return identical arrays (the same bytes), which the parity test checks end 
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -112,19 +114,14 @@ def _parse_members(data: bytes) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _array_at(data: bytes, method: int, local: int) -> np.ndarray:
-    if method != 0:
-        raise _Fallback("compressed member")
-    name_len, extra_len = struct.unpack_from("<HH", data, local + 26)
-    start = local + 30 + name_len + extra_len
-    if data[start:start + 6] != _NPY_MAGIC:
-        raise _Fallback("not an .npy member")
-    major = data[start + 6]
-    if major == 1:
-        hlen, hstart = struct.unpack_from("<H", data, start + 8)[0], start + 10
-    else:
-        hlen, hstart = struct.unpack_from("<I", data, start + 8)[0], start + 12
-    header = data[hstart:hstart + hlen].decode("latin1")
+_HEADER_CACHE: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}  # .npy header -> (dtype, shape, count)
+
+
+def _parse_header(raw: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+    hit = _HEADER_CACHE.get(raw)
+    if hit is not None:
+        return hit
+    header = raw.decode("latin1")
     descr, fortran, shape = _HDR_DESCR.search(header), _HDR_FORTRAN.search(header), _HDR_SHAPE.search(header)
     if descr is None or fortran is None or shape is None or fortran.group(1) == "True":
         raise _Fallback("unusual .npy header")
@@ -132,14 +129,32 @@ def _array_at(data: bytes, method: int, local: int) -> np.ndarray:
     dtype = np.dtype(descr.group(1))
     if dtype.hasobject:
         raise _Fallback("object array")
-    count = int(np.prod(dims)) if dims else 1
+    out = (dtype, dims, math.prod(dims))
+    if len(_HEADER_CACHE) < 8192:  # headers repeat across runs (same dtypes, few distinct lengths)
+        _HEADER_CACHE[raw] = out
+    return out
+
+
+def _array_at(data: bytes, method: int, local: int) -> np.ndarray:
+    if method != 0:
+        raise _Fallback("compressed member")
+    name_len, extra_len = struct.unpack_from("<HH", data, local + 26)
+    start = local + 30 + name_len + extra_len
+    if data[start:start + 6] != _NPY_MAGIC:
+        raise _Fallback("not an .npy member")
+    if data[start + 6] == 1:
+        hlen, hstart = struct.unpack_from("<H", data, start + 8)[0], start + 10
+    else:
+        hlen, hstart = struct.unpack_from("<I", data, start + 8)[0], start + 12
+    dtype, dims, count = _parse_header(data[hstart:hstart + hlen])
     return np.frombuffer(data, dtype=dtype, count=count, offset=hstart + hlen).reshape(dims)
 
 
 def read_npz(path: str | Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Arrays ``names`` (default: all) of an NPZ written by :func:`numpy.savez`, as read-only views of one
     ``read`` of the file. Same values as :func:`numpy.load`; falls back to it for layouts not parsed here."""
-    data = Path(path).read_bytes()
+    with open(path, "rb") as fh:
+        data = fh.read()
     try:
         members = _parse_members(data)
         wanted = names if names is not None else [m[:-4] for m in members if m.endswith(".npy")]
@@ -164,15 +179,16 @@ def read_run_lean(run_dir: str | Path, fields: dict[str, list[str]], manifest: d
         SchemaValidationError: an artifact's meta names another component, a schema version this code
             cannot read, or a field is absent / has the wrong rank or dtype kind.
     """
-    run_dir = Path(run_dir)
+    run_dir = os.fspath(run_dir)
     if manifest is None:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
+        with open(os.path.join(run_dir, "manifest.json"), "rb") as fh:
+            manifest = json.loads(fh.read())
     status = _statuses_from_manifest(manifest, list(fields))
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for comp, names in fields.items():
         if status[comp] in MISSING_STATUSES:
             continue
-        path = run_dir / manifest["components"][comp]["artifact"]
+        path = os.path.join(run_dir, manifest["components"][comp]["artifact"])
         schema = SCHEMAS[comp]
         try:
             got = read_npz(path, [*names, "meta"])
@@ -180,7 +196,7 @@ def read_run_lean(run_dir: str | Path, fields: dict[str, list[str]], manifest: d
             raise SchemaValidationError(f"{path}: missing array {exc.args[0]!r}", component=comp) from None
         except (OSError, ValueError) as exc:
             raise SchemaValidationError(f"{path}: not a readable artifact ({exc})", component=comp) from None
-        meta = json.loads(str(got.pop("meta")))
+        meta = json.loads(got.pop("meta").item())
         if meta.get("component") != comp or meta.get("schema_version") != schema.version:
             raise SchemaValidationError(
                 f"{path}: artifact is {meta.get('component')!r} schema {meta.get('schema_version')!r}, this code "
@@ -193,5 +209,5 @@ def read_run_lean(run_dir: str | Path, fields: dict[str, list[str]], manifest: d
                                             f"kind {want.kind!r} shape {want.shape}", component=comp)
         arrays[comp] = got
         status[comp] = str(meta.get("status", status[comp]))
-    return RunData(manifest=manifest, arrays=arrays, status=status, run_dir=str(run_dir))
+    return RunData(manifest=manifest, arrays=arrays, status=status, run_dir=run_dir)
 
