@@ -25,3 +25,49 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_l
         yield state
     finally:
         triton_lifecycle.stop(state_dir)
+
+
+# ---- registry / inference (issue 6) ---------------------------------------------------------------------
+
+class RegistryStore:
+    """A real MLflow store (SQLite + artifact folder) in a temp dir, its registry config and client."""
+
+    def __init__(self, root: Path) -> None:
+        import yaml  # noqa: PLC0415
+
+        from features import load_spec, raw_columns  # noqa: PLC0415
+        from registry.config import load_config  # noqa: PLC0415
+        from registry.store import connect  # noqa: PLC0415
+
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        raw = yaml.safe_load((REPO_ROOT / "conf" / "registry.yaml").read_text())
+        raw.update(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"),
+                   audit_log=str(root / "audit.jsonl"))
+        self.config_path = root / "registry.yaml"
+        self.config_path.write_text(yaml.safe_dump(raw))
+        self.cfg = load_config(self.config_path)
+        self.client = connect(self.cfg)
+        self.spec = load_spec()
+        self.columns = raw_columns(self.spec)
+
+    def log(self, model_type: str, **kw):  # noqa: ANN003, ANN201
+        """Log + register a contract-conformant reference pyfunc (``registry.testing``); returns LoggedReference."""
+        from registry.testing import log_reference_model  # noqa: PLC0415
+
+        kw.setdefault("columns", self.columns)
+        return log_reference_model(self.client, self.cfg, model_type, **kw)
+
+    def reconnect(self) -> None:
+        """Point MLflow's globals at this store again (another store may have been connected since)."""
+        from registry.store import connect  # noqa: PLC0415
+
+        self.client = connect(self.cfg)
+
+
+@pytest.fixture
+def registry_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RegistryStore:
+    """A fresh, empty MLflow store for one test (never the repository's .trendflow store)."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return RegistryStore(tmp_path / "mlflow")
