@@ -78,6 +78,10 @@ def test_projection_is_seeded_fixed_and_equals_matmul():
     assert not np.array_equal(projection_matrix(4, 4, 2), m1)
     fresh = np.random.default_rng([3, 4]).standard_normal((4, 2)) / math.sqrt(2)
     np.testing.assert_array_equal(m1, fresh)
+    # golden values: a NumPy that changed the Generator stream would silently change every embedding feature
+    golden = [[0.5497479136114629, -0.1330053363649411], [-0.3986657456497764, 0.4518909350582087],
+              [-0.7779679485545477, -0.009711240031166645]]
+    np.testing.assert_array_equal(projection_matrix(1701, 3, 2), golden)
     x = np.arange(12, dtype=np.float64).reshape(3, 4)
     np.testing.assert_allclose(project(x, m1), x @ m1)
     np.testing.assert_array_equal(project(x[1:2], m1)[0], project(x, m1)[1])  # row-independent, bit for bit
