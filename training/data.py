@@ -1,0 +1,186 @@
+"""Training table: load the Parquet written by ``features``, resolve its columns from the spec, split by time.
+
+The table holds ``features.raw_columns(spec)`` (features then masks), the log1p targets
+``features.target_columns(spec)``, keys (``platform_id``, ``video_id``, ``channel_id``), ``published_at`` and
+split helper columns. Everything a model reads is named by the spec, never by this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "calib", "test")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column roles of the training table, derived from the feature spec.
+
+    Attributes:
+        features: model inputs in the spec's stable order (``features.raw_columns``: features, then masks).
+        targets: target columns in the table (``target_views_7d`` ...).
+        labels: the contract's target names (``views_7d`` ...), same order as ``targets``.
+        metrics: ``views`` / ``likes`` per target.
+        modalities: modality -> its input columns (features and masks), for the network towers/tokens.
+        modality_values: modality -> its value columns only (no masks): a modality is present in a row when any
+            of these is not NaN.
+        group: calibration group column (age bucket index) or None.
+        group_labels: readable label per group value (``{"0": "lt6h", ...}``).
+        snapshot: metric -> its first-snapshot log column (the log-linear reference model's input).
+    """
+
+    features: list[str]
+    targets: list[str]
+    labels: list[str]
+    metrics: list[str]
+    modalities: dict[str, list[str]]
+    modality_values: dict[str, list[str]]
+    group: str | None
+    group_labels: dict[str, str] = field(default_factory=dict)
+    snapshot: dict[str, str] = field(default_factory=dict)
+
+
+def columns_from_spec(spec: Any, group_by: str | None = "meta_age_bucket") -> Columns:
+    """Resolve the column roles from a loaded :class:`features.FeatureSpec`."""
+    import features  # noqa: PLC0415
+
+    feats = list(features.raw_columns(spec))
+    modalities: dict[str, list[str]] = {}
+    values: dict[str, list[str]] = {}
+    for f in spec.features:
+        modalities.setdefault(f.modality, []).extend(f.columns)
+        values.setdefault(f.modality, []).extend(f.columns)
+        if f.mask_column:
+            modalities[f.modality].append(f.mask_column)
+    targets = list(features.target_columns(spec))
+    tmeta = {t.name: t for t in spec.targets.columns}
+    labels = [tmeta[t].label for t in targets]
+    metrics = [tmeta[t].metric for t in targets]
+    group_labels = {str(i): lab for i, lab in enumerate(spec.age_buckets.labels)} if group_by else {}
+    snapshot = {}
+    for metric in ("views", "likes"):
+        col = f"meta_log_{metric}_snapshot1"
+        if col in feats:
+            snapshot[metric] = col
+    if group_by is not None and group_by not in feats:
+        raise ValueError(f"intervals.group_by={group_by!r} is not a model input column of the spec")
+    return Columns(feats, targets, labels, metrics, modalities, values, group_by, group_labels, snapshot)
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 (first 16 hex) of a file's bytes: the dataset hash logged with every run."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def parquet_metadata(path: str | Path) -> dict[str, str]:
+    """The key/value metadata of a Parquet file (``feature_schema_version``, ``spec_hash`` ...), decoded."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    raw = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"pandas") and k != b"ARROW:schema"}
+
+
+def load_table(path: str | Path, cols: Columns, time_column: str, max_rows: int | None = None) -> pd.DataFrame:
+    """Read the training table and check it has every column the spec names.
+
+    Args:
+        path: Parquet file.
+        cols: column roles from :func:`columns_from_spec`.
+        time_column: publish-time column used for the split.
+        max_rows: keep only the latest ``max_rows`` rows by publish time (quick runs).
+
+    Raises:
+        ValueError: naming the missing columns.
+    """
+    df = pd.read_parquet(path)
+    missing = [c for c in [*cols.features, *cols.targets, time_column] if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: the training table lacks {len(missing)} column(s) the spec names: "
+                         f"{missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    df[time_column] = pd.to_datetime(df[time_column], utc=True)
+    if max_rows is not None and len(df) > max_rows:
+        df = df.sort_values(time_column, kind="stable").iloc[-max_rows:]
+    return df.reset_index(drop=True)
+
+
+def time_split(df: pd.DataFrame, time_column: str, fractions: dict[str, float], embargo_days: float = 0.0,
+               channel_column: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Chronological split into train < val < calib < test by publish time.
+
+    Cut points are timestamps at the cumulative fractions of the time-sorted rows, so rows published at the
+    same instant never straddle a cut. With ``embargo_days > 0`` a row whose publish time + embargo reaches the
+    next split's first publish time is dropped (its label was not observable yet when that split starts).
+
+    Returns:
+        ``(index per split, record)``: positional row indices of ``df`` per split, and a JSON-able record
+        (cut times, counts, embargo, id hash per split) that is logged with the run.
+    """
+    t = pd.to_datetime(df[time_column], utc=True).to_numpy()
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    n = len(df)
+    cum = np.cumsum([fractions[s] for s in SPLITS])[:-1]
+    cuts = [ts[min(int(round(c * n)), n - 1)] for c in cum]
+    bounds = [None, *cuts, None]
+    idx: dict[str, np.ndarray] = {}
+    embargo = np.timedelta64(int(embargo_days * 86400), "s")
+    for i, name in enumerate(SPLITS):
+        lo, hi = bounds[i], bounds[i + 1]
+        sel = np.ones(n, dtype=bool)
+        if lo is not None:
+            sel &= t >= lo
+        if hi is not None:
+            sel &= t < hi
+            if embargo_days > 0:
+                sel &= t + embargo < hi
+        idx[name] = np.flatnonzero(sel)
+    for name in SPLITS:
+        if len(idx[name]) == 0:
+            raise ValueError(f"split {name!r} is empty ({n} rows, fractions {fractions}, embargo {embargo_days} d)")
+    if channel_column is not None and channel_column in df.columns:
+        check_no_channel_leakage(df, idx, time_column, channel_column)
+    record = {
+        "method": "time",
+        "time_column": time_column,
+        "fractions": fractions,
+        "embargo_days": embargo_days,
+        "cuts": [str(pd.Timestamp(c)) for c in cuts],
+        "counts": {k: int(len(v)) for k, v in idx.items()},
+        "dropped_by_embargo": int(n - sum(len(v) for v in idx.values())),
+        "time_range": {k: [str(pd.Timestamp(t[v].min())), str(pd.Timestamp(t[v].max()))] for k, v in idx.items()},
+    }
+    if "video_id" in df.columns:
+        record["video_ids_sha256"] = {
+            k: hashlib.sha256("\n".join(sorted(df["video_id"].astype(str).iloc[v])).encode()).hexdigest()[:16]
+            for k, v in idx.items()
+        }
+    return idx, record
+
+
+def check_no_channel_leakage(df: pd.DataFrame, idx: dict[str, np.ndarray], time_column: str,
+                             channel_column: str) -> None:
+    """Raise if any channel has a row in an earlier split published after one of its rows in a later split."""
+    t = pd.to_datetime(df[time_column], utc=True)
+    ch = df[channel_column].astype(str)
+    for a, b in zip(SPLITS[:-1], SPLITS[1:], strict=True):
+        latest = t.iloc[idx[a]].groupby(ch.iloc[idx[a]].to_numpy()).max()
+        earliest = t.iloc[idx[b]].groupby(ch.iloc[idx[b]].to_numpy()).min()
+        common = latest.index.intersection(earliest.index)
+        bad = common[(latest[common] > earliest[common]).to_numpy()]
+        if len(bad):
+            raise AssertionError(f"channel leakage between {a} and {b}: {list(bad)[:5]}")
+
+
+def split_record_json(record: dict[str, Any]) -> str:
+    return json.dumps(record, indent=2, sort_keys=True)

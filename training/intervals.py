@@ -1,0 +1,334 @@
+"""Conformal calibration of prediction intervals, per target and per group (age bucket), and the confidence score.
+
+Every family produces a *base* prediction (:class:`BaseOutput`): a point ``mu`` per target, optionally a scale
+``sigma`` (v2's predicted standard deviation) and optionally raw quantiles (the baseline's quantile models). The
+:class:`IntervalCalibrator` turns it into calibrated quantiles ``p025 … p975`` with split conformal prediction:
+
+==============  ==========================================  =====================================
+method          conformity score on the calibration split   interval at level ``l``
+==============  ==========================================  =====================================
+``absolute``    ``|y - mu|``                                ``mu ± q_l``
+``normalized``  ``|y - mu| / sigma``                        ``mu ± q_l * sigma``
+``cqr``         ``max(lo_l - y, y - hi_l)``                 ``[lo_l - q_l, hi_l + q_l]``
+==============  ==========================================  =====================================
+
+``q_l`` is the ``ceil((n + 1) l)``-th smallest score, which gives marginal coverage ``>= l`` (and, for continuous
+scores, ``< l + 1 / (n + 1)``) for exchangeable data. CQR uses the symmetric score of Romano et al. by default
+(MAPIE's ``symmetric_correction=True``): the asymmetric variant (``cqr_symmetric=False``, MAPIE's default) ranks
+each side at ``1 - (1 - l) / 2`` and so needs about twice as many calibration points per group for the same
+slack; on small calibration sets it over-covers (measured: 0.95 for nominal 0.90 with ~100 points per group). MAPIE 1.x has no
+multi-output and no Mondrian (group-conditional) calibration, so this module does both: it calibrates each target
+separately, and within each group with at least ``min_group_size`` calibration points; smaller groups use the
+pooled correction. ``backend="mapie"`` computes each correction with MAPIE's ``SplitConformalRegressor`` /
+``ConformalizedQuantileRegressor`` (``prefit=True`` on column-selecting estimators over the base predictions);
+``backend="numpy"`` computes the same numbers directly (tests check they agree). Only the fitted corrections
+are stored, so serving needs neither MAPIE nor the calibration data.
+
+Confidence score (per row and target): ``confidence = 2 ** (-w / w_ref)`` where ``w`` is the width of the
+calibrated interval at ``confidence_level`` (90% by default) and ``w_ref`` the median of that width over the
+calibration split for that target. A row whose interval is as wide as the typical one scores 0.5, narrower
+scores approach 1, wider ones approach 0; because intervals are calibrated per age bucket, younger videos (whose
+outcomes are less determined by their first snapshot) get wider intervals and so lower confidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "QUANTILE_NAMES",
+    "QUANTILE_LEVELS",
+    "BaseOutput",
+    "IntervalCalibrator",
+    "conformal_quantile",
+    "level_names",
+    "quantile_name",
+    "repair_crossing",
+]
+
+POOLED = "__pooled__"
+METHODS = ("absolute", "normalized", "cqr")
+
+# Output quantiles in increasing order; the contract of every model's output.
+QUANTILE_LEVELS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.5, 0.9, 0.95, 0.975)
+
+
+def quantile_name(q: float) -> str:
+    """``0.1 -> "p10"``, ``0.05 -> "p05"``, ``0.025 -> "p025"``, ``0.975 -> "p975"``."""
+    pct = round(q * 100, 6)
+    if float(pct).is_integer():
+        return f"p{int(pct):02d}"
+    return f"p{round(pct * 10):03d}"
+
+
+QUANTILE_NAMES: tuple[str, ...] = tuple(quantile_name(q) for q in QUANTILE_LEVELS)
+
+
+def level_names(level: float) -> tuple[str, str]:
+    """Names of the lower and upper quantile of a central interval: ``0.8 -> ("p10", "p90")``."""
+    return quantile_name((1 - level) / 2), quantile_name((1 + level) / 2)
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """Finite-sample conformal quantile: the ``ceil((n + 1) * level)``-th smallest score.
+
+    Returns ``inf`` when ``n`` is too small for that rank to exist (fewer than ``level / (1 - level)`` points).
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    n = s.size
+    k = math.ceil((n + 1) * level - 1e-12)
+    if n == 0 or k > n:
+        return math.inf
+    return float(s[k - 1])
+
+
+def repair_crossing(q: np.ndarray) -> np.ndarray:
+    """Sort quantiles along the last axis so they never cross (rearrangement, Chernozhukov et al. 2010)."""
+    return np.sort(q, axis=-1)
+
+
+@dataclass
+class BaseOutput:
+    """What a family's core model predicts before calibration.
+
+    Attributes:
+        mu: point prediction ``(N, H)`` on the transformed (log1p) scale; p50 of the output.
+        sigma: predicted standard deviation ``(N, H)`` (v2) or None.
+        quantiles: raw quantile predictions ``{q: (N, H)}`` (baseline quantile models) or None.
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray | None = None
+    quantiles: dict[float, np.ndarray] | None = None
+
+    def take(self, idx: np.ndarray) -> BaseOutput:
+        """Rows ``idx`` of every array."""
+        return BaseOutput(
+            self.mu[idx],
+            None if self.sigma is None else self.sigma[idx],
+            None if self.quantiles is None else {q: v[idx] for q, v in self.quantiles.items()},
+        )
+
+
+def _bounds(base: BaseOutput, method: str, level: float, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Base lower bound, upper bound and scale of target ``h`` at ``level`` for ``method``."""
+    mu = base.mu[:, h]
+    if method == "absolute":
+        return mu, mu, np.ones_like(mu)
+    if method == "normalized":
+        if base.sigma is None:
+            raise ValueError("method 'normalized' needs a predicted sigma")
+        return mu, mu, np.maximum(base.sigma[:, h], 1e-6)
+    if base.quantiles is None:
+        raise ValueError("method 'cqr' needs quantile predictions")
+    lo_q, hi_q = round((1 - level) / 2, 6), round((1 + level) / 2, 6)
+    qs = {round(k, 6): v for k, v in base.quantiles.items()}
+    if lo_q not in qs or hi_q not in qs:
+        raise ValueError(f"method 'cqr' at level {level} needs quantiles {lo_q} and {hi_q}; have {sorted(qs)}")
+    return qs[lo_q][:, h], qs[hi_q][:, h], np.ones_like(mu)
+
+
+class _Column:
+    """A "prefit" sklearn regressor that returns one column of its input: lets MAPIE conformalize predictions
+    that were already computed (by CatBoost, LightGBM or a network) without refitting or re-predicting."""
+
+    def __init__(self, j: int = 0) -> None:
+        self.j = j
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:  # sklearn estimator protocol
+        return {"j": self.j}
+
+    def set_params(self, **params: Any) -> _Column:
+        self.j = params.get("j", self.j)
+        return self
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> _Column:
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X)[:, self.j]
+
+
+def _mapie_corrections(method: str, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, y: np.ndarray,
+                       level: float, symmetric: bool = True) -> tuple[float, float]:
+    """(c_lo, c_hi) computed by MAPIE 1.x on precomputed base predictions (see module docstring)."""
+    from mapie.regression import ConformalizedQuantileRegressor, SplitConformalRegressor  # noqa: PLC0415
+
+    zeros = np.zeros((1, 3))
+    disabled = logging.root.manager.disable
+    logging.disable(logging.INFO)  # MAPIE logs "The predictions are ill-sorted." on the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if method == "cqr":
+                X = np.column_stack([lo, hi, 0.5 * (lo + hi)])
+                ests = [_Column(j).fit(X) for j in range(3)]
+                m = ConformalizedQuantileRegressor(ests, confidence_level=level, prefit=True).conformalize(X, y)
+                _, iv = m.predict_interval(zeros, allow_infinite_bounds=True, symmetric_correction=symmetric)
+                return float(-iv[0, 0, 0]), float(iv[0, 1, 0])
+            # Symmetric scores |y - mu| / s: conformalize y / s around mu / s, whose residual is that score.
+            X = (lo / scale)[:, None]
+            m = SplitConformalRegressor(_Column(0).fit(X), confidence_level=level, prefit=True)
+            m.conformalize(X, y / scale)
+            _, iv = m.predict_interval(zeros[:, :1], allow_infinite_bounds=True)
+            c = float(iv[0, 1, 0])
+            return c, c
+    finally:
+        logging.disable(disabled)
+
+
+def _numpy_corrections(method: str, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, y: np.ndarray,
+                       level: float, symmetric: bool = True) -> tuple[float, float]:
+    if method == "cqr" and symmetric:
+        c = conformal_quantile(np.maximum(lo - y, y - hi), level)
+        return c, c
+    if method == "cqr":
+        side = 1 - (1 - level) / 2
+        return conformal_quantile(lo - y, side), conformal_quantile(y - hi, side)
+    c = conformal_quantile(np.abs(y - lo) / scale, level)
+    return c, c
+
+
+def _finite(c: float, fallback: float) -> float:
+    return fallback if not math.isfinite(c) else c
+
+
+@dataclass
+class IntervalCalibrator:
+    """Split-conformal calibration per target, level and group (Mondrian), with a pooled fallback.
+
+    Args:
+        targets: target names, in the column order of the base predictions.
+        method: ``absolute`` | ``normalized`` | ``cqr`` (see module docstring).
+        levels: central interval levels to calibrate; the output contract needs 0.8, 0.9 and 0.95.
+        min_group_size: groups with fewer calibration points (with the target present) use the pooled correction.
+        backend: ``mapie`` or ``numpy`` (identical numbers).
+        confidence_level: level whose width defines the confidence score.
+        cqr_symmetric: CQR with one correction for both sides (default) or one per side.
+    """
+
+    targets: list[str]
+    method: str = "absolute"
+    levels: list[float] = field(default_factory=lambda: [0.8, 0.9, 0.95])
+    min_group_size: int = 50
+    backend: str = "mapie"
+    confidence_level: float = 0.9
+    cqr_symmetric: bool = True
+    # Fitted state: corrections[target][str(level)][group] = [c_lo, c_hi, n_calibration_points]
+    corrections: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    ref_width: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"intervals method must be one of {METHODS}, got {self.method!r}")
+        if self.backend not in ("mapie", "numpy"):
+            raise ValueError(f"intervals backend must be 'mapie' or 'numpy', got {self.backend!r}")
+        self.levels = sorted(float(x) for x in self.levels)
+        if self.confidence_level not in self.levels:
+            raise ValueError(f"confidence_level {self.confidence_level} is not one of levels {self.levels}")
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, base: BaseOutput, y: np.ndarray, groups: np.ndarray | None = None) -> IntervalCalibrator:
+        """Compute corrections on the calibration split.
+
+        Args:
+            base: base predictions on the calibration rows.
+            y: calibration targets ``(N, H)``, NaN where missing.
+            groups: group label per row ``(N,)`` (age bucket) or None for pooled only.
+        """
+        groups = np.full(len(y), POOLED, dtype=object) if groups is None else np.asarray(groups).astype(str)
+        corr_fn = _mapie_corrections if self.backend == "mapie" else _numpy_corrections
+        self.corrections, self.warnings = {}, []
+        for h, target in enumerate(self.targets):
+            present = ~np.isnan(y[:, h])
+            self.corrections[target] = {}
+            for level in self.levels:
+                lo, hi, s = _bounds(base, self.method, level, h)
+                lo, hi, s, yt, g = lo[present], hi[present], s[present], y[present, h], groups[present]
+                table: dict[str, list[float]] = {}
+                # Fallback for a split too small for the finite-sample rank: the largest observed score.
+                worst = float(np.max(np.abs(np.concatenate([(lo - yt) / s, (yt - hi) / s])))) if yt.size else 0.0
+                c_lo, c_hi = corr_fn(self.method, lo, hi, s, yt, level, self.cqr_symmetric)
+                if not (math.isfinite(c_lo) and math.isfinite(c_hi)):
+                    self.warnings.append(f"{target}@{level}: {yt.size} calibration points are too few for the "
+                                         f"finite-sample quantile; using the largest score")
+                table[POOLED] = [_finite(c_lo, worst), _finite(c_hi, worst), float(yt.size)]
+                for grp in sorted(set(g.tolist()) - {POOLED}):
+                    sel = g == grp
+                    n_g = int(sel.sum())
+                    if n_g < self.min_group_size:
+                        continue  # pooled fallback
+                    c_lo, c_hi = corr_fn(self.method, lo[sel], hi[sel], s[sel], yt[sel], level, self.cqr_symmetric)
+                    if math.isfinite(c_lo) and math.isfinite(c_hi):
+                        table[grp] = [c_lo, c_hi, float(n_g)]
+                self.corrections[target][str(level)] = table
+        # Reference width for the confidence score: median calibrated width on the calibration rows.
+        self.ref_width = {}
+        out = self.apply(base, groups, with_confidence=False)
+        lo_n, hi_n = level_names(self.confidence_level)
+        for h, target in enumerate(self.targets):
+            w = out[hi_n][:, h] - out[lo_n][:, h]
+            present = ~np.isnan(y[:, h])
+            ref = float(np.median(w[present])) if present.any() else float(np.median(w))
+            self.ref_width[target] = max(ref, 1e-6)
+        return self
+
+    # ---------------------------------------------------------------- apply
+    def group_used(self, target: str, level: float, groups: np.ndarray) -> np.ndarray:
+        """Which correction each row uses (its group's, or ``__pooled__``)."""
+        table = self.corrections[target][str(float(level))]
+        g = np.asarray(groups).astype(str)
+        return np.where(np.isin(g, list(table)), g, POOLED)
+
+    def apply(self, base: BaseOutput, groups: np.ndarray | None = None,
+              with_confidence: bool = True) -> dict[str, np.ndarray]:
+        """Calibrated quantiles ``{"p025": (N, H), …, "p975": …}`` and ``"confidence"`` ``(N, H)``.
+
+        Quantiles are repaired so that ``p025 <= p05 <= p10 <= p50 <= p90 <= p95 <= p975`` on every row.
+        """
+        if not self.corrections:
+            raise RuntimeError("IntervalCalibrator.apply before fit")
+        n, n_t = base.mu.shape
+        groups = np.full(n, POOLED, dtype=object) if groups is None else np.asarray(groups).astype(str)
+        out: dict[str, np.ndarray] = {name: np.empty((n, n_t)) for name in QUANTILE_NAMES}
+        out["p50"] = base.mu.astype(np.float64).copy()
+        for h, target in enumerate(self.targets):
+            for level in self.levels:
+                lo, hi, s = _bounds(base, self.method, level, h)
+                table = self.corrections[target][str(level)]
+                used = self.group_used(target, level, groups)
+                c = np.array([table[u][:2] for u in used]).reshape(n, 2)
+                lo_n, hi_n = level_names(level)
+                out[lo_n][:, h] = lo - c[:, 0] * s
+                out[hi_n][:, h] = hi + c[:, 1] * s
+        stacked = repair_crossing(np.stack([out[name] for name in QUANTILE_NAMES], axis=-1))  # (N, H, 7)
+        result = {name: stacked[..., i] for i, name in enumerate(QUANTILE_NAMES)}
+        if with_confidence:
+            lo_n, hi_n = level_names(self.confidence_level)
+            ref = np.array([self.ref_width[t] for t in self.targets])[None, :]
+            result["confidence"] = np.clip(np.exp2(-(result[hi_n] - result[lo_n]) / ref), 0.0, 1.0)
+        return result
+
+    # --------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fitted state (travels inside the model artifact)."""
+        return {
+            "targets": list(self.targets), "method": self.method, "levels": list(self.levels),
+            "min_group_size": self.min_group_size, "backend": self.backend,
+            "confidence_level": self.confidence_level, "cqr_symmetric": self.cqr_symmetric, "corrections": self.corrections,
+            "ref_width": self.ref_width, "warnings": list(self.warnings),
+            "confidence_definition": "2 ** (-width_at_confidence_level / median_calibration_width)",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IntervalCalibrator:
+        d = {k: v for k, v in d.items() if k != "confidence_definition"}
+        return cls(**d)

@@ -1,0 +1,312 @@
+"""``run(cfg)``: build everything from the config, fit, calibrate, evaluate, track, register.
+
+Returns ``(metrics, objects)`` so tests and the demo call it directly; ``python -m training`` is a thin Hydra
+wrapper around it. Metric names follow ``split/metric``; wall-clock numbers live under ``time/`` so that two runs
+of one config and seed have identical metrics outside ``time/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+import warnings
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.config import TrainConfig, validate
+from training.data import SPLITS, columns_from_spec, file_hash, load_table, parquet_metadata, time_split
+from training.intervals import IntervalCalibrator
+from training.metrics import (
+    LogLinearPredictor,
+    NaivePredictor,
+    interval_metrics,
+    point_metrics,
+    reference_metrics,
+)
+from training.model import TrendflowModel, group_keys
+
+log = logging.getLogger("training")
+
+
+def _resolved_dict(cfg: Any) -> dict[str, Any]:
+    if isinstance(cfg, TrainConfig):
+        return cfg.model_dump(mode="json")
+    if isinstance(cfg, dict):
+        return cfg
+    from omegaconf import OmegaConf  # noqa: PLC0415
+
+    d = OmegaConf.to_container(cfg, resolve=True)
+    d.pop("hydra", None)
+    return d
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def _engine(kind: str, precision: str) -> dict[str, str]:
+    if kind in ("catboost", "lightgbm"):
+        return {"engine": f"{kind}-{pkg_version(kind)}", "precision": "fp32", "device": "cpu"}
+    import torch  # noqa: PLC0415
+
+    prec = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16-mixed", "16-mixed": "fp16-mixed"}.get(precision,
+                                                                                                       precision)
+    return {"engine": f"torch-{torch.__version__.split('+')[0]}", "precision": prec, "device": "cpu"}
+
+
+def _fit_core(cfg: TrainConfig, spec: Any, cols: Any, train: pd.DataFrame, val: pd.DataFrame) -> Any:
+    m = cfg.model
+    if m.name in ("catboost", "lightgbm"):
+        from training.families.baseline import CatBoostCore, LightGBMCore  # noqa: PLC0415
+
+        core_cls = CatBoostCore if m.name == "catboost" else LightGBMCore
+        return core_cls.fit(train, val, cols.features, cols.targets, cols.metrics, m, cfg.seed,
+                            cfg.trainer.num_threads, progress=cfg.trainer.progress_bar,
+                            with_quantiles=m.interval_method == "cqr")
+    from training.families.networks import NetworkCore  # noqa: PLC0415
+
+    return NetworkCore.fit(spec, cols, train, val, m, cfg.trainer, cfg.seed)
+
+
+def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[float], prefix: str,
+             naive: NaivePredictor | None = None, loglin: LogLinearPredictor | None = None
+             ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Point, interval and reference metrics of ``model`` on ``df``, prefixed ``prefix/``."""
+    q = model.predict_arrays(df)
+    y = df[cols.targets].to_numpy(np.float64)
+    groups = group_keys(df[cols.group].to_numpy()) if cols.group else None
+    m = point_metrics(y, q["p50"], cols.labels)
+    m.update(interval_metrics(y, q, cols.labels, levels, groups, cols.group_labels))
+    if naive is not None and loglin is not None:
+        m.update(reference_metrics(y, q["p50"], naive.predict(len(df)), loglin.predict(df), cols.labels))
+    m["confidence_mean"] = float(np.mean(q["confidence"]))
+    m["n_rows"] = float(len(df))
+    return {f"{prefix}/{k}": v for k, v in m.items()}, q
+
+
+def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train, calibrate, evaluate, log and register one model.
+
+    Args:
+        cfg: the composed config (Hydra ``DictConfig``, a plain dict, or a validated :class:`TrainConfig`).
+
+    Returns:
+        ``(metrics, objects)``: metrics by name (``test/mae_views_7d``, ``test/coverage_90``, ``time/train_s`` …)
+        and objects: ``model`` (:class:`TrendflowModel`), ``config``, ``split``, ``columns``, ``run_id``,
+        ``model_uri``, ``registered_name``, ``model_version``, ``semver``, ``test_frame``, ``summary``.
+    """
+    resolved = _resolved_dict(cfg)
+    c = cfg if isinstance(cfg, TrainConfig) else validate(resolved)
+    resolved = c.model_dump(mode="json")
+    _seed_everything(c.seed)
+    import features  # noqa: PLC0415
+
+    spec_path = c.paths.resolve(c.paths.spec)
+    spec = features.load_spec(spec_path)
+    cols = columns_from_spec(spec, c.intervals.group_by)
+    data_path = c.paths.resolve(c.data.path)
+    if not data_path.exists():
+        raise FileNotFoundError(f"{data_path}: no training table. Build it with `python -m features build "
+                                f"--artifacts data/artifacts --labels data/demo/labels.csv --out {c.data.path}` "
+                                f"or generate one with `python -m training.synthetic --out {c.data.path}`")
+    table_meta = parquet_metadata(data_path)
+    if table_meta.get("spec_hash") and table_meta["spec_hash"] != spec.spec_hash:
+        raise ValueError(f"{data_path} was built with spec {table_meta['spec_hash']}, the spec here is "
+                         f"{spec.spec_hash}: rebuild the table")
+    dataset_hash = file_hash(data_path)
+    df = load_table(data_path, cols, c.data.time_column, c.data.max_rows)
+    fractions = {s: getattr(c.data.split, s) for s in SPLITS}
+    idx, split_record = time_split(df, c.data.time_column, fractions, c.data.split.embargo_days,
+                                   c.data.channel_column)
+    parts = {s: df.iloc[idx[s]].reset_index(drop=True) for s in SPLITS}
+    split_record["dataset_sha256"] = dataset_hash
+
+    mcfg = c.model
+    family, kind = mcfg.family, mcfg.name
+    engine = _engine(kind, c.trainer.precision)
+    mlflow = None
+    run_id = None
+    semver = f"{family}_{mcfg.semver}"
+    if c.tracking.enabled:
+        from training import tracking  # noqa: PLC0415
+
+        mlflow, exp_id = tracking.setup(c)
+        if c.tracking.register_model:
+            semver = tracking.next_semver(mlflow.MlflowClient(), mcfg.registered_name, family, mcfg.semver)
+        active = mlflow.start_run(experiment_id=exp_id, run_name=f"{family}-{kind}-seed{c.seed}")
+        run_id = active.info.run_id
+
+    try:
+        metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
+        core = _fit_core(c, spec, cols, parts["train"], parts["val"])
+        metrics["time/train_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        calib = parts["calib"]
+        calibrator = IntervalCalibrator(
+            targets=cols.labels, method=mcfg.interval_method, levels=list(c.intervals.levels),
+            min_group_size=c.intervals.min_group_size, backend=c.intervals.backend,
+            confidence_level=c.intervals.confidence_level, cqr_symmetric=c.intervals.cqr_symmetric,
+        ).fit(core.predict_base(calib[cols.features].astype(np.float64)),
+              calib[cols.targets].to_numpy(np.float64),
+              group_keys(calib[cols.group].to_numpy()) if cols.group else None)
+        metrics["time/calibrate_s"] = time.perf_counter() - t0
+
+        manifest = {
+            "family": family, "model_name": kind, "registered_name": mcfg.registered_name, "semver": semver,
+            "training_run_id": run_id, "seed": c.seed, **engine,
+            "spec_hash": spec.spec_hash, "feature_schema_version": spec.feature_schema_version,
+            "feature_extractor_version": table_meta.get("feature_extractor_version", "unknown"),
+            "features_library_version": getattr(features, "__version__", "unknown"),
+            "dataset_sha256": dataset_hash, "dataset_metadata": table_meta, "split": split_record,
+            "input_columns": cols.features, "targets": cols.targets, "labels": cols.labels,
+            "group_column": cols.group, "group_labels": cols.group_labels,
+            "interval_method": mcfg.interval_method, "levels": list(c.intervals.levels),
+            "confidence_definition": "2 ** (-width90 / median calibration width90), per target",
+            "config": resolved,
+            "library_versions": {p: pkg_version(p) for p in ("numpy", "pandas", "mlflow", "scikit-learn")},
+        }
+        model = TrendflowModel(core, calibrator, manifest)
+
+        train_y = parts["train"][cols.targets].to_numpy(np.float64)
+        naive = NaivePredictor.fit(train_y)
+        loglin = LogLinearPredictor.fit(parts["train"], train_y, cols.metrics, cols.snapshot)
+        levels = list(c.intervals.levels)
+        val_m, _ = evaluate(model, parts["val"], cols, levels, "val", naive, loglin)
+        t0 = time.perf_counter()
+        test_m, test_q = evaluate(model, parts["test"], cols, levels, "test", naive, loglin)
+        t_eval = time.perf_counter() - t0
+        metrics.update(val_m)
+        metrics.update(test_m)
+        # Inference throughput of the full model (features frame -> calibrated output), batch = whole split.
+        bench = pd.concat([parts["test"]] * max(1, 2000 // max(len(parts["test"]), 1)), ignore_index=True)
+        t0 = time.perf_counter()
+        model.predict(bench)
+        metrics["time/inference_rows_per_s"] = len(bench) / max(time.perf_counter() - t0, 1e-9)
+        metrics["time/evaluate_test_s"] = t_eval
+
+        objects: dict[str, Any] = {
+            "model": model, "config": c, "split": split_record, "columns": cols, "run_id": run_id,
+            "semver": semver, "test_frame": parts["test"], "test_quantiles": test_q, "naive": naive,
+            "loglinear": loglin, "registered_name": mcfg.registered_name, "model_version": None,
+            "model_uri": None,
+        }
+        if mlflow is not None:
+            _log_run(mlflow, c, resolved, spec_path, metrics, model, objects, cols, split_record, table_meta,
+                     dataset_hash, engine, semver)
+    except BaseException:
+        if mlflow is not None:
+            mlflow.end_run(status="FAILED")
+        raise
+    if mlflow is not None:
+        mlflow.end_run()
+    objects["summary"] = summary_line(family, kind, metrics, objects)
+    print(objects["summary"], flush=True)
+    return metrics, objects
+
+
+def summary_line(family: str, kind: str, m: dict[str, float], objects: dict[str, Any]) -> str:
+    reg = ""
+    if objects.get("model_version"):
+        reg = f" | {objects['registered_name']} v{objects['model_version']} ({objects['semver']})"
+    return (f"[{family}/{kind}] test mae_mean={m['test/mae_mean']:.4f} vs_naive={m['test/mae_vs_naive']:.3f} "
+            f"vs_loglinear={m['test/mae_vs_loglinear']:.3f} spearman={m['test/spearman_mean']:.3f} "
+            f"cov80/90/95={m['test/coverage_80']:.3f}/{m['test/coverage_90']:.3f}/{m['test/coverage_95']:.3f} "
+            f"(n={int(m['test/n_target_values'])} values, {int(m['test/n_rows'])} rows) "
+            f"train={m['time/train_s']:.1f}s infer={m['time/inference_rows_per_s']:.0f} rows/s"
+            f"{' | run ' + objects['run_id'][:8] if objects.get('run_id') else ''}{reg}")
+
+
+def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: Path, metrics: dict[str, float],
+             model: TrendflowModel, objects: dict[str, Any], cols: Any, split_record: dict[str, Any],
+             table_meta: dict[str, str], dataset_hash: str, engine: dict[str, str], semver: str) -> None:
+    """Params, tags, metrics, config, split, spec, plots, the pyfunc model and its registration."""
+    import yaml  # noqa: PLC0415
+
+    from training import plots, tracking  # noqa: PLC0415
+    from training.pyfunc import TrendflowPyfunc  # noqa: PLC0415
+
+    mcfg = c.model
+    spec_meta = {"feature_schema_version": model.manifest["feature_schema_version"],
+                 "feature_extractor_version": model.manifest["feature_extractor_version"],
+                 "spec_hash": model.manifest["spec_hash"]}
+    params = tracking.flatten(resolved)
+    params.update({"dataset.sha256": dataset_hash, "dataset.rows": sum(split_record["counts"].values()),
+                   **{f"split.{k}_rows": v for k, v in split_record["counts"].items()}})
+    mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
+    tags = {"model_type": mcfg.family, "model_kind": mcfg.name, "semver": semver, "seed": str(c.seed),
+            "dataset_sha256": dataset_hash, **spec_meta, **engine, **c.tags}
+    try:
+        from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415
+
+        if HydraConfig.initialized():
+            tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001 - not under Hydra (tests, demo)
+        pass
+    mlflow.set_tags(tags)
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+    history = getattr(model.core, "history", [])
+    for row in history:
+        mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}, step=int(row["epoch"]))
+    mlflow.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
+    mlflow.log_text(json.dumps(split_record, indent=2), "split/split.json")
+    mlflow.log_text(json.dumps(table_meta, indent=2), "dataset/metadata.json")
+    mlflow.log_artifact(str(spec_path), "feature_spec")
+    mlflow.log_text(json.dumps(model.calibrator.to_dict(), indent=2), "calibration/calibration.json")
+    if c.tracking.plots:
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        test = objects["test_frame"]
+        figs = {
+            "plots/predicted_vs_actual.png": plots.predicted_vs_actual(
+                test[cols.targets].to_numpy(np.float64), objects["test_quantiles"], cols.labels),
+            "plots/coverage_curve.png": plots.coverage_curve(metrics, list(c.intervals.levels),
+                                                             list(cols.group_labels.values())),
+        }
+        if hasattr(model.core, "feature_importance"):
+            imp = model.core.feature_importance()
+            figs["plots/feature_importance.png"] = plots.feature_importance(imp)
+            mlflow.log_text(imp.to_csv(header=["importance"]), "plots/feature_importance.csv")
+        for name, fig in figs.items():
+            mlflow.log_figure(fig, name)
+            plt.close(fig)
+    if not c.tracking.log_model:
+        return
+    with tempfile.TemporaryDirectory(prefix="trendflow-model-") as tmp:
+        model_dir = model.save(Path(tmp) / "model", spec_path=spec_path)
+        example = objects["test_frame"][cols.features].head(5).astype(np.float64)
+        from mlflow.models import infer_signature  # noqa: PLC0415
+
+        signature = infer_signature(example, model.predict(example))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=TrendflowPyfunc(), artifacts={"model": str(model_dir)},
+                signature=signature, input_example=example, pip_requirements=tracking.pip_requirements(mcfg.name),
+                metadata={"semver": semver, "family": mcfg.family, **spec_meta},
+            )
+    objects["model_uri"] = info.model_uri
+    if not c.tracking.register_model:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mv = mlflow.register_model(info.model_uri, mcfg.registered_name)
+    client = mlflow.MlflowClient()
+    version_tags = {**tags, "training_run_id": objects["run_id"], "semver": semver}
+    version_tags.update({f"test/{k}": f"{metrics[f'test/{k}']:.6g}" for k in
+                         ("mae_mean", "coverage_80", "coverage_90", "coverage_95", "mae_vs_naive",
+                          "mae_vs_loglinear")})
+    for k, v in version_tags.items():
+        client.set_model_version_tag(mcfg.registered_name, mv.version, k, str(v))
+    objects["model_version"] = int(mv.version)
