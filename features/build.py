@@ -316,6 +316,7 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the dataset is read by other tools/users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
