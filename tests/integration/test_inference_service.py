@@ -1,0 +1,294 @@
+"""The inference service over real HTTP: a real uvicorn on a free port, real registered MLflow versions.
+
+Model versions are contract-conformant reference pyfuncs (``registry.testing``); failures are real: a version
+logged with ``fail_predict=True`` (its predict raises) and the config's ``fault_injection`` flag (a real config
+path that makes a slot raise inside the service; documented as test-only in conf/inference.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inference.config import parse_config
+from inference.jsonschema_lite import validate
+from inference.schemas import PredictResponse
+from inference.server import ServerThread, free_port
+from inference.service import assign_bucket
+from registry import ops
+from tests.conftest import RegistryStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def inference_cfg(store: RegistryStore, **overrides: Any):  # noqa: ANN201
+    raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
+    raw.update(registry=str(store.config_path), request_modes=["features", "artifacts"], shadow=None)
+    raw.update(overrides)
+    return parse_config(raw)
+
+
+def features_row(store: RegistryStore, value: float = 0.5) -> dict[str, float]:
+    return {c: value for c in store.columns if not c.startswith("mask__")}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> RegistryStore:
+    s = RegistryStore(tmp_path_factory.mktemp("svc") / "mlflow")
+    s.versions = {}
+    for t in ("v2", "v1", "baseline"):
+        v = s.log(t, seed={"v2": 1, "v1": 2, "baseline": 3}[t]).version
+        assert ops.promote(s.client, s.cfg, t, v.version, "test setup").ok
+        s.versions[t] = str(v.version)
+    s.broken_v2 = str(s.log("v2", fail_predict=True).version.version)
+    return s
+
+
+@pytest.fixture(scope="module")
+def server(store: RegistryStore):  # noqa: ANN201
+    store.reconnect()
+    cfg = inference_cfg(store, shadow={"slot": "baseline", "fraction": 1.0})
+    with ServerThread(cfg) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+        srv.http = client
+        yield srv
+
+
+def test_ready_reports_the_pinned_versions(server, store) -> None:  # noqa: ANN001
+    r = server.http.get("/health/ready")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["ready"] and body["triton"] == {"needed": False}
+    assert {s: m["version"] for s, m in body["models"].items()} == store.versions
+    assert all(m["alias"] == "stable" and m["sanity_ok"] for m in body["models"].values())
+    assert server.http.get("/health/live").json() == {"status": "live"}
+
+
+def test_prediction_follows_the_published_schema(server, store) -> None:  # noqa: ANN001
+    published = server.http.get("/schema").json()
+    openapi = server.http.get("/openapi.json").json()
+    assert "/predict" in openapi["paths"] and "PredictResponse" in openapi["components"]["schemas"]
+    body = {"features": features_row(store), "user_id": "u-1"}
+    assert validate(body, published["request"]) == []
+    r = server.http.post("/predict", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert validate(out, published["response"]) == []
+    PredictResponse.model_validate(out)
+    assert out["prediction_status"] == "ok" and out["fallback"] == []
+    m = out["prediction"]["model"]
+    assert (m["type"], m["version"], m["alias"]) == ("v2", store.versions["v2"], "stable")
+    assert m["run_id"] and m["features_schema_version"] == store.spec.feature_schema_version
+    v = out["prediction"]["values"]["views_21d"]
+    assert v["p025"] <= v["p05"] <= v["p10"] <= v["p50"] <= v["p90"] <= v["p95"] <= v["p975"]
+    import math
+
+    assert v["p50"] == pytest.approx(max(0.0, math.expm1(v["log1p"]["p50"])))
+    assert "experiment_bucket" not in out["prediction"]  # no A/B configured
+
+
+def test_imputed_optional_features_are_warned(server, store) -> None:  # noqa: ANN001
+    row = features_row(store)
+    optional = [c for c in row if c not in {c for f in store.spec.features if f.critical for c in f.columns}][:3]
+    for c in optional:
+        row[c] = None
+    out = server.http.post("/predict", json={"features": row}).json()
+    w = next(w for w in out["warnings"] if w["code"] == "imputed_optional_features")
+    assert set(optional) <= set(w["fields"])
+
+
+def test_bad_input_is_a_422_naming_each_field(server, store) -> None:  # noqa: ANN001
+    row = features_row(store)
+    critical = sorted({c for f in store.spec.features if f.critical for c in f.columns})
+    for c in critical:
+        row.pop(c)
+    row["typo_feature"] = 1.0
+    r = server.http.post("/predict", json={"features": row})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error_code"] == "missing_critical_feature"
+    named = {(e["field"], e["code"]) for e in body["errors"]}
+    assert {(f"features.{c}", "missing_critical_feature") for c in critical} <= named
+    assert ("features.typo_feature", "unknown_field") in named
+    cases = [
+        (b"{not json", "invalid_json"),
+        (json.dumps({"features": features_row(store), "artifacts_dir": "/x"}).encode(), "invalid_request"),
+        (json.dumps({"video_path": "/x.mp4", "metadata": {}}).encode(), "mode_disabled"),
+        (json.dumps([1, 2]).encode(), "invalid_request"),
+        (json.dumps({"artifacts_dir": "/nonexistent/run"}).encode(), "invalid_request"),
+    ]
+    for raw, code in cases:
+        r = server.http.post("/predict", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error_code"] == code, (raw, r.text)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                         max_size=3), max_leaves=6)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzzed_requests_never_break_the_service(server, store, data) -> None:  # noqa: ANN001
+    """Schema-driven fuzz: take a valid body and corrupt, drop or add fields at random; or send random JSON."""
+    if data.draw(st.booleans()):
+        body: Any = data.draw(st.dictionaries(st.sampled_from(["features", "artifacts_dir", "video_path", "metadata",
+                                                               "user_id", "x"]), json_values, max_size=3))
+    else:
+        row: dict[str, Any] = features_row(store)
+        cols = sorted(store.columns)
+        for c in data.draw(st.lists(st.sampled_from(cols), max_size=6, unique=True)):
+            row[c] = data.draw(json_values)
+        for c in data.draw(st.lists(st.sampled_from(cols), max_size=3, unique=True)):
+            row.pop(c, None)
+        body = {"features": row}
+    r = server.http.post("/predict", json=body)
+    assert r.status_code in (200, 422), r.text
+    out = r.json()
+    if r.status_code == 422:
+        assert out["error_code"] and (out["errors"] or out["error_code"] in ("invalid_json",))
+        assert all(e["field"] and e["code"] for e in out["errors"])
+    else:
+        PredictResponse.model_validate(out)
+
+
+def test_shadow_runs_and_is_measured_never_returned(server, store) -> None:  # noqa: ANN001
+    for i in range(5):
+        out = server.http.post("/predict", json={"features": features_row(store, 0.1 * i), "user_id": f"s{i}"}).json()
+        assert out["prediction"]["model"]["type"] == "v2" and out["prediction_status"] == "ok"
+    text = ""
+    for _ in range(50):  # shadow predictions complete after the responses
+        text = server.http.get("/metrics").text
+        if 'shadow_divergence_count{served_type="v2",shadow_type="baseline"}' in text:
+            break
+        threading.Event().wait(0.05)
+    line = next(ln for ln in text.splitlines()
+                if ln.startswith('shadow_divergence_count{served_type="v2",shadow_type="baseline"}'))
+    assert float(line.split()[-1]) >= 5
+    assert f'inference_requests_total{{model_type="v2",model_version="{store.versions["v2"]}",status="ok"}}' in text
+    assert "model_load_seconds{" in text and "inference_seconds_bucket" in text
+
+
+def test_load_16_concurrent_clients_no_errors(server, store) -> None:  # noqa: ANN001
+    def worker(k: int) -> list[int]:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            return [c.post("/predict", json={"features": features_row(store, (k + i) / 100)}).status_code
+                    for i in range(20)]
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = [c for batch in pool.map(worker, range(16)) for c in batch]
+    assert codes == [200] * 320
+    text = server.http.get("/metrics").text
+    batched = [ln for ln in text.splitlines() if ln.startswith('inference_batch_size_bucket{le="1.0",model_type="v2"}')]
+    total = [ln for ln in text.splitlines() if ln.startswith('inference_batch_size_count{model_type="v2"}')]
+    assert float(batched[0].split()[-1]) < float(total[0].split()[-1])  # some batches held more than one row
+
+
+def test_alias_resolved_once_then_pinned_until_reload(store) -> None:  # noqa: ANN001
+    store.reconnect()
+    name = "trendflow-baseline"
+    newer = str(store.log("baseline", seed=9).version.version)
+    cfg = inference_cfg(store, models={"baseline": {"type": "baseline", "alias": "stable"}}, primary="baseline",
+                        fallback=[])
+    try:
+        with ServerThread(cfg) as srv, httpx.Client(base_url=srv.url, timeout=60) as http:
+            body = {"features": features_row(store)}
+            assert http.post("/predict", json=body).json()["prediction"]["model"]["version"] == store.versions[
+                "baseline"]
+            store.client.set_registered_model_alias(name, "stable", newer)  # e.g. someone in the MLflow UI
+            out = http.post("/predict", json=body).json()
+            assert out["prediction"]["model"]["version"] == store.versions["baseline"]  # still pinned
+            assert http.get("/health/ready").json()["models"]["baseline"]["version"] == store.versions["baseline"]
+            # reload while 8 clients keep sending: no request is dropped
+            stop = threading.Event()
+            seen: list[tuple[int, str | None]] = []
+
+            def hammer() -> None:
+                with httpx.Client(base_url=srv.url, timeout=60) as c:
+                    while not stop.is_set():
+                        r = c.post("/predict", json=body)
+                        seen.append((r.status_code, r.json().get("prediction", {}).get("model", {}).get("version")))
+
+            threads = [threading.Thread(target=hammer) for _ in range(8)]
+            for t in threads:
+                t.start()
+            threading.Event().wait(0.3)
+            res = http.post("/admin/reload").json()
+            threading.Event().wait(0.3)
+            stop.set()
+            for t in threads:
+                t.join()
+            assert res["models"]["baseline"]["version"] == newer
+            assert seen and all(code == 200 for code, _ in seen)
+            assert {v for _, v in seen} <= {store.versions["baseline"], newer}
+            assert http.post("/predict", json=body).json()["prediction"]["model"]["version"] == newer
+    finally:
+        store.client.set_registered_model_alias(name, "stable", store.versions["baseline"])
+
+
+def test_fallback_chain_v2_then_v1_then_baseline_then_503(store) -> None:  # noqa: ANN001
+    store.reconnect()
+    body = {"features": features_row(store)}
+    # v2 pinned to a registered version whose predict raises (a real broken model version)
+    models = {"v2": {"type": "v2", "version": int(store.broken_v2)}, "v1": {"type": "v1", "alias": "stable"},
+              "baseline": {"type": "baseline", "alias": "stable"}}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503 and "sanity" in ready.json()["models"]["v2"]["error"]
+        out = http.post("/predict", json=body).json()
+        assert out["prediction_status"] == "degraded"
+        assert out["prediction"]["model"]["type"] == "v1"
+        assert out["fallback"][0]["slot"] == "v2" and out["fallback"][0]["error_code"] == "model_error"
+        assert out["fallback"][0]["version"] == store.broken_v2
+        assert any(w["code"] == "fallback" for w in out["warnings"])
+        assert 'inference_fallbacks_total{from_type="v2",to_type="v1"} 1.0' in http.get("/metrics").text
+    # and v1 failing too (config fault injection, a real code path in the service): the baseline answers
+    with ServerThread(inference_cfg(store, models=models, fault_injection={"v1": "raise"})) as srv, \
+            httpx.Client(base_url=srv.url) as http:
+        out = http.post("/predict", json=body).json()
+        assert out["prediction_status"] == "degraded" and out["prediction"]["model"]["type"] == "baseline"
+        assert [(a["slot"], a["error_code"]) for a in out["fallback"]] == [("v2", "model_error"),
+                                                                           ("v1", "fault_injected")]
+    # everything failing: a clear 503 with an error code and every attempt
+    with ServerThread(inference_cfg(store, models=models, fault_injection={"v1": "raise", "baseline": "raise"})) \
+            as srv, httpx.Client(base_url=srv.url) as http:
+        r = http.post("/predict", json=body)
+        assert r.status_code == 503 and r.json()["error_code"] == "all_models_failed"
+        assert [a["slot"] for a in r.json()["attempts"]] == ["v2", "v1", "baseline"]
+
+
+def test_ab_split_is_stable_and_reported(store) -> None:  # noqa: ANN001
+    store.reconnect()
+    ab = {"key": "user_id", "salt": "exp-test", "arms": [{"bucket": "A", "slot": "v2", "weight": 0.5},
+                                                         {"bucket": "B", "slot": "v1", "weight": 0.5}]}
+    arms = [("A", "v2", 0.5), ("B", "v1", 0.5)]
+    with ServerThread(inference_cfg(store, ab=ab)) as srv, httpx.Client(base_url=srv.url) as http:
+        got = {}
+        for i in range(60):
+            out = http.post("/predict", json={"features": features_row(store), "user_id": f"user{i}"}).json()
+            got[f"user{i}"] = (out["prediction"]["experiment_bucket"], out["prediction"]["model"]["type"])
+        assert got == {u: assign_bucket(u, arms, "exp-test") for u in got}
+        assert 15 < sum(b == "A" for b, _ in got.values()) < 45
+        again = http.post("/predict", json={"features": features_row(store), "user_id": "user7"}).json()
+        assert again["prediction"]["experiment_bucket"] == got["user7"][0]
+
+
+def test_ready_is_false_while_triton_is_down_in_video_mode(store) -> None:  # noqa: ANN001
+    store.reconnect()
+    cfg = inference_cfg(store, request_modes=["features", "video"], triton={"url": f"127.0.0.1:{free_port()}",
+                                                                             "timeout_s": 0.5})
+    with ServerThread(cfg) as srv, httpx.Client(base_url=srv.url) as http:
+        r = http.get("/health/ready")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["triton"]["needed"] and body["triton"]["reachable"] is False
+        assert all(m["sanity_ok"] for m in body["models"].values())  # models are fine; Triton is the reason
+        assert http.post("/predict", json={"features": features_row(store)}).status_code == 200
