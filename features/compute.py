@@ -368,7 +368,7 @@ def compute_block(runs: list[RunData], spec: FeatureSpec) -> FeatureBlock:
         raw = aggregate(g, f)
         if f.aggregation != "embedding_mean":
             raw = apply_transform(raw, f.transform, edges)
-        vals = raw.astype(f.dtype).reshape(n, -1)  # (n, k)
+        vals = raw.astype(f.dtype).reshape(n, len(f.columns))  # (n, k)
         avail = availability(g, f)
         finite = np.isfinite(vals).all(axis=1)
         ok = avail & finite

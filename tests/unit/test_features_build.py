@@ -352,3 +352,10 @@ def test_import_has_no_heavy_or_forbidden_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_an_empty_artifacts_folder_gives_an_empty_table_with_the_full_schema(tmp_path):
+    table = build_table(tmp_path, SPEC)
+    assert table.num_rows == 0
+    assert set(raw_columns(SPEC)) <= set(table.column_names)
+    assert read_table_metadata(write_parquet(table, tmp_path / "e.parquet"))["feature_spec_hash"] == SPEC.spec_hash
