@@ -4,7 +4,7 @@
 
 The corpus is ``n`` runs' artifacts written directly in the components' schemas with
 :func:`extraction.artifacts.write_artifact` (:mod:`features.testing`, no video decoded), generated once with
-2 processes and reused while its stamp matches. Both paths then build the same feature table from the same
+4 processes (fsync-bound) and reused while its stamp matches. Both paths then build the same feature table from the same
 run folders, one after the other in this process, on a warm page cache (a first pass reads every byte):
 
 * **loop** — per run :func:`extraction.artifacts.load_run` (every array, meta through pydantic, schema
