@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             print("plan:", json.dumps(summary.plan, indent=2))
         print(f"videos={summary.videos} ok={summary.ok} failed={summary.failed} computed={summary.computed} "
               f"cache_hits={summary.cache_hits} in {summary.seconds:.1f}s")
+
+        from features import build_dataset  # noqa: PLC0415
+
+        t = _step("4. features: training table")
+        ds = build_dataset(artifacts, demo_dir / "labels.csv", args.data / "dataset.parquet")
+        print("\n".join(ds.lines()))
     except TrendflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
