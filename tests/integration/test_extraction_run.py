@@ -257,3 +257,25 @@ def test_triton_cli_start_status_stop_then_fail_fast(tmp_path, corpus):
     assert after.returncode == 1 and json.loads(after.stdout)["server"] == "stopped"
     with pytest.raises(TritonUnavailable):
         _run(grpc, corpus, tmp_path / "out")
+
+
+def test_faces_found_in_generated_face_videos_and_not_elsewhere(triton_server, tmp_path):
+    """Golden behaviour of faces + face_presence on the demo generator's videos (real Haar detections)."""
+    from extraction import synth
+
+    specs = synth.generate(6, tmp_path / "demo", seed=5, face_fraction=1.0, edge_cases=False, progress=False,
+                           workers=1, resolution_mix={"640x360": 1.0}, duration_s=(2.0, 3.0))
+    out = tmp_path / "out"
+    _run(triton_server.grpc_url, tmp_path / "demo" / "videos", out)
+    runs = latest_runs(out)
+    with_faces = [s for s in specs if any(s.face_shots)]
+    assert with_faces, "the generator made face videos"
+    for spec in with_faces:
+        _, arts = load_run(runs[(spec.platform_id, spec.video_id)])
+        faces, meta = arts["faces"]
+        assert meta.status == "ok" and faces["face_count"].sum() >= 1
+        assert np.all((faces["scores"] > 0) & (faces["scores"] <= 1))
+        assert np.all((faces["boxes"] >= 0) & (faces["boxes"] <= 1))
+        presence = arts["face_presence"][0]
+        assert 0 < float(presence["presence_ratio"]) <= 1
+        assert float(presence["first_face_s"]) >= 0
