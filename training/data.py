@@ -83,12 +83,16 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
-def parquet_metadata(path: str | Path) -> dict[str, str]:
-    """The key/value metadata of a Parquet file (``feature_schema_version``, ``spec_hash`` ...), decoded."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
+# Metadata keys of the training table that are big or redundant with the logged spec: not copied into manifests.
+BULKY_METADATA = ("feature_spec", "raw_columns", "target_columns")
 
-    raw = pq.read_schema(path).metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"pandas") and k != b"ARROW:schema"}
+
+def parquet_metadata(path: str | Path) -> dict[str, str]:
+    """The feature metadata of the training table (``feature_schema_version``, ``feature_extractor_version``,
+    ``feature_spec_hash``, ``build_report`` ...) via ``features.read_table_metadata``, without the bulky keys."""
+    import features  # noqa: PLC0415
+
+    return {k: v for k, v in features.read_table_metadata(path).items() if k not in BULKY_METADATA}
 
 
 def load_table(path: str | Path, cols: Columns, time_column: str, max_rows: int | None = None) -> pd.DataFrame:
@@ -126,7 +130,8 @@ def time_split(df: pd.DataFrame, time_column: str, fractions: dict[str, float], 
         ``(index per split, record)``: positional row indices of ``df`` per split, and a JSON-able record
         (cut times, counts, embargo, id hash per split) that is logged with the run.
     """
-    t = pd.to_datetime(df[time_column], utc=True).to_numpy()
+    # naive UTC datetime64[ns]: comparable and addable (a tz-aware column converts to an object array)
+    t = pd.to_datetime(df[time_column], utc=True).dt.tz_convert(None).to_numpy("datetime64[ns]")
     order = np.argsort(t, kind="stable")
     ts = t[order]
     n = len(df)
@@ -155,16 +160,20 @@ def time_split(df: pd.DataFrame, time_column: str, fractions: dict[str, float], 
         "time_column": time_column,
         "fractions": fractions,
         "embargo_days": embargo_days,
-        "cuts": [str(pd.Timestamp(c)) for c in cuts],
+        "cuts": [str(pd.Timestamp(c, tz="UTC")) for c in cuts],
         "counts": {k: int(len(v)) for k, v in idx.items()},
         "dropped_by_embargo": int(n - sum(len(v) for v in idx.values())),
-        "time_range": {k: [str(pd.Timestamp(t[v].min())), str(pd.Timestamp(t[v].max()))] for k, v in idx.items()},
+        "time_range": {k: [str(pd.Timestamp(t[v].min(), tz="UTC")), str(pd.Timestamp(t[v].max(), tz="UTC"))]
+                       for k, v in idx.items()},
     }
     if "video_id" in df.columns:
         record["video_ids_sha256"] = {
             k: hashlib.sha256("\n".join(sorted(df["video_id"].astype(str).iloc[v])).encode()).hexdigest()[:16]
             for k, v in idx.items()
         }
+    # One hash for "the same split": equal for two runs that trained/evaluated on the same rows.
+    identity = record.get("video_ids_sha256") or {"cuts": record["cuts"], "counts": record["counts"]}
+    record["split_hash"] = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return idx, record
 
 

@@ -140,22 +140,24 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
 
 
 def write_table(df: pd.DataFrame, path: str | Path, spec: Any, seed: int) -> Path:
-    """Write ``df`` as Parquet with the metadata the features library writes (plus the generator's)."""
+    """Write ``df`` as Parquet with the metadata keys ``features.build_table`` writes (plus the generator's),
+    through ``features.write_parquet`` (atomic)."""
     import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    import features  # noqa: PLC0415
+
     table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta.update({
-        b"feature_schema_version": spec.feature_schema_version.encode(),
-        b"feature_extractor_version": b"synthetic",
-        b"spec_hash": spec.spec_hash.encode(),
-        b"generator": json.dumps({"module": "training.synthetic", "seed": seed, "rows": len(df)}).encode(),
-    })
-    pq.write_table(table.replace_schema_metadata(meta), path)
-    return path
+    meta = {
+        "feature_schema_version": spec.feature_schema_version,
+        "feature_extractor_version": "synthetic",
+        "feature_spec_hash": spec.spec_hash,
+        "feature_spec": json.dumps(spec.model_dump(mode="json"), sort_keys=True),
+        "raw_columns": json.dumps(features.raw_columns(spec)),
+        "target_columns": json.dumps(features.target_columns(spec)),
+        "generator": json.dumps({"module": "training.synthetic", "seed": seed, "rows": len(df)}),
+    }
+    table = table.replace_schema_metadata({k: v.encode() for k, v in meta.items()})
+    return features.write_parquet(table, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,9 +120,9 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
                                 f"--artifacts data/artifacts --labels data/demo/labels.csv --out {c.data.path}` "
                                 f"or generate one with `python -m training.synthetic --out {c.data.path}`")
     table_meta = parquet_metadata(data_path)
-    if table_meta.get("spec_hash") and table_meta["spec_hash"] != spec.spec_hash:
-        raise ValueError(f"{data_path} was built with spec {table_meta['spec_hash']}, the spec here is "
-                         f"{spec.spec_hash}: rebuild the table")
+    if table_meta.get("feature_spec_hash") and table_meta["feature_spec_hash"] != spec.spec_hash:
+        raise ValueError(f"{data_path} was built with feature spec {table_meta['feature_spec_hash']}, the spec "
+                         f"here is {spec.spec_hash}: rebuild the table (python -m features build ...)")
     dataset_hash = file_hash(data_path)
     df = load_table(data_path, cols, c.data.time_column, c.data.max_rows)
     fractions = {s: getattr(c.data.split, s) for s in SPLITS}
@@ -246,7 +246,9 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
                    **{f"split.{k}_rows": v for k, v in split_record["counts"].items()}})
     mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
     tags = {"model_type": mcfg.family, "model_kind": mcfg.name, "semver": semver, "seed": str(c.seed),
-            "dataset_sha256": dataset_hash, **spec_meta, **engine, **c.tags}
+            # split_hash / dataset_hash: what the registry's promotion gate compares ("same test split")
+            "dataset_hash": dataset_hash, "split_hash": split_record["split_hash"], **spec_meta, **engine,
+            **c.tags}
     try:
         from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415
 

@@ -1,0 +1,164 @@
+"""Conformal calibration: finite-sample quantile, MAPIE parity, per-group (Mondrian) calibration with pooled
+fallback, coverage on a problem with known noise, monotone quantiles, confidence score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from training.intervals import (
+    POOLED,
+    QUANTILE_NAMES,
+    BaseOutput,
+    IntervalCalibrator,
+    conformal_quantile,
+    level_names,
+    quantile_name,
+)
+
+LEVELS = [0.8, 0.9, 0.95]
+
+
+def _problem(n: int, seed: int, sigma_b: float = 1.0):  # noqa: ANN202
+    """y = mu + sigma * eps with sigma known per row; group "a" (sigma 0.5) and "b" (sigma_b); two targets."""
+    rng = np.random.default_rng(seed)
+    g = np.where(rng.random(n) < 0.5, "a", "b")
+    mu = rng.normal(size=(n, 2))
+    sigma = np.where(g == "a", 0.5, sigma_b)[:, None] * np.ones((1, 2))
+    y = mu + sigma * rng.normal(size=(n, 2))
+    y[rng.random((n, 2)) < 0.1] = np.nan  # missing targets are skipped
+    return mu, sigma, y, g
+
+
+def _coverage(y: np.ndarray, q: dict[str, np.ndarray], level: float, sel: np.ndarray | None = None) -> float:
+    lo, hi = level_names(level)
+    p = ~np.isnan(y)
+    if sel is not None:
+        p &= sel[:, None]
+    return float(((y >= q[lo]) & (y <= q[hi]))[p].mean())
+
+
+def test_quantile_names() -> None:
+    assert [quantile_name(q) for q in (0.025, 0.05, 0.1, 0.5, 0.9, 0.95, 0.975)] == list(QUANTILE_NAMES)
+    assert QUANTILE_NAMES == ("p025", "p05", "p10", "p50", "p90", "p95", "p975")
+    assert level_names(0.8) == ("p10", "p90") and level_names(0.95) == ("p025", "p975")
+
+
+def test_conformal_quantile_rank() -> None:
+    s = np.arange(1, 11, dtype=float)  # n = 10
+    assert conformal_quantile(s, 0.8) == 9.0  # ceil(11 * 0.8) = 9th smallest
+    assert conformal_quantile(s, 0.9) == 10.0
+    assert conformal_quantile(s, 0.95) == np.inf  # ceil(11 * 0.95) = 11 > n
+
+
+@pytest.mark.parametrize(("method", "symmetric"),
+                         [("absolute", True), ("normalized", True), ("cqr", True), ("cqr", False)])
+def test_mapie_and_numpy_backends_agree(method: str, symmetric: bool) -> None:
+    mu, sigma, y, g = _problem(600, 0)
+    quantiles = {q: mu + 0.8 * sigma * norm.ppf(q) for q in (0.025, 0.05, 0.1, 0.9, 0.95, 0.975)}
+    base = BaseOutput(mu, sigma, quantiles)
+    kw = dict(targets=["t0", "t1"], method=method, min_group_size=50, cqr_symmetric=symmetric)
+    a = IntervalCalibrator(backend="mapie", **kw).fit(base, y, g)
+    b = IntervalCalibrator(backend="numpy", **kw).fit(base, y, g)
+    for t in a.corrections:
+        for lv in a.corrections[t]:
+            for grp, (lo, hi, n) in a.corrections[t][lv].items():
+                assert b.corrections[t][lv][grp] == pytest.approx([lo, hi, n], rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["absolute", "normalized", "cqr"])
+def test_coverage_on_known_noise(method: str) -> None:
+    """Calibrated on 20k points, test coverage is within 1 point of nominal at every level, per group too."""
+    mu, sigma, y, g = _problem(40_000, 1, sigma_b=2.0)
+    # Deliberately mis-scaled raw quantiles: CQR must fix them.
+    quantiles = {q: mu + 0.6 * sigma * norm.ppf(q) for q in (0.025, 0.05, 0.1, 0.9, 0.95, 0.975)}
+    base = BaseOutput(mu, sigma, quantiles)
+    cal, test = np.arange(20_000), np.arange(20_000, 40_000)
+    calib = IntervalCalibrator(["t0", "t1"], method=method, backend="numpy").fit(base.take(cal), y[cal], g[cal])
+    q = calib.apply(base.take(test), g[test])
+    for level in LEVELS:
+        assert _coverage(y[test], q, level) == pytest.approx(level, abs=0.01)
+        for grp in ("a", "b"):  # per-group calibration: each group is covered, not just the mixture
+            assert _coverage(y[test], q, level, g[test] == grp) == pytest.approx(level, abs=0.015)
+
+
+def test_pooled_calibration_would_miss_groups_that_per_group_fixes() -> None:
+    mu, sigma, y, g = _problem(20_000, 2, sigma_b=3.0)
+    base = BaseOutput(mu, sigma)
+    cal, test = np.arange(10_000), np.arange(10_000, 20_000)
+    pooled = IntervalCalibrator(["t0", "t1"], method="absolute", backend="numpy").fit(base.take(cal), y[cal])
+    grouped = IntervalCalibrator(["t0", "t1"], method="absolute", backend="numpy").fit(base.take(cal), y[cal],
+                                                                                      g[cal])
+    qp, qg = pooled.apply(base.take(test)), grouped.apply(base.take(test), g[test])
+    a = g[test] == "a"
+    assert _coverage(y[test], qp, 0.9, a) > 0.97  # the low-noise group is over-covered by pooled calibration
+    assert _coverage(y[test], qp, 0.9, ~a) < 0.86  # and the high-noise one under-covered
+    assert _coverage(y[test], qg, 0.9, a) == pytest.approx(0.9, abs=0.02)
+    assert _coverage(y[test], qg, 0.9, ~a) == pytest.approx(0.9, abs=0.02)
+
+
+def test_small_group_falls_back_to_pooled() -> None:
+    mu, sigma, y, g = _problem(2_000, 3)
+    g = g.astype(object)
+    g[:20] = "tiny"  # 20 points < min_group_size
+    calib = IntervalCalibrator(["t0", "t1"], method="absolute", min_group_size=50, backend="numpy").fit(
+        BaseOutput(mu, sigma), y, g)
+    table = calib.corrections["t0"]["0.9"]
+    assert "tiny" not in table and {"a", "b", POOLED} <= set(table)
+    used = calib.group_used("t0", 0.9, np.array(["tiny", "a", "never-seen"]))
+    assert list(used) == [POOLED, "a", POOLED]
+
+
+def test_too_few_points_for_the_rank_uses_the_largest_score_and_warns() -> None:
+    mu, sigma, y, _ = _problem(12, 4)
+    calib = IntervalCalibrator(["t0", "t1"], method="absolute", backend="numpy").fit(BaseOutput(mu, sigma), y)
+    assert any("too few" in w for w in calib.warnings)
+    assert all(np.isfinite(v[:2]).all() for t in calib.corrections.values() for lv in t.values() for v in lv.values())
+
+
+@pytest.mark.parametrize("method", ["absolute", "normalized", "cqr"])
+def test_quantiles_are_monotone_even_from_crossing_raw_quantiles(method: str) -> None:
+    rng = np.random.default_rng(5)
+    n = 500
+    mu = rng.normal(size=(n, 3))
+    sigma = np.exp(rng.normal(size=(n, 3)))
+    # raw quantiles in random order per row: heavy crossing
+    raw = {q: mu + rng.normal(size=(n, 3)) for q in (0.025, 0.05, 0.1, 0.9, 0.95, 0.975)}
+    y = mu + sigma * rng.normal(size=(n, 3))
+    base = BaseOutput(mu, sigma, raw)
+    q = IntervalCalibrator(["a", "b", "c"], method=method, backend="numpy").fit(base, y).apply(base)
+    stacked = np.stack([q[name] for name in QUANTILE_NAMES], axis=-1)
+    assert (np.diff(stacked, axis=-1) >= 0).all()
+    assert ((q["confidence"] >= 0) & (q["confidence"] <= 1)).all()
+
+
+def test_confidence_score_definition() -> None:
+    mu, sigma, y, g = _problem(4_000, 6, sigma_b=2.0)
+    base = BaseOutput(mu, sigma)
+    calib = IntervalCalibrator(["t0", "t1"], method="normalized", backend="numpy").fit(base, y, g)
+    q = calib.apply(base, g)
+    w = q["p95"] - q["p05"]
+    expected = np.exp2(-w / np.array([calib.ref_width["t0"], calib.ref_width["t1"]]))
+    np.testing.assert_allclose(q["confidence"], expected)
+    # narrower interval (low-noise group) -> higher confidence
+    assert q["confidence"][g == "a"].mean() > q["confidence"][g == "b"].mean()
+    # a row whose width equals the reference scores 0.5
+    assert np.exp2(-1.0) == 0.5
+
+
+def test_round_trip_through_json() -> None:
+    mu, sigma, y, g = _problem(1_000, 7)
+    base = BaseOutput(mu, sigma)
+    a = IntervalCalibrator(["t0", "t1"], method="normalized", backend="numpy").fit(base, y, g)
+    b = IntervalCalibrator.from_dict(json.loads(json.dumps(a.to_dict())))
+    qa, qb = a.apply(base, g), b.apply(base, g)
+    for k in qa:
+        np.testing.assert_array_equal(qa[k], qb[k])
+
+
+def test_levels_must_include_confidence_level() -> None:
+    with pytest.raises(ValueError, match="confidence_level"):
+        IntervalCalibrator(["t"], levels=[0.8, 0.95], confidence_level=0.9)
