@@ -43,7 +43,9 @@ def vector_from_run(run_dir: str | Path, spec: Any) -> Built:
                                       "message": "no manifest.json in this folder"}])
     t0 = time.perf_counter()
     fr = build_vector(run_dir, spec)
-    return Built(fr.as_dict(), list(fr.warnings), {"features_s": time.perf_counter() - t0}, dict(fr.keys))
+    keys = {k: v for k, v in fr.keys.items() if k in ("platform_id", "video_id", "run_id")}
+    return Built(fr.as_dict(), list(fr.warnings), {"features_s": time.perf_counter() - t0},
+                 {**keys, "run_dir": str(run_dir.resolve())})
 
 
 def check_metadata(metadata: Any) -> list[dict[str, str]]:

@@ -79,12 +79,23 @@ class Attempt(_Out):
     message: str
 
 
+class Source(_Out):
+    """Where the features came from (the extractor run for video/artifacts requests)."""
+
+    mode: Literal["features", "artifacts", "video"]
+    platform_id: str | None = None
+    video_id: str | None = None
+    run_id: str | None = None
+    run_dir: str | None = None
+
+
 class PredictResponse(_Out):
     request_id: str
     prediction_status: Literal["ok", "degraded"]
     prediction: Prediction
     warnings: list[Notice] = Field(default_factory=list)
     fallback: list[Attempt] = Field(default_factory=list, description="failed attempts before the answer")
+    source: Source
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 

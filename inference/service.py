@@ -195,7 +195,7 @@ class Service:
 
     async def _build_row(self, body: dict[str, Any], rid: str) -> tuple[dict[str, float] | None, list[dict], dict,
                                                                         tuple[int, dict] | None]:
-        """(row, warnings, timings_s, error response or None)."""
+        """(row, warnings, timings_s (+ "source": where the features came from), error response or None)."""
         from features.errors import MissingCriticalFeature  # noqa: PLC0415
 
         from inference.extract import RequestInvalid, check_metadata, vector_from_run  # noqa: PLC0415
@@ -246,7 +246,7 @@ class Service:
         if built.warnings:
             warnings.append({"code": "feature_warnings", "fields": [],
                              "message": "; ".join(built.warnings)[:1000]})
-        return built.row, warnings, built.timings, None
+        return built.row, warnings, {**built.timings, "source": built.keys}, None
 
     async def predict(self, body: Any) -> tuple[int, dict[str, Any]]:
         t_start = time.perf_counter()
@@ -293,6 +293,7 @@ class Service:
             key = body.get(self.cfg.ab.key)
             arms = [(a.bucket, a.slot, a.weight) for a in self.cfg.ab.arms]
             bucket, start_slot = assign_bucket(None if key is None else str(key), arms, self.cfg.ab.salt)
+        source = {"mode": mode, **timings.pop("source", {})}
         attempts: list[dict[str, Any]] = []
         answer: tuple[LoadedModel, dict[str, float]] | None = None
         for slot in self._chain_from(start_slot):
@@ -344,7 +345,7 @@ class Service:
             if stage in timings:
                 self.metrics.stage_seconds.labels(stage[:-2]).observe(timings[stage])
         return 200, {"request_id": rid, "prediction_status": status, "prediction": prediction,
-                     "warnings": warnings, "fallback": attempts,
+                     "warnings": warnings, "fallback": attempts, "source": source,
                      "timings_ms": {k[:-2]: round(v * 1000, 3) for k, v in timings.items()}}
 
     # ---- shadow ------------------------------------------------------------------------------------------

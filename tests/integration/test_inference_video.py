@@ -1,0 +1,91 @@
+"""Video-path and artifacts-folder requests through a real Triton (session fixture) and the shared extractor:
+the service runs the same extraction and features code as training, and the three request modes agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from inference.config import parse_config
+from inference.jsonschema_lite import validate
+from inference.server import ServerThread
+from registry import ops
+from tests.conftest import RegistryStore
+from tests.videos import write_sidecar, write_video
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def video_server(triton_server, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+    tmp = tmp_path_factory.mktemp("video-svc")
+    store = RegistryStore(tmp / "mlflow")
+    for t in ("v2", "v1", "baseline"):
+        assert ops.promote(store.client, store.cfg, t, store.log(t).version.version, "video tests").ok
+    raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
+    raw.update(registry=str(store.config_path), request_modes=["features", "artifacts", "video"], shadow=None,
+               triton={"url": triton_server.grpc_url, "timeout_s": 2.0},
+               extraction={"profile": "fast", "artifacts_dir": str(tmp / "serving-artifacts")})
+    videos = tmp / "videos"
+    videos.mkdir()
+    clip = write_video(videos / "clip.mp4", seconds=2.0, cut_at=1.0)
+    write_sidecar(clip, "clip1")
+    with ServerThread(parse_config(raw)) as srv, httpx.Client(base_url=srv.url, timeout=300) as http:
+        srv.http, srv.clip, srv.tmp = http, clip, tmp
+        yield srv
+
+
+def test_ready_with_triton_reachable(video_server) -> None:  # noqa: ANN001
+    r = video_server.http.get("/health/ready")
+    assert r.status_code == 200, r.text
+    assert r.json()["triton"]["needed"] and r.json()["triton"]["reachable"]
+
+
+def test_video_path_prediction_matches_artifacts_and_features_modes(video_server) -> None:  # noqa: ANN001
+    http, clip = video_server.http, video_server.clip
+    meta = json.loads(clip.with_suffix(".json").read_text())
+    r = http.post("/predict", json={"video_path": str(clip), "metadata": meta})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert validate(out, http.get("/schema").json()["response"]) == []
+    assert out["source"]["mode"] == "video" and out["source"]["video_id"] == "clip1"
+    assert {"extraction", "features", "model", "total"} <= set(out["timings_ms"])
+    run_dir = Path(out["source"]["run_dir"])
+    assert (run_dir / "manifest.json").exists()
+    # the same run folder through the artifacts mode -> the same prediction
+    via_artifacts = http.post("/predict", json={"artifacts_dir": str(run_dir)}).json()
+    assert via_artifacts["prediction"]["values"] == out["prediction"]["values"]
+    # and its feature vector (features library, the training path) through the features mode -> the same again
+    from features import load_spec
+    from features.build import build_vector
+
+    vec = build_vector(run_dir, load_spec()).as_dict()
+    body = {"features": {k: (None if v != v else v) for k, v in vec.items()}}  # NaN -> null
+    via_features = http.post("/predict", json=body).json()
+    assert via_features["prediction"]["values"] == out["prediction"]["values"]
+
+
+def test_video_requests_with_bad_inputs_are_422(video_server) -> None:  # noqa: ANN001
+    http, clip = video_server.http, video_server.clip
+    r = http.post("/predict", json={"video_path": str(clip), "metadata": {"video_id": "x"}})
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} == {"metadata.platform_id", "metadata.published_at"}
+    r = http.post("/predict", json={"video_path": "/nonexistent.mp4", "metadata": json.loads(
+        clip.with_suffix(".json").read_text())})
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "not_found"
+    broken = video_server.tmp / "videos" / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    meta = {**json.loads(clip.with_suffix(".json").read_text()), "video_id": "broken"}
+    r = http.post("/predict", json={"video_path": str(broken), "metadata": meta})
+    assert r.status_code == 422 and r.json()["error_code"] == "video_decode_failed", r.text
+    # a critical metadata field absent -> the features library's missing_critical_feature, named
+    meta = {**json.loads(clip.with_suffix(".json").read_text()), "video_id": "nocrit"}
+    meta.pop("views_snapshot1")
+    r = http.post("/predict", json={"video_path": str(clip), "metadata": meta})
+    assert r.status_code == 422 and r.json()["error_code"] == "missing_critical_feature", r.text
+    assert "features.meta_log_views_snapshot1" in {e["field"] for e in r.json()["errors"]}
