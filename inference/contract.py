@@ -75,7 +75,10 @@ class FeatureContract:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 errors.append(FieldError(f"features.{c}", "invalid_type", f"expected a number, got {type(v).__name__}"))
                 continue
-            x = float(v)
+            try:
+                x = float(v)
+            except OverflowError:  # an integer beyond float range
+                x = math.inf
             if not math.isfinite(x):
                 if c in self.critical:
                     errors.append(FieldError(f"features.{c}", "not_finite", "critical feature must be finite"))
@@ -94,7 +97,7 @@ class FeatureContract:
                 present = all(c in values and not math.isnan(values[c]) for c in cols)
                 values[m] = 1.0 if present else 0.0
                 derived.append(m)
-            elif isinstance(v, bool) or not isinstance(v, int | float) or float(v) not in (0.0, 1.0):
+            elif isinstance(v, bool) or not isinstance(v, int | float) or v not in (0, 1):
                 errors.append(FieldError(f"features.{m}", "invalid_mask", "a mask is 0 or 1 (or omitted: derived)"))
             else:
                 values[m] = float(v)

@@ -69,10 +69,19 @@ def test_every_bad_field_is_named(contract: FeatureContract) -> None:
     assert (f"features.{opt}", "invalid_type") in got
 
 
-def test_booleans_are_not_numbers(contract: FeatureContract) -> None:
+def test_booleans_are_not_numbers_and_huge_or_nan_values_are_not_finite(contract: FeatureContract) -> None:
     payload = _full(contract)
     payload[sorted(contract.critical)[0]] = True
     assert contract.validate(payload)[1][0].code == "invalid_type"
+    payload = _full(contract)
+    payload[sorted(contract.critical)[0]] = 10**400
+    payload[sorted(contract.critical)[1]] = float("nan")
+    assert [e.code for e in contract.validate(payload)[1]] == ["not_finite", "not_finite"]
+    payload = _full(contract)
+    opt = next(c for c in contract.columns if c not in contract.critical and c not in contract.masks)
+    payload[opt] = float("inf")
+    row, errors = contract.validate(payload)
+    assert errors == [] and row is not None and opt in row.imputed
 
 
 def test_ab_assignment_is_stable_and_split_as_configured() -> None:
