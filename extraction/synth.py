@@ -768,9 +768,8 @@ def render_audio(spec: VideoSpec) -> np.ndarray | None:
     x = np.asarray(x, np.float64)
     x *= 10 ** (a.rms_dbfs / 20.0) / max(float(np.sqrt(np.mean(x**2))), 1e-9)
     out = np.stack([x] * a.channels)
-    if a.channels == 2:  # a little width: the right channel is delayed by ~0.5 ms and a bit quieter
-        d = int(sr * 0.0005)
-        out[1] = 0.85 * np.concatenate([np.zeros(d), x[: n - d]])
+    if a.channels == 2:  # panned a little left (a level difference only: a delay would comb-filter a mono mix)
+        out[1] *= 0.8
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
@@ -843,12 +842,6 @@ def render_video(spec: VideoSpec, path: Path, crf: int = 26) -> int:
         raise
 
 
-def _worker_init() -> None:
-    import cv2  # noqa: PLC0415
-
-    cv2.setNumThreads(1)  # one process per core already
-
-
 def _write_one(spec: VideoSpec, videos_dir: str, crf: int) -> tuple[str, float, float, int]:
     """Worker: sidecar first, then the video (so no visible ``.mp4`` lacks its sidecar).
 
@@ -899,16 +892,111 @@ def write_tables(specs: list[VideoSpec], out: Path, seed: int, cfg: SynthConfig)
     _atomic_write_bytes(out / "synth.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _prepare(videos: Path, ids: set[str], clean: bool) -> None:
     videos.mkdir(parents=True, exist_ok=True)
-    for tmp in videos.glob(".*.tmp"):  # leftovers of a killed run (our temp names only)
-        tmp.unlink(missing_ok=True)
+    for tmp in videos.glob(".*.tmp"):  # leftovers of a killed run: our temp names, of a process now gone
+        if not _pid_alive(tmp.name.rsplit(".", 2)[-2]):
+            tmp.unlink(missing_ok=True)
     foreign = [p for p in videos.iterdir() if p.suffix in (".mp4", ".json") and p.stem not in ids]
     if foreign and not clean:
         raise FileExistsError(f"{videos} holds {len(foreign)} video/sidecar files that are not part of this corpus "
                               f"(e.g. {foreign[0].name}); delete the folder or pass clean=True / --clean")
     for p in foreign:
         p.unlink()
+
+
+def _config_to_json(cfg: SynthConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(cfg)
+    d["fps_choices"] = {str(k): v for k, v in cfg.fps_choices.items()}
+    return d
+
+
+def _config_from_json(d: dict[str, Any]) -> SynthConfig:
+    d = dict(d)
+    d["fps_choices"] = {int(k): float(v) for k, v in d["fps_choices"].items()}
+    d["duration_s"] = tuple(d["duration_s"])
+    return SynthConfig(**d)
+
+
+def _worker_main() -> None:
+    """Entry of a worker process: a JSON job on stdin, one JSON line per finished video on stdout.
+
+    The worker re-derives the specs from ``(n, seed, config)`` (pure and cheap), so nothing but the job
+    crosses the process boundary.
+    """
+    import cv2  # noqa: PLC0415
+
+    cv2.setNumThreads(1)  # one process per core already
+    job = json.loads(sys.stdin.read())
+    specs = sample_specs(job["n"], job["seed"], _config_from_json(job["config"]))
+    for i in job["indices"]:
+        res, wall, cpu, frames = _write_one(specs[i], job["videos"], job["config"]["crf"])
+        print(json.dumps([res, wall, cpu, frames]), flush=True)
+
+
+def _run_workers(n: int, seed: int, cfg: SynthConfig, videos: Path, workers: int
+                 ) -> Iterator[tuple[str, float, float, int]]:
+    """Render in ``workers`` fresh interpreters (round-robin indices); yields each video's timing.
+
+    Fresh interpreters rather than a fork pool: forking a process that already ran OpenCV/FFmpeg threads can
+    deadlock the children, and ``spawn`` re-imports the caller's ``__main__`` (breaking scripts without a main
+    guard).
+    """
+    import queue  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)  # importable even when the package is not installed
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
+    procs = []
+    try:
+        for k in range(workers):
+            job = {"n": n, "seed": seed, "config": _config_to_json(cfg), "videos": str(videos),
+                   "indices": list(range(k, n, workers))}
+            p = subprocess.Popen([sys.executable, "-c", "from extraction.synth import _worker_main; _worker_main()"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=env)
+            p.stdin.write(json.dumps(job))
+            p.stdin.close()
+            procs.append(p)
+
+            def pump(k: int = k, p: subprocess.Popen = p) -> None:
+                for line in p.stdout:
+                    lines.put((k, line))
+                lines.put((k, None))
+
+            threading.Thread(target=pump, daemon=True).start()
+        running = workers
+        while running:
+            k, line = lines.get()
+            if line is None:
+                running -= 1
+                if procs[k].wait() != 0:
+                    err = procs[k].stderr.read()
+                    raise RuntimeError(f"synth worker {k} failed (exit {procs[k].returncode}):\n{err[-4000:]}")
+                continue
+            res, wall, cpu, frames = json.loads(line)
+            yield res, wall, cpu, frames
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for f in (p.stdout, p.stderr):
+                if f:
+                    f.close()
 
 
 def generate(n: int, out: Path | str, seed: int = 0, *, config: SynthConfig | None = None,
@@ -922,8 +1010,8 @@ def generate(n: int, out: Path | str, seed: int = 0, *, config: SynthConfig | No
         seed: everything is a function of it (and of the config).
         config: corpus knobs; ``overrides`` replace single fields (``face_fraction=0.5``; an unknown name is a
             ``TypeError`` naming it).
-        workers: processes rendering videos; None = all CPU cores for n >= 8, else 1. Output bytes do not
-            depend on it.
+        workers: processes rendering videos (fresh interpreters); None = all CPU cores for n >= 8, else 1.
+            Output bytes do not depend on it.
         progress: show a tqdm bar on stderr.
         clean: delete ``*.mp4``/``*.json`` in ``out/videos`` that are not part of this corpus (else they are
             an error).
@@ -940,30 +1028,19 @@ def generate(n: int, out: Path | str, seed: int = 0, *, config: SynthConfig | No
     _prepare(videos, {s.video_id for s in specs}, clean)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= 8 else 1
+    workers = max(1, min(workers, n))
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     timings: list[tuple[str, float, float, int]] = []
-    bar = tqdm(total=n, desc="synth videos", unit="video", disable=not progress, file=sys.stderr)
-    try:
+    with tqdm(total=n, desc="synth videos", unit="video", disable=not progress, file=sys.stderr) as bar:
         if workers <= 1:
             for s in specs:
                 timings.append(_write_one(s, str(videos), cfg.crf))
                 bar.update()
         else:
-            import multiprocessing  # noqa: PLC0415
-            from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
-
-            # fork: no re-import of the caller's __main__ (spawn breaks scripts without a main guard); the
-            # children only run numpy/OpenCV/PyAV code of this module, each with one OpenCV thread.
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                     initializer=_worker_init) as pool:
-                futs = [pool.submit(_write_one, s, str(videos), cfg.crf) for s in specs]
-                for f in as_completed(futs):
-                    timings.append(f.result())
-                    bar.update()
-    finally:
-        bar.close()
+            for t in _run_workers(n, seed, cfg, videos, workers):
+                timings.append(t)
+                bar.update()
     write_tables(specs, out, seed, cfg)
     if progress:
         for line in _timing_lines(timings):
