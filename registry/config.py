@@ -32,8 +32,9 @@ class Gates(_Strict):
     metric_abs_tolerance: float = Field(0.0, ge=0)
     coverage: dict[str, float] = Field(default_factory=lambda: {"test/coverage_90": 0.90})
     coverage_tolerance: float = Field(0.02, ge=0, le=1)
-    split_keys: list[str] = Field(default_factory=lambda: ["split_hash", "dataset_hash"])
-    require_split_identity: bool = False
+    split_keys: list[str] = Field(default_factory=lambda: ["split_hash", "dataset_hash", "dataset_sha256",
+                                                                  "data.split.test", "split.test_rows"])
+    require_split_identity: bool = True
     serving_spec: str = "feature_spec.yaml"
     sanity_rows: int = Field(8, ge=1)
 

@@ -124,7 +124,9 @@ def log_reference_model(client: MlflowClient, cfg: RegistryConfig, model_type: s
     name = cfg.name_of(model_type)
     exp_id = ensure_experiment(client, experiment, cfg)
     run_metrics = metrics if metrics is not None else default_metrics()
-    with mlflow.start_run(experiment_id=exp_id, tags={"model_type": model_type, **(run_tags or {})}) as run:
+    tags_run = {"model_type": model_type, "split_hash": "reference-synthetic", **(run_tags or {})}
+    tags_run = {k: v for k, v in tags_run.items() if v is not None}  # run_tags={"split_hash": None} drops it
+    with mlflow.start_run(experiment_id=exp_id, tags=tags_run) as run:
         mlflow.log_metrics(run_metrics)
         mlflow.log_params({"seed": seed, "model": "reference-ridge"})
         info = mlflow.pyfunc.log_model(name="model", python_model=model, signature=signature, input_example=example,

@@ -80,6 +80,10 @@ def test_metrics_on_a_different_test_split_are_not_comparable(registry_store) ->
     b = s.log("v1", run_tags={"split_hash": "bbbb"}, metrics=default_metrics(mae=0.1)).version
     res = ops.promote(s.client, s.cfg, "v1", b.version, "better?")
     assert not res.ok and "different test split" in _gate(res, "metrics").reason
+    assert "split_hash bbbb != aaaa" in _gate(res, "metrics").reason
+    c = s.log("v1", run_tags={"split_hash": None}, metrics=default_metrics(mae=0.1)).version
+    res = ops.promote(s.client, s.cfg, "v1", c.version, "no split recorded")
+    assert not res.ok and "cannot tell whether the test split" in _gate(res, "metrics").reason
 
 
 def test_coverage_off_nominal_is_refused(registry_store) -> None:  # noqa: ANN001
