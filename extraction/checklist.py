@@ -26,6 +26,7 @@ import platform
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import yaml
@@ -203,6 +204,8 @@ class Checklist(BaseModel):
     method: dict[str, Any] = Field(default_factory=dict)
     server_baseline_bytes: int = Field(default=0, ge=0, description="Triton tree RSS with no model loaded")
     client_overhead_s_per_video: float = Field(default=0.0, ge=0, description="artifact IO, modules, bookkeeping")
+    background_busy_cores: float = Field(default=0.0, ge=0, description=(
+        "cores other processes kept busy while this was measured; CPU times are normalised with it"))
     decode: dict[str, DecodeProfile]
     models: dict[str, ModelEntry] = Field(description="component -> its model's measurements")
     notes: list[str] = Field(default_factory=list)
@@ -216,6 +219,11 @@ class Checklist(BaseModel):
                 if bigger in self.decode:
                     return self.decode[bigger]
         return self.decode[max(self.decode, key=lambda k: order.index(k) if k in order else len(order))]
+
+    def cpu_time_scale(self) -> float:
+        """Factor from measured to idle-machine CPU seconds: a single-threaded measurement shared the cores with
+        ``background_busy_cores`` of other work (fair share), so it ran at ``min(1, cores / (1 + background))``."""
+        return min(1.0, self.hardware.cpu_cores / (1.0 + self.background_busy_cores))
 
     def signatures(self) -> dict[str, str]:
         return {c: m.signature for c, m in self.models.items()}
@@ -329,14 +337,14 @@ def _slug(text: str) -> str:
 
 
 def detect_hardware(gpus: list[Gpu] | None = None) -> Hardware:
-    """This machine's identity: CPU model, cores, memory (GiB rounded) and GPUs -> a stable ``id`` slug."""
+    """This machine's identity: CPU model, cores and GPUs -> a stable ``id`` slug (e.g. ``intel-xeon-2c``)."""
     import psutil  # noqa: PLC0415
 
     cpu = _cpu_model()
     cores = os.cpu_count() or 1
     mem = int(psutil.virtual_memory().total)
     gpus = gpu_inventory() if gpus is None else gpus
-    parts = [_slug(cpu), f"{cores}c", f"{round(mem / 2**30)}g"]
+    parts = [_slug(cpu), f"{cores}c"]  # memory is not part of the identity: the planner reads what is free
     if gpus:
         parts.append(f"{len(gpus)}x{_slug(gpus[0].name)}")
     return Hardware(id="-".join(p for p in parts if p), cpu_model=cpu, cpu_cores=cores, memory_bytes=mem, gpus=gpus,
@@ -350,3 +358,542 @@ def checklist_path(profile: str, hardware_id: str | None = None, root: Path = CH
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ----------------------------------------------------------------------------------------------- profiler
+#
+# Memory on CPU is the resident set of the Triton server's process tree (python backend stubs are child
+# processes, one per model instance) read from /proc: ``clear_refs`` = 5 resets each process's peak (VmHWM), so
+# the peak during a measured window is exact, not sampled. On a GPU it is the device memory in use (NVML or
+# ``torch.cuda.mem_get_info``), sampled while requests run.
+
+UNIT_OF = {"visual": "frame", "faces": "frame", "motion": "frame_pair", "audio": "audio_window", "text": "text"}
+DEFAULT_BATCHES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+QUICK_BATCHES: tuple[int, ...] = (1, 4, 16)
+CALIBRATION_RESOLUTIONS = {"360p": "640x360", "720p": "1280x720", "1080p": "1920x1080"}
+
+
+def _tree(pid: int) -> list[Any]:
+    import psutil  # noqa: PLC0415
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    return sum(_status_kb(p, "VmRSS") for p in pids)
+
+
+def reset_peaks(pids: Iterable[int]) -> None:
+    """Reset the peak RSS (VmHWM) of each process to its current RSS (Linux ``clear_refs`` = 5)."""
+    for p in pids:
+        try:
+            Path(f"/proc/{p}/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def peak_delta(pids: Iterable[int], before: Mapping[int, int]) -> int:
+    """Sum over processes of (peak RSS since the reset - RSS at the reset)."""
+    return sum(max(0, _status_kb(p, "VmHWM") - before.get(p, 0)) for p in pids)
+
+
+class BackgroundMeter:
+    """Cores kept busy by *other* processes over an interval: system busy CPU time minus that of ``own`` pids
+    (this process, the Triton tree), divided by wall time."""
+
+    def __init__(self, own: Callable[[], Iterable[int]]) -> None:
+        self.own = own
+        self._t = self._sys = self._mine = 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        import psutil  # noqa: PLC0415
+
+        t = psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+    def _mine_now(self) -> float:
+        import psutil  # noqa: PLC0415
+
+        total = 0.0
+        for pid in self.own():
+            try:
+                c = psutil.Process(pid).cpu_times()
+                total += c.user + c.system + getattr(c, "children_user", 0.0) + getattr(c, "children_system", 0.0)
+            except psutil.Error:
+                pass
+        return total
+
+    def start(self) -> BackgroundMeter:
+        import time  # noqa: PLC0415
+
+        self._t, self._sys, self._mine = time.perf_counter(), self._busy(), self._mine_now()
+        return self
+
+    def busy_cores(self) -> float:
+        """Since :meth:`start` (processes that exited in between are counted as background: a lower bound on
+        our own use, so an upper bound on the background)."""
+        import time  # noqa: PLC0415
+
+        wall = max(time.perf_counter() - self._t, 1e-6)
+        other = (self._busy() - self._sys) - max(0.0, self._mine_now() - self._mine)
+        return round(max(0.0, other / wall), 3)
+
+
+def background_busy_cores(sample_s: float = 1.0, own: Iterable[int] = ()) -> float:
+    """Cores other processes keep busy now, sampled over ``sample_s`` (this process and ``own`` excluded)."""
+    import time  # noqa: PLC0415
+
+    pids = [os.getpid(), *own]
+    m = BackgroundMeter(lambda: pids).start()
+    time.sleep(sample_s)
+    return m.busy_cores()
+
+
+class GpuMemory:
+    """Used memory of one GPU, sampled in a thread while a block runs (NVML, else ``torch.cuda``)."""
+
+    def __init__(self, index: int, period_s: float = 0.002) -> None:
+        self.index, self.period_s = index, period_s
+        self._read = self._reader()
+
+    def _reader(self):
+        try:
+            import pynvml  # noqa: PLC0415
+
+            pynvml.nvmlInit()
+            h = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            return lambda: int(pynvml.nvmlDeviceGetMemoryInfo(h).used)
+        except Exception:  # noqa: BLE001
+            import torch  # noqa: PLC0415
+
+            def used() -> int:
+                free, total = torch.cuda.mem_get_info(self.index)
+                return int(total - free)
+            return used
+
+    def used(self) -> int:
+        return self._read()
+
+    def peak_during(self, fn) -> tuple[int, Any]:
+        """Run ``fn`` while sampling; returns (peak used bytes, fn's result)."""
+        import threading  # noqa: PLC0415
+
+        peak = [self._read()]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], self._read())
+                stop.wait(self.period_s)
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        try:
+            out = fn()
+        finally:
+            stop.set()
+            t.join()
+        return max(peak[0], self._read()), out
+
+
+class _Capture:
+    """Provider wrapper: forwards to the real provider, keeps the inputs it was sent and times the calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.inputs: list[dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def get_model(self, name: str, version: str, logical: str = "") -> Any:
+        return self.inner.get_model(name, version, logical)
+
+    def infer(self, handle: Any, inputs: dict[str, Any], batch_size: int, stats: Any = None) -> dict[str, Any]:
+        import time  # noqa: PLC0415
+
+        import numpy as np  # noqa: PLC0415
+
+        self.inputs.append({k: np.array(v, copy=True) for k, v in inputs.items()})
+        t0 = time.perf_counter()
+        out = self.inner.infer(handle, inputs, batch_size, stats)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def _median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return float(s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2]))
+
+
+def measure_until_stable(requests: Sequence[Any], send, *, warmup: int = 1, window_s: float = 0.5,
+                         min_windows: int = 3, max_windows: int = 8, tolerance: float = 0.10
+                         ) -> tuple[float, int, float, bool]:
+    """perf_analyzer-style timing of one batch size.
+
+    ``requests`` cover a fixed set of units once (one *pass*); a window is as many whole passes as take at least
+    ``window_s``, so every window sees the same content (model time can depend on content by 10x and more).
+    After ``warmup`` passes, windows are taken until the mean seconds per request of the last ``min_windows``
+    windows agree within ``tolerance``. Returns (median of those window means, windows taken, their spread,
+    stable)."""
+    import time  # noqa: PLC0415
+
+    def one_pass() -> float:
+        t0 = time.perf_counter()
+        for r in requests:
+            send(r)
+        return time.perf_counter() - t0
+
+    est = 0.0
+    for _ in range(max(1, warmup)):
+        est = one_pass()
+    passes = max(1, math.ceil(window_s / max(est, 1e-4)))
+    means: list[float] = []
+    spread = float("inf")
+    while len(means) < max_windows:
+        total = sum(one_pass() for _ in range(passes))
+        means.append(total / (passes * len(requests)))
+        if len(means) >= min_windows:
+            last = means[-min_windows:]
+            spread = (max(last) - min(last)) / max(_median(last), 1e-12)
+            if spread <= tolerance:
+                break
+    return _median(means[-min_windows:]), len(means), round(spread, 4), spread <= tolerance
+
+
+SWEEP_UNITS = 64  # units per pass: divisible by every measured batch size
+
+
+def sweep_subset(pools: Sequence[dict[str, Any]], n: int = SWEEP_UNITS) -> dict[str, Any]:
+    """``n`` units drawn evenly from every captured request (so every video contributes), cycled if fewer."""
+    import numpy as np  # noqa: PLC0415
+
+    keys = list(pools[0])
+    allu = {k: np.concatenate([p[k] for p in pools]) for k in keys}
+    total = len(allu[keys[0]])
+    idx = np.linspace(0, total - 1, n).round().astype(int) if total >= n else np.arange(n) % total
+    return {k: np.ascontiguousarray(v[idx]) for k, v in allu.items()}
+
+
+def split_requests(subset: dict[str, Any], b: int) -> list[dict[str, Any]]:
+    n = len(next(iter(subset.values())))
+    return [{k: v[i:i + b] for k, v in subset.items()} for i in range(0, n, b)]
+
+
+def calibration_videos(folder: Path, per_class: int = 4, seed: int = 7, classes: Iterable[str] = SIZE_CLASSES,
+                       duration_s: tuple[float, float] = (6.0, 16.0)) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
+    """Render ``per_class`` demo-like videos per size class with :mod:`extraction.synth` (its default content mix:
+    faces in about a third, shots, motion; landscape, every one with audio) into ``folder``; returns
+    size class -> ``(path, sidecar)`` pairs. Model time depends on content (the Haar detector by 10x and more
+    between frames), so several videos per class are pooled."""
+    import json  # noqa: PLC0415
+
+    from extraction import synth  # noqa: PLC0415
+
+    out: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for cls in classes:
+        d = Path(folder) / cls
+        specs = synth.generate(per_class, d, seed=seed, resolution_mix={CALIBRATION_RESOLUTIONS[cls]: 1.0},
+                               portrait_fraction=0.0, duration_s=duration_s, audio_fraction=1.0,
+                               edge_cases=False, progress=False, workers=1, clean=True)
+        out[cls] = [(d / "videos" / s.filename, json.loads((d / "videos" / f"{s.video_id}.json").read_text()))
+                    for s in specs]
+    return out
+
+
+def pick_calibration(videos: Sequence[tuple[Path, dict[str, Any]]], per_class: int = 4
+                     ) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
+    """From an existing corpus: per size class the ``per_class`` longest landscape videos."""
+    from extraction.decode import probe  # noqa: PLC0415
+    from extraction.errors import VideoDecodeFailed  # noqa: PLC0415
+
+    by: dict[str, list[tuple[float, Path, dict[str, Any]]]] = {}
+    for path, meta in videos:
+        try:
+            info = probe(str(path))
+        except VideoDecodeFailed:
+            continue
+        by.setdefault(size_class(info.width, info.height), []).append((info.duration_s, Path(path), meta))
+    return {c: [(p, m) for _, p, m in sorted(v, key=lambda x: -x[0])[:per_class]] for c, v in by.items()}
+
+
+def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Sequence[tuple[Path, dict[str, Any]]]],
+            *, batches: Sequence[int] = DEFAULT_BATCHES, quick: bool = False, reload_models: bool = True,
+            log=print) -> Checklist:
+    """Measure the checklist of ``cfg``'s profile against the running Triton (see the module docstring).
+
+    Args:
+        provider: a :class:`~extraction.provider.TritonModelProvider` for the server.
+        cfg: the resolved :class:`~extraction.config.ExtractionConfig` (profile).
+        server_pid: tritonserver's pid (its process tree is what memory is measured on).
+        videos: size class -> calibration videos ``(path, sidecar)``.
+        batches: batch sizes to measure (capped by each model's ``max_batch_size``).
+        quick: fewer batch sizes and shorter windows (tests).
+        reload_models: unload/load each model to measure its fixed memory and load time (the model is
+            unavailable for a few seconds); otherwise its stub processes' RSS is used and load time is unknown.
+        log: progress lines.
+    """
+    import tempfile  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from extraction.components import ComputeContext, VideoInput, default_components  # noqa: PLC0415
+    from extraction.decode import decode_audio, sample_frames  # noqa: PLC0415
+    from extraction.provider import InferStats  # noqa: PLC0415
+    from extraction.runner import ExtractionRun, VideoJob, process_video  # noqa: PLC0415
+
+    if quick:
+        batches = QUICK_BATCHES
+    timing = dict(warmup=1, window_s=0.1, max_windows=4) if quick else dict(warmup=1, window_s=0.5, max_windows=6)
+    hw = detect_hardware()
+    client = provider.client
+    triton_version = str(client.get_server_metadata(as_json=True).get("version", "unknown"))
+    comps = default_components()
+    tmp_out = Path(tempfile.mkdtemp(prefix="checklist-"))
+    run = ExtractionRun(cfg=cfg, out_root=tmp_out, provider=provider, components=comps, progress=False)
+    handles = run.resolve_models()
+    by_name = {c.name: c for c in comps}
+    s = cfg.sampling
+    self_pid = os.getpid()
+    meter = BackgroundMeter(lambda: [self_pid, *(p.pid for p in _tree(server_pid))]).start()
+
+    # 1. decode cost and memory per size class; inputs each model component really sends ------------------
+    decode: dict[str, DecodeProfile] = {}
+    pools: dict[str, dict[str, list[dict[str, Any]]]] = {}  # comp -> class -> captured inputs
+    client_s: dict[str, dict[str, list[float]]] = {}  # comp -> class -> [seconds per unit]
+    prepared: dict[str, list[VideoInput]] = {}
+    for cls, vids in videos.items():
+        walls, cpus, per_frame, fixed, audio_rate = [], [], [], [], []
+        for path, meta in vids:
+            v = VideoInput(str(path), meta, s.fps, s.max_frames, s.max_side)
+            reset_peaks([self_pid])
+            rss0 = _status_kb(self_pid, "VmRSS")
+            c0, t0 = time.process_time(), time.perf_counter()
+            fr = sample_frames(str(path), s.fps, s.max_frames, s.max_side)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            peak = max(0, _status_kb(self_pid, "VmHWM") - rss0)
+            kept = sum(f.nbytes for f in fr.rgb)
+            walls.append(wall / max(fr.n_decoded, 1))
+            cpus.append(cpu / max(wall, 1e-9))
+            per_frame.append(kept / max(len(fr.rgb), 1))
+            fixed.append(max(0, peak - kept))
+            t0 = time.perf_counter()
+            wav = decode_audio(str(path))
+            if wav is not None and len(wav):
+                audio_rate.append((time.perf_counter() - t0) / (len(wav) / 16000))
+            v.__dict__["frames"], v.__dict__["audio"] = fr, wav  # cached_property slots: decoded once
+            prepared.setdefault(cls, []).append(v)
+        decode[cls] = DecodeProfile(seconds_per_decoded_frame=_median(walls), cpu_ratio=max(0.05, _median(cpus)),
+                                    fixed_bytes=int(max(fixed)), per_frame_bytes=int(max(per_frame)),
+                                    audio_seconds_per_s=_median(audio_rate) if audio_rate else 0.0)
+        log(f"decode {cls}: {decode[cls].seconds_per_decoded_frame * 1000:.2f} ms/decoded frame, "
+            f"cpu x{decode[cls].cpu_ratio:.2f}, {decode[cls].per_frame_bytes / 2**20:.2f} MiB/sampled frame")
+        for v in prepared[cls]:
+            frames_comp = by_name["frames"]
+            fctx = ComputeContext(video=v, params=cfg.params("frames"), deps={}, provider=None, model=None,
+                                  batch_size=1)
+            fres = frames_comp.compute(fctx)
+            deps = {"frames": (fres.arrays, fres.status)}
+            for name, h in handles.items():
+                cap = _Capture(provider)
+                ctx = ComputeContext(video=v, params=cfg.params(name), deps=deps, provider=cap, model=h,
+                                     batch_size=max(h.max_batch_size, 1), stats=InferStats())
+                t0 = time.perf_counter()
+                by_name[name].compute(ctx)
+                wall = time.perf_counter() - t0
+                if not cap.inputs:
+                    continue
+                units = sum(len(next(iter(x.values()))) for x in cap.inputs)
+                pools.setdefault(name, {}).setdefault(cls, []).extend(cap.inputs)
+                client_s.setdefault(name, {}).setdefault(cls, []).append(max(0.0, wall - cap.seconds) / max(units, 1))
+
+    # 2. per model: fixed memory, load time, then the batch-size sweep per distinct input shape ---------------
+    models: dict[str, ModelEntry] = {}
+    for name, h in handles.items():
+        gpu = h.device == "gpu"
+        gpu_mem = GpuMemory(0) if gpu else None
+        fixed_bytes, load_s = 0, 0.0
+        if reload_models:
+            try:
+                unloaded_used = 0
+                client.unload_model(h.name)
+                deadline = time.monotonic() + 60
+                while client.is_model_ready(h.name, h.version) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                while model_processes(server_pid, h.name) and time.monotonic() < deadline:
+                    time.sleep(0.1)  # the stub exits a second or two after the model is reported unloaded
+                time.sleep(0.3)
+                base = gpu_mem.used() if gpu_mem else rss_bytes(p.pid for p in _tree(server_pid))
+                unloaded_used = base
+                t0 = time.perf_counter()
+                client.load_model(h.name)
+                load_s = time.perf_counter() - t0
+            finally:
+                if not client.is_model_ready(h.name, h.version):
+                    client.load_model(h.name)
+        caps_by_class = pools.get(name, {})
+        if not caps_by_class:
+            continue
+        # classes whose units have the same tensor shapes share one measurement over their pooled content
+        groups: dict[tuple, list[str]] = {}
+        for cls, caps in caps_by_class.items():
+            key = tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(caps[0].items()))
+            groups.setdefault(key, []).append(cls)
+        warm = split_requests(sweep_subset(next(iter(caps_by_class.values()))), 1)[0]
+        provider.infer(h, warm, 1)
+        if reload_models:
+            used = gpu_mem.used() if gpu_mem else rss_bytes(p.pid for p in _tree(server_pid))
+            fixed_bytes = max(0, used - unloaded_used)
+        else:
+            fixed_bytes = rss_bytes(model_processes(server_pid, h.name))
+        classes: dict[str, SizeClassProfile] = {}
+        cap = h.max_batch_size or max(batches)
+        for key, members in groups.items():
+            same = [x for cls in members for x in caps_by_class[cls]
+                    if all(x[k].shape[1:] == shp for k, _, shp in key)]
+            subset = sweep_subset(same)
+            shape = list(next(iter(subset.values())).shape[1:])
+            unit_bytes = int(sum(v[0].nbytes for v in subset.values()))
+            points = []
+            for b in [x for x in batches if x <= cap]:
+                reqs = split_requests(subset, b)
+
+                def send(r: dict[str, Any], b: int = b) -> None:
+                    provider.infer(h, r, b)
+
+                if gpu_mem:
+                    before = gpu_mem.used()
+                    peak, (sec, wins, spread, stable) = gpu_mem.peak_during(
+                        lambda reqs=reqs, send=send: measure_until_stable(reqs, send, **timing))
+                    mem = max(0, peak - before)
+                else:
+                    send(reqs[0])
+                    procs = [p.pid for p in _tree(server_pid)] + [self_pid]
+                    before_kb = {p: _status_kb(p, "VmRSS") for p in procs}
+                    reset_peaks(procs)
+                    sec, wins, spread, stable = measure_until_stable(reqs, send, **timing)
+                    mem = peak_delta(procs, before_kb)
+                # the request's own tensors exist on both sides at least once: never report less
+                mem = max(mem, 2 * b * unit_bytes)
+                points.append(BatchPoint(batch=b, seconds=round(sec, 6), mem_bytes=int(mem), windows=wins,
+                                         spread=spread, stable=stable))
+                log(f"{name:<7} {h.name}:{h.version} {'/'.join(members):>14} batch {b:>3}: {sec * 1000:9.2f} ms/request "
+                    f"({sec / b * 1000:8.2f} ms/unit), peak +{mem / 2**20:7.1f} MiB, {wins} windows"
+                    + ("" if stable else f", NOT stable (spread {spread:.0%})"))
+            for cls in members:
+                classes[cls] = SizeClassProfile(input_shape=shape, unit_bytes=unit_bytes,
+                                                client_seconds_per_unit=round(_median(client_s[name][cls]), 6),
+                                                points=[p.model_copy() for p in points])
+        models[name] = ModelEntry(component=name, model=h.name, version=h.version,
+                                  weights_digest=h.used.weights_digest, device_kind="gpu" if gpu else "cpu",
+                                  unit=UNIT_OF.get(name, "unit"), tier=by_name[name].tier,
+                                  max_batch_size=h.max_batch_size, fixed_bytes=int(fixed_bytes),
+                                  load_seconds=round(load_s, 3), size_classes=classes)
+        log(f"{name:<7} {h.name}:{h.version}: fixed {fixed_bytes / 2**20:.0f} MiB, load {load_s:.2f}s")
+
+    # 3. per-video client overhead (artifact IO, modules, bookkeeping) beyond decode, preparation and requests --
+    overheads = []
+    for cls, vs in prepared.items():
+        for v in vs:
+            timed = _Capture(provider)
+            r = ExtractionRun(cfg=cfg, out_root=tmp_out / "overhead", provider=timed, components=comps,
+                              batch_sizes={c: max(h.max_batch_size, 1) for c, h in handles.items()}, progress=False)
+            r.handles = dict(handles)
+            t0 = time.perf_counter()
+            process_video(r, VideoJob(v, f"calib-{cls}"))
+            wall = time.perf_counter() - t0
+            units_prep = 0.0  # client preparation measured in step 1, per unit, times this video's units
+            for c in client_s:
+                if cls in client_s[c]:
+                    units = sum(len(next(iter(x.values()))) for x in pools.get(c, {}).get(cls, [])) / max(len(vs), 1)
+                    units_prep += _median(client_s[c][cls]) * units
+            overheads.append(max(0.0, wall - timed.seconds - units_prep))
+    import shutil  # noqa: PLC0415
+
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    main_rss = rss_bytes([server_pid])
+    background = meter.busy_cores()
+    log(f"other processes kept {background:.2f} of {hw.cpu_cores} cores busy while profiling "
+        "(CPU times are normalised with it)")
+    method = {"statistic": "median seconds per request over the last windows", "windows_agree_within": 0.10,
+              "min_windows": 3, "warmup_requests": timing["warmup"], "window_s": timing["window_s"],
+              "max_windows": timing["max_windows"], "batches": list(batches),
+              "memory": "GPU used memory (sampled)" if any(m.device_kind == "gpu" for m in models.values())
+              else "Triton process tree peak RSS (VmHWM after clear_refs) above the loaded model",
+              "calibration_videos": {c: [Path(p).name for p, _ in v] for c, v in videos.items()},
+              "quick": quick}
+    return Checklist(profile=cfg.profile, hardware=hw, triton_version=triton_version, measured_at=now_iso(),
+                     method=method, server_baseline_bytes=int(main_rss),
+                     client_overhead_s_per_video=round(_median(overheads), 4) if overheads else 0.0,
+                     background_busy_cores=background,
+                     decode=decode, models=models)
+
+
+def model_processes(server_pid: int, model: str) -> list[int]:
+    """Pids of the python backend stubs serving ``model`` (their command line names its ``model.py``)."""
+    return [p.pid for p in _tree(server_pid)[1:] if any(f"/{model}/" in a for a in _cmdline(p))]
+
+
+def _cmdline(p: Any) -> list[str]:
+    try:
+        return list(p.cmdline())
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def run_profile(profile_name: str = "fast", *, url: str | None = None, state_dir: Path | None = None,
+                videos_dir: Path | None = None, out: Path | None = None, quick: bool = False,
+                reload_models: bool = True, log=print) -> tuple[Path, Checklist]:
+    """``python -m extraction checklist profile``: measure against the running Triton and write the checklist.
+
+    Args:
+        profile_name: analysis profile (``fast`` | ``quality``).
+        url: Triton gRPC address (default: the server ``triton start`` recorded in ``state_dir``).
+        state_dir: Triton state folder (its ``state.json`` gives the server pid whose memory is measured).
+        videos_dir: take calibration videos from this corpus (default: render a few with ``extraction.synth``).
+        out: where to write (default ``conf/checklist/<hardware>/<profile>.yaml``).
+        quick: fewer batch sizes and shorter windows.
+        reload_models: unload/load each model to measure its fixed memory and load time.
+        log: progress lines.
+    """
+    import tempfile  # noqa: PLC0415
+
+    from extraction import triton_server  # noqa: PLC0415
+    from extraction.config import load_profile  # noqa: PLC0415
+    from extraction.errors import TritonUnavailable  # noqa: PLC0415
+    from extraction.provider import TritonModelProvider  # noqa: PLC0415
+    from extraction.runner import discover_videos  # noqa: PLC0415
+
+    state_dir = Path(state_dir or triton_server.DEFAULT_STATE_DIR)
+    state = triton_server.read_state(state_dir)
+    if state is None:
+        raise TritonUnavailable(f"no Triton server is recorded in {state_dir}; start it with "
+                                "`python -m extraction triton start` (profiling measures its process memory)")
+    cfg = load_profile(profile_name)
+    provider = TritonModelProvider(url or state.grpc_url)
+    with tempfile.TemporaryDirectory(prefix="calibration-") as tmp:
+        if videos_dir is not None:
+            vids = pick_calibration(discover_videos(Path(videos_dir)))
+        else:
+            log("rendering calibration videos (extraction.synth) ...")
+            vids = calibration_videos(Path(tmp), per_class=1 if quick else 4)
+        cl = profile(provider, cfg, state.pid, vids, quick=quick, reload_models=reload_models, log=log)
+    path = Path(out) if out is not None else checklist_path(profile_name, cl.hardware.id)
+    save_checklist(cl, path)
+    log(f"wrote {path}")
+    return path, cl

@@ -68,6 +68,8 @@ class Device:
         concurrency: how many stages run at full speed at once (CPU cores; 1 for a GPU).
         loaded_bytes: memory already held by models that are loaded now and that the plan keeps loaded
             (they are in use, not free, but count toward the plan's peak).
+        background: capacity other processes keep busy now (cores on a shared CPU); the simulation shares the
+            device with it.
     """
 
     name: str
@@ -75,6 +77,7 @@ class Device:
     free_bytes: int
     concurrency: float = 1.0
     loaded_bytes: int = 0
+    background: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class ComponentPlan:
     predicted_server_s: float
     working_bytes: int  # one video's request of batch_size on the device
     pass_index: int
+    instances: int = 1  # Triton model instances (one python-backend process each; on a CPU, one core each)
 
 
 @dataclass
@@ -153,6 +157,10 @@ class BatchPlan:
         return {c: p.batch_size for c, p in self.components.items() if p.model}
 
     @property
+    def instances(self) -> dict[str, int]:
+        return {c: p.instances for c, p in self.components.items() if p.model}
+
+    @property
     def device_of(self) -> dict[str, str]:
         return {c: p.device for c, p in self.components.items()}
 
@@ -162,7 +170,7 @@ class BatchPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "planner_version": PLANNER_VERSION, "videos": self.videos, "videos_in_parallel": self.videos_in_parallel,
-            "batch_sizes": self.batch_sizes,
+            "batch_sizes": self.batch_sizes, "instances": self.instances,
             "components": {c: asdict(p) for c, p in self.components.items()},
             "passes": self.passes, "resident": self.resident, "devices": self.devices,
             "safety_margin": self.safety_margin, "predicted_makespan_s": round(self.predicted_makespan_s, 3),
@@ -176,12 +184,15 @@ class BatchPlan:
                  f"predicted makespan {self.predicted_makespan_s:.1f}s ({self.candidates} candidates compared)"]
         for c, p in self.components.items():
             if p.model:
-                lines.append(f"  {c:<8} {p.model:<24} on {p.device:<5} batch {p.batch_size:>3}  "
-                             f"{p.requests:>5} requests  ~{p.predicted_server_s:.1f}s server  pass {p.pass_index + 1}")
+                lines.append(f"  {c:<8} {p.model:<24} on {p.device:<5} batch {p.batch_size:>3}  x{p.instances} "
+                             f"instance{'s' if p.instances > 1 else ' '}  {p.requests:>5} requests  "
+                             f"~{p.predicted_server_s:.1f}s server  pass {p.pass_index + 1}")
         for d, info in self.devices.items():
             lines.append(f"  {d}: predicted peak {_gib(info['predicted_peak_bytes'])} of budget "
                          f"{_gib(info['budget_bytes'])} (free {_gib(info['free_bytes'])}, "
-                         f"margin {self.safety_margin:.0%})")
+                         f"margin {self.safety_margin:.0%}"
+                         + (f"; {info['background']:.2f} of {info['concurrency']:g} cores busy with other work"
+                            if info["kind"] == "cpu" else "") + ")")
         if len(self.passes) > 1:
             lines.append(f"  {len(self.passes)} passes (tier-1 models rotate): "
                          + " | ".join(",".join(p) for p in self.passes))
@@ -250,18 +261,21 @@ class Stage:
     instance: str | None = None
 
 
-def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str, float]) -> float:
+def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str, float],
+             instances: Mapping[str, int] | None = None, background: Mapping[str, float] | None = None) -> float:
     """Makespan of ``jobs`` (one stage list per video) on ``lanes`` parallel workers.
 
-    Lanes take jobs in order; a lane runs its job's stages one after another. A stage waits (FIFO) for its
-    instance when another lane's stage holds it. Running stages share each resource: when their summed demand
-    exceeds the resource's capacity, every stage on it slows by ``capacity / demand`` (processor sharing)."""
+    Lanes take jobs in order; a lane runs its job's stages one after another. A stage waits (FIFO) for one of
+    its model's ``instances`` (default 1) when all are held by other lanes. Running stages share each resource:
+    when their summed demand (plus the resource's constant ``background`` demand) exceeds its capacity, every
+    stage on it slows by ``capacity / demand`` (processor sharing, i.e. the OS's fair share)."""
     queue = deque(range(len(jobs)))
     lane_job: list[int | None] = [None] * max(1, lanes)
     lane_pos = [0] * len(lane_job)
     running: dict[int, float] = {}  # lane -> remaining work
     waiting: dict[str, deque[int]] = {}
-    holder: dict[str, int] = {}
+    held: dict[str, int] = {}
+    slots = dict(instances or {})
     t = 0.0
 
     def stage_of(lane: int) -> Stage:
@@ -281,17 +295,17 @@ def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str,
                 lane_pos[lane] += 1
                 continue
             if st.instance is not None:
-                if st.instance in holder:
+                if held.get(st.instance, 0) >= slots.get(st.instance, 1):
                     waiting.setdefault(st.instance, deque()).append(lane)
                     return
-                holder[st.instance] = lane
+                held[st.instance] = held.get(st.instance, 0) + 1
             running[lane] = st.work
             return
 
     for lane in range(len(lane_job)):
         start_next(lane)
     while running:
-        load: dict[str, float] = {}
+        load: dict[str, float] = dict(background or {})
         for lane in running:
             for res, d in stage_of(lane).demand:
                 load[res] = load.get(res, 0.0) + d
@@ -309,12 +323,12 @@ def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str,
             st = stage_of(lane)
             lane_pos[lane] += 1
             if st.instance is not None:
-                del holder[st.instance]
                 q = waiting.get(st.instance)
-                if q:
+                if q:  # the freed instance goes straight to the next waiting lane
                     nxt = q.popleft()
-                    holder[st.instance] = nxt
                     running[nxt] = stage_of(nxt).work
+                else:
+                    held[st.instance] -= 1
             start_next(lane)
     return t
 
@@ -333,12 +347,14 @@ class _Candidate:
     requests: int
     server_s: dict[str, float]
     reqs: dict[str, int]
+    instances: dict[str, int] = field(default_factory=dict)
 
     def key(self) -> tuple:
         return (round(self.makespan, 6), self.requests, max(self.peak.values(), default=0), self.parallel)
 
     def summary(self) -> dict[str, Any]:
-        return {"videos_in_parallel": self.parallel, "batch_sizes": dict(self.batches), "devices": dict(self.assign),
+        return {"videos_in_parallel": self.parallel, "batch_sizes": dict(self.batches),
+                "instances": dict(self.instances), "devices": dict(self.assign),
                 "passes": len(self.passes), "predicted_makespan_s": round(self.makespan, 3),
                 "predicted_peak_bytes": dict(self.peak), "requests": self.requests}
 
@@ -347,7 +363,9 @@ class _Planner:
     def __init__(self, videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devices: Sequence[Device],
                  checklist: Checklist, safety_margin: float, memory_budget: int | Mapping[str, int] | None,
                  max_videos_in_parallel: int, max_loaded_models_per_device: int,
-                 loaded: set[str] | None, parallel_options: Sequence[int]) -> None:
+                 loaded: set[str] | None, parallel_options: Sequence[int],
+                 max_instances: int | Mapping[str, int] | None = None,
+                 current_instances: Mapping[str, int] | None = None) -> None:
         if not devices:
             raise ConfigError("the planner needs at least one device")
         if not 0 <= safety_margin < 1:
@@ -379,7 +397,19 @@ class _Planner:
                           for c in self.model_comps}
         self.options = {c.name: _batch_options(self.entry(c.name), self.max_units[c.name]) for c in self.model_comps}
         self.decode_max = max((_decode_bytes(checklist, v) for v in self.videos), default=0)
+        self.current_instances = dict(current_instances or {})
+        self.max_instances: dict[str, int] = {}
+        for c in self.model_comps:
+            if isinstance(max_instances, Mapping):
+                self.max_instances[c.name] = int(max_instances.get(c.name, 1))
+            elif max_instances is not None:
+                self.max_instances[c.name] = int(max_instances)
+            elif self.entry(c.name).device_kind == "cpu" and self.cpu is not None:
+                self.max_instances[c.name] = max(1, round(self.cpu.concurrency))  # one busy instance per core
+            else:
+                self.max_instances[c.name] = 1
         self._time_cache: dict[tuple[str, int], tuple[float, int]] = {}
+        self.cpu_scale = checklist.cpu_time_scale()  # measured (shared machine) -> idle-machine CPU seconds
 
     def entry(self, comp: str) -> ModelEntry:
         return self.cl.models[comp]
@@ -391,8 +421,13 @@ class _Planner:
     def time(self, comp: str, b: int) -> tuple[float, int]:
         key = (comp, b)
         if key not in self._time_cache:
-            self._time_cache[key] = _server_time(self.entry(comp), self.videos, comp, b)
+            t, r = _server_time(self.entry(comp), self.videos, comp, b)
+            self._time_cache[key] = (t * self.scale(comp), r)
         return self._time_cache[key]
+
+    def scale(self, comp: str | None) -> float:
+        """CPU-side seconds are normalised to an idle machine; GPU seconds are used as measured."""
+        return self.cpu_scale if comp is None or self.entry(comp).device_kind == "cpu" else 1.0
 
     def allowed(self, comp: str) -> list[str]:
         kind = self.entry(comp).device_kind
@@ -410,8 +445,9 @@ class _Planner:
             _client_bytes(self.entry(c), self.classes, batches.get(c, 1)) for c in computing))
 
     def need(self, device: str, resident: Iterable[str], computing: Sequence[str], parallel: int,
-             batches: Mapping[str, int], assign: Mapping[str, str]) -> int:
-        fixed = sum(self.entry(c).fixed_bytes for c in resident if assign[c] == device)
+             batches: Mapping[str, int], assign: Mapping[str, str], inst: Mapping[str, int] | None = None) -> int:
+        inst = inst or {}
+        fixed = sum(self.entry(c).fixed_bytes * inst.get(c, 1) for c in resident if assign[c] == device)
         work = parallel * sum(_working_bytes(self.entry(c), self.classes, batches.get(c, 1))
                               for c in computing if assign[c] == device)
         if self.devices[device].kind == "cpu":
@@ -513,8 +549,8 @@ class _Planner:
 
     # batch sizes ----------------------------------------------------------------------------------
 
-    def choose_batches(self, parallel: int, assign: Mapping[str, str], passes: list[list[str]]
-                       ) -> tuple[dict[str, int], dict[str, int]] | None:
+    def choose_batches(self, parallel: int, assign: Mapping[str, str], passes: list[list[str]],
+                       inst: Mapping[str, int] | None = None) -> tuple[dict[str, int], dict[str, int]] | None:
         """Per pass and device, the batch sizes minimising summed server time within the budget (exact
         multiple-choice knapsack on a 1000-bucket grid, rounding memory up). None when P does not fit."""
         batches: dict[str, int] = {}
@@ -524,7 +560,7 @@ class _Planner:
             computing = [c for c in p if self.by_name[c].uses_model]
             for dev in self.devices:
                 items = [c for c in computing if assign[c] == dev]
-                fixed = sum(self.entry(c).fixed_bytes for c in res if assign[c] == dev)
+                fixed = sum(self.entry(c).fixed_bytes * (inst or {}).get(c, 1) for c in res if assign[c] == dev)
                 extra = 0
                 if self.devices[dev].kind == "cpu":
                     extra = parallel * self.decode_max
@@ -557,6 +593,7 @@ class _Planner:
     def jobs(self, pass_comps: Sequence[str], assign: Mapping[str, str], batches: Mapping[str, int],
              share: float) -> list[list[Stage]]:
         cpu = self.cpu.name if self.cpu else "cpu"
+        k = self.cpu_scale
         out = []
         for v in self.videos:
             stages: list[Stage] = []
@@ -565,11 +602,11 @@ class _Planner:
             for name in pass_comps:
                 c = self.by_name[name]
                 if c.uses_frames and not decoded:
-                    wall = v.decoded_frames * dec.seconds_per_decoded_frame
+                    wall = v.decoded_frames * dec.seconds_per_decoded_frame * k
                     stages.append(Stage(wall, ((cpu, dec.cpu_ratio),)))
                     decoded = True
                 if c.uses_audio and v.audio_s > 0:
-                    stages.append(Stage(v.audio_s * dec.audio_seconds_per_s, ((cpu, 1.0),)))
+                    stages.append(Stage(v.audio_s * dec.audio_seconds_per_s * k, ((cpu, 1.0),)))
                 if not c.uses_model:
                     continue
                 u = int(v.units.get(name, 0))
@@ -577,31 +614,55 @@ class _Planner:
                     continue
                 e = self.entry(name)
                 curve = e.curve(v.size_class)
-                stages.append(Stage(u * curve.client_seconds_per_unit, ((cpu, 1.0),)))
+                stages.append(Stage(u * curve.client_seconds_per_unit * k, ((cpu, 1.0),)))
                 b = batches[name]
                 q, r = divmod(u, b)
-                server = q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)
+                server = (q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)) * self.scale(name)
                 dev = assign[name]
                 demand = ((dev, 1.0),) if dev == cpu else ((dev, 1.0), (cpu, 0.1))
                 stages.append(Stage(server, demand, instance=f"{e.model}@{dev}"))
-            stages.append(Stage(self.cl.client_overhead_s_per_video * share, ((cpu, 1.0),)))
+            stages.append(Stage(self.cl.client_overhead_s_per_video * share * k, ((cpu, 1.0),)))
             out.append(stages)
         return out
 
     def makespan(self, parallel: int, assign: Mapping[str, str], passes: list[list[str]],
-                 batches: Mapping[str, int]) -> float:
+                 batches: Mapping[str, int], inst: Mapping[str, int] | None = None) -> float:
+        inst = inst or {}
         capacity = {d.name: d.concurrency for d in self.devices.values()}
+        slots = {f"{self.entry(c).model}@{assign[c]}": inst.get(c, 1) for c in assign}
         total_comps = max(1, len(self.comps))
         t = 0.0
         resident = self.resident_sets(passes)
         loaded = set(self.loaded) if self.loaded is not None else set(resident[0])
         for p, res in zip(passes, resident):
-            for c in res:
-                if c not in loaded:
+            for c in res:  # (re)load: not loaded now, or loaded with another instance count
+                if c not in loaded or inst.get(c, 1) != self.current_instances.get(c, 1):
                     t += self.entry(c).load_seconds
             loaded = set(res) | {c for c in loaded if self.entry(c).tier == 0}
-            t += simulate(self.jobs(p, assign, batches, len(p) / total_comps), parallel, capacity)
+            t += simulate(self.jobs(p, assign, batches, len(p) / total_comps), parallel, capacity, slots,
+                          {d.name: d.background for d in self.devices.values() if d.background})
         return t
+
+    def with_instances(self, parallel: int, assign: Mapping[str, str], passes: list[list[str]],
+                       batches: dict[str, int], peak: dict[str, int]):
+        """Greedy: give the model with the most server time one more instance while the predicted makespan drops
+        by at least 2% and memory fits (batch sizes re-chosen for the memory the extra instance takes)."""
+        inst = {c: 1 for c in batches}
+        best = self.makespan(parallel, assign, passes, batches, inst)
+        while True:
+            order = sorted((c for c in batches if inst[c] < self.max_instances[c]),
+                           key=lambda c: -self.time(c, batches[c])[0])
+            for c in order:
+                trial = {**inst, c: inst[c] + 1}
+                chosen = self.choose_batches(parallel, assign, passes, trial)
+                if chosen is None:
+                    continue
+                ms = self.makespan(parallel, assign, passes, chosen[0], trial)
+                if ms < best * 0.98:
+                    inst, best, (batches, peak) = trial, ms, chosen
+                    break
+            else:
+                return inst, batches, peak, best
 
     # search ----------------------------------------------------------------------------------------
 
@@ -638,18 +699,19 @@ class _Planner:
                 packing = self.pack(assign, cap)
                 if packing is not None and packing not in packings:
                     packings.append(packing)
+                if len(packings) == 1 and len(packings[0]) == 1:
+                    break  # everything fits in one pass: splitting only adds reloads and decoding
             for passes in packings:
                 for parallel in self.parallel_options:
                     chosen = self.choose_batches(parallel, assign, passes)
                     if chosen is None:
                         continue
-                    batches, peak = chosen
-                    ms = self.makespan(parallel, assign, passes, batches)
+                    inst, batches, peak, ms = self.with_instances(parallel, assign, passes, *chosen)
                     times = {c: self.time(c, b) for c, b in batches.items()}
                     candidates.append(_Candidate(parallel, dict(assign), passes, batches, peak, ms,
                                                  sum(r for _, r in times.values()),
                                                  {c: t for c, (t, _) in times.items()},
-                                                 {c: r for c, (_, r) in times.items()}))
+                                                 {c: r for c, (_, r) in times.items()}, inst))
         if not candidates:
             if first_error is not None and feasible_assignments == 0:
                 raise first_error
@@ -668,7 +730,7 @@ class _Planner:
                 comps[c.name] = ComponentPlan(
                     c.name, self.label(c.name), best.assign[c.name], b, best.reqs[c.name],
                     round(best.server_s[c.name], 3), _working_bytes(self.entry(c.name), self.classes, b),
-                    where[c.name])
+                    where[c.name], best.instances.get(c.name, 1))
             else:
                 comps[c.name] = ComponentPlan(c.name, None, cpu, 0, 0, 0.0, 0, where[c.name])
         resident = []
@@ -679,7 +741,8 @@ class _Planner:
             resident.append(by_dev)
         devices = {d.name: {"kind": d.kind, "free_bytes": d.free_bytes, "loaded_bytes": d.loaded_bytes,
                             "budget_bytes": self.budget[d.name], "predicted_peak_bytes": best.peak[d.name],
-                            "concurrency": d.concurrency} for d in self.devices.values()}
+                            "concurrency": d.concurrency, "background": d.background}
+                   for d in self.devices.values()}
         alternatives = [c.summary() for c in all_[1:6]]
         return BatchPlan(videos=len(self.videos), videos_in_parallel=best.parallel, components=comps,
                          passes=best.passes, resident=resident, devices=devices, safety_margin=self.margin,
@@ -753,7 +816,9 @@ def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devic
          memory_budget: int | Mapping[str, int] | None = None,
          max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
          max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
-         loaded: set[str] | None = None, parallel_options: Sequence[int] = PARALLEL_OPTIONS) -> BatchPlan:
+         loaded: set[str] | None = None, parallel_options: Sequence[int] = PARALLEL_OPTIONS,
+         max_instances: int | Mapping[str, int] | None = None,
+         current_instances: Mapping[str, int] | None = None) -> BatchPlan:
     """Choose the fastest plan that fits (see the module docstring).
 
     Args:
@@ -767,9 +832,11 @@ def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devic
         max_loaded_models_per_device: residency bound (tier-0 models count toward it).
         loaded: components whose models are loaded now (None: all of them).
         parallel_options: the numbers of videos in parallel to consider.
+        max_instances: most Triton instances per model (default: CPU models one per available core, GPU 1).
+        current_instances: component -> instances loaded now (changing it costs a reload).
 
     Raises:
         InsufficientMemory: a component does not fit even at batch 1 for one video (names it, need, free).
     """
     return _Planner(videos, components, devices, checklist, safety_margin, memory_budget, max_videos_in_parallel,
-                    max_loaded_models_per_device, loaded, parallel_options).run()
+                    max_loaded_models_per_device, loaded, parallel_options, max_instances, current_instances).run()

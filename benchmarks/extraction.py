@@ -1,0 +1,264 @@
+"""Extraction throughput: naive vs fixed batch 8 vs the batching planner, the planner vs an exhaustive oracle,
+and the planner's predictions vs what happened. Numbers, not a timed test.
+
+``python -m benchmarks.extraction`` (about 8-10 minutes on 2 cores) does everything itself in a temporary folder:
+
+1. starts its own Triton (``extraction.triton_server``, explicit model control) and renders two corpora with
+   ``extraction.synth``: the main one (``--n`` 16 videos, 360p/720p/1080p, 3-20 s, landscape and portrait) and a
+   smaller one for the oracle (``--oracle-n`` 6 videos, same distribution, another seed);
+2. uses this hardware's committed checklist (``conf/checklist/<hardware>/<profile>.yaml``) if the server's model
+   signatures match it, else profiles one into the temporary folder first (and says so);
+3. main corpus, ``--repeats`` rounds of: naive (batch 1, one video at a time), fixed batch 8 (one video at a
+   time), planner (plan + execute, under ``--budget``), each on a fresh artifacts folder; medians are reported;
+4. oracle: on the small corpus, every plan of a grid -- videos in parallel {1, 2, 4} x one batch size for every
+   component {1, 4, 16, 64} (capped by each model's max_batch_size) x instances of the bottleneck model (the
+   one with the most predicted server time) {1, 2} -- timed for real from the same server state as the
+   planner (instance reloads included); the three best and the planner are timed again and each keeps its best;
+5. prints a table and, last, ``planner_vs_naive=<x> oracle_gap_pct=<p> makespan_err_pct=<p> peak_over_budget=<n>``.
+
+Peak memory of a run is measured, like the checklist's, as peak RSS (VmHWM after ``clear_refs``) of the stubs of the
+models the plan uses, plus the growth of the Triton main process and of this client process, and compared with
+the budget the planner was given and with its prediction. The machine may be shared: the background load (cores
+kept busy by other processes) is measured around every run and printed; throughput numbers move with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_COMPONENTS = ("visual", "motion", "faces", "audio", "text")
+CORPUS = dict(resolution_mix={"640x360": 0.4, "1280x720": 0.35, "1920x1080": 0.25}, duration_s=(3.0, 20.0),
+              edge_cases=False)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class PeakMemory:
+    """Peak RSS of a run: the plan's model stubs (whole), plus growth of the Triton main process and this client."""
+
+    def __init__(self, server_pid: int, models: list[str]) -> None:
+        from extraction.checklist import _status_kb, model_processes, reset_peaks  # noqa: PLC0415
+
+        self._kb, self._stubs = _status_kb, model_processes
+        self.server_pid, self.models = server_pid, models
+        self.me = os.getpid()
+        reset_peaks([server_pid, self.me, *self._stub_pids()])
+        self.before = {p: _status_kb(p, "VmRSS") for p in (server_pid, self.me)}
+
+    def _stub_pids(self) -> list[int]:
+        return [p for m in self.models for p in self._stubs(self.server_pid, m)]
+
+    def peak(self) -> int:
+        stubs = sum(self._kb(p, "VmHWM") for p in self._stub_pids())
+        growth = sum(max(0, self._kb(p, "VmHWM") - b) for p, b in self.before.items())
+        return stubs + growth
+
+
+def _reset_instances(control: Any, models: list[str]) -> None:
+    """Every model back to its repository config's instance count (1 here), reloading only those that differ."""
+    from extraction.executor import current_instances, placement_config  # noqa: PLC0415
+
+    for m, n in current_instances(control, {m: m for m in models}).items():
+        if n != 1:
+            control.load_model(m, config=placement_config(control, m, 1, "cpu"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.extraction", description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=16, help="videos in the main corpus (>= 16)")
+    ap.add_argument("--oracle-n", type=int, default=6, help="videos in the oracle's corpus")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds of naive / fixed-8 / planner on the main corpus")
+    ap.add_argument("--budget", default="1.5GiB", help="memory budget given to the planner")
+    ap.add_argument("--profile", default="fast")
+    ap.add_argument("--checklist", type=Path, default=None, help="checklist to use (default: this hardware's)")
+    ap.add_argument("--no-oracle", action="store_true")
+    ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    ap.add_argument("--seed", type=int, default=11)
+    args = ap.parse_args(argv)
+
+    from extraction import synth, triton_server  # noqa: PLC0415
+    from extraction.__main__ import parse_bytes  # noqa: PLC0415
+    from extraction.checklist import ChecklistMissing, ChecklistStale, background_busy_cores, load_checklist  # noqa: PLC0415
+    from extraction.checklist import run_profile  # noqa: PLC0415
+    from extraction.config import load_profile  # noqa: PLC0415
+    from extraction.executor import (  # noqa: PLC0415
+        execute,
+        find_checklist,
+        model_signatures,
+        placement_config,
+        plan_run,
+        video_specs,
+    )
+    from extraction.provider import TritonModelProvider  # noqa: PLC0415
+    from extraction.runner import ExtractionRun, discover_videos, extract  # noqa: PLC0415
+
+    budget = parse_bytes(args.budget)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-extraction-"))
+    work.mkdir(parents=True, exist_ok=True)
+    state_dir = work / "triton"
+    t_start = time.perf_counter()
+    try:
+        _log(f"work folder {work}; starting Triton ...")
+        state = triton_server.start(state_dir=state_dir)
+        provider = TritonModelProvider(state.grpc_url)
+        control = provider.client
+        cfg = load_profile(args.profile)
+
+        _log(f"rendering {args.n} + {args.oracle_n} videos ...")
+        synth.generate(args.n, work / "corpus", seed=args.seed, progress=False, clean=True, **CORPUS)
+        synth.generate(args.oracle_n, work / "small", seed=args.seed + 1, progress=False, clean=True, **CORPUS)
+        main_vids = discover_videos(work / "corpus" / "videos")
+        small_vids = discover_videos(work / "small" / "videos")
+
+        probe_run = ExtractionRun(cfg=cfg, out_root=work / "probe", provider=provider, progress=False)
+        sigs = model_signatures(probe_run.resolve_models())
+        models = sorted({h.name for h in probe_run.handles.values()})
+        try:
+            cl_path = find_checklist(args.profile, args.checklist)
+            cl = load_checklist(cl_path)
+            cl.check_signatures(sigs, source=str(cl_path))
+            cl_note = f"committed checklist {cl_path.relative_to(REPO) if cl_path.is_relative_to(REPO) else cl_path}"
+        except (ChecklistMissing, ChecklistStale) as exc:
+            _log(f"{exc}\nprofiling a checklist for this run (quick) ...")
+            cl_path, cl = run_profile(args.profile, state_dir=state_dir, out=work / "checklist.yaml", quick=True,
+                                      log=_log)
+            cl_note = "checklist profiled by this benchmark (quick), the committed one was missing or stale"
+        _log(cl_note)
+
+        def frames_of(vids: list) -> int:
+            return sum(v.sampled_frames for v in video_specs(vids, cfg, cl))
+
+        def run_fixed(vids: list, batch: int, parallel: int, tag: str) -> dict[str, Any]:
+            out = work / "out" / tag
+            shutil.rmtree(out, ignore_errors=True)
+            run = ExtractionRun(cfg=cfg, out_root=out, provider=provider, progress=False,
+                                batch_sizes={c: batch for c in MODEL_COMPONENTS})
+            bg = background_busy_cores(0.5, [state.pid])
+            t0 = time.perf_counter()
+            s = extract(run, vids, videos_in_parallel=parallel)
+            return {"seconds": time.perf_counter() - t0, "ok": s.ok, "background": bg}
+
+        def run_planner(vids: list, tag: str) -> dict[str, Any]:
+            out = work / "out" / tag
+            shutil.rmtree(out, ignore_errors=True)
+            run = ExtractionRun(cfg=cfg, out_root=out, provider=provider, progress=False)
+            t0 = time.perf_counter()
+            plan = plan_run(run, vids, checklist=cl, memory_budget=budget)
+            planned = time.perf_counter()
+            mem = PeakMemory(state.pid, models)
+            s = execute(run, vids, plan)
+            done = time.perf_counter()
+            m = json.loads(Path(s.manifests[0]).read_text()) if s.manifests else {}
+            used_batches = {c: e["batch_size"] for c, e in m.get("components", {}).items() if c in MODEL_COMPONENTS}
+            return {"seconds": done - t0, "plan_s": planned - t0, "exec_s": done - planned, "ok": s.ok,
+                    "plan": plan, "peak": mem.peak(), "background": plan.devices["cpu"]["background"],
+                    "manifest_batches": used_batches}
+
+        # ---- main corpus ------------------------------------------------------------------------------------
+        n_frames = frames_of(main_vids)
+        res: dict[str, list[dict[str, Any]]] = {"naive": [], "fixed8": [], "planner": []}
+        for r in range(args.repeats):
+            _reset_instances(control, models)
+            _log(f"round {r + 1}/{args.repeats}: naive ...")
+            res["naive"].append(run_fixed(main_vids, 1, 1, f"naive{r}"))
+            _log(f"round {r + 1}/{args.repeats}: fixed batch 8 ...")
+            res["fixed8"].append(run_fixed(main_vids, 8, 1, f"fixed{r}"))
+            _reset_instances(control, models)
+            _log(f"round {r + 1}/{args.repeats}: planner ...")
+            res["planner"].append(run_planner(main_vids, f"planner{r}"))
+            _log(res["planner"][-1]["plan"].describe())
+            _log("  " + ", ".join(f"{k}: {statistics.median(x['seconds'] for x in v):.1f}s" for k, v in res.items()))
+
+        med = {k: statistics.median(x["seconds"] for x in v) for k, v in res.items()}
+        best_plan = res["planner"][-1]["plan"]
+        errs = [abs(x["exec_s"] - x["plan"].predicted_makespan_s) / x["exec_s"] * 100 for x in res["planner"]]
+        peaks = [(x["peak"], x["plan"].devices["cpu"]["predicted_peak_bytes"]) for x in res["planner"]]
+
+        # ---- oracle -----------------------------------------------------------------------------------------
+        oracle: dict[tuple, float] = {}
+        planner_small: list[float] = []
+        gap = float("nan")
+        if not args.no_oracle:
+            small_frames = frames_of(small_vids)
+            bottleneck = max(MODEL_COMPONENTS, key=lambda c: best_plan.components[c].predicted_server_s)
+            bmodel = probe_run.handles[bottleneck].name
+            grid = [(p, b, i) for i in (1, 2) for p in (1, 2, 4) for b in (1, 4, 16, 64)]
+            _log(f"oracle: {len(grid)} plans on {len(small_vids)} videos ({small_frames} frames), "
+                 f"bottleneck {bottleneck} ({bmodel}) ...")
+
+            def configure(inst: int) -> float:
+                """Server back to one instance everywhere (untimed), then the plan's instances: seconds taken."""
+                _reset_instances(control, models)
+                t0 = time.perf_counter()
+                if inst != 1:
+                    control.load_model(bmodel, config=placement_config(control, bmodel, inst, "cpu"))
+                return time.perf_counter() - t0
+
+            for k, (p, b, inst) in enumerate(grid):
+                reload_s = configure(inst)
+                oracle[(p, b, inst)] = reload_s + run_fixed(small_vids, b, p, f"oracle{k}")["seconds"]
+            _reset_instances(control, models)
+            x = run_planner(small_vids, "planner_small0")
+            planner_small.append(x["seconds"])
+            peaks.append((x["peak"], x["plan"].devices["cpu"]["predicted_peak_bytes"]))
+            _log(x["plan"].describe())
+            for k, key in enumerate(sorted(oracle, key=oracle.get)[:3]):  # best-of-two for the front runners
+                p, b, inst = key
+                reload_s = configure(inst)
+                oracle[key] = min(oracle[key], reload_s + run_fixed(small_vids, b, p, f"oracle_again{k}")["seconds"])
+            _reset_instances(control, models)
+            x = run_planner(small_vids, "planner_small1")
+            planner_small.append(x["seconds"])
+            peaks.append((x["peak"], x["plan"].devices["cpu"]["predicted_peak_bytes"]))
+            best_key = min(oracle, key=oracle.get)
+            gap = (min(planner_small) - oracle[best_key]) / oracle[best_key] * 100
+
+        # ---- report -----------------------------------------------------------------------------------------
+        n_ok = statistics.median(x["ok"] for x in res["naive"])
+        print(f"\nExtraction benchmark ({args.profile} profile) on {cl.hardware.id} ({cl.hardware.cpu_cores} cores), "
+              f"{cl_note}; total {time.perf_counter() - t_start:.0f}s")
+        print(f"main corpus: {len(main_vids)} videos, {n_frames} sampled frames; medians of {args.repeats} rounds; "
+              f"background load (cores busy with other work) "
+              f"{statistics.median(x['background'] for v in res.values() for x in v):.2f} median, "
+              f"{max(x['background'] for v in res.values() for x in v):.2f} max")
+        print(f"{'strategy':<12}{'seconds':>9}{'frames/s':>10}{'videos/min':>12}{'x naive':>9}")
+        for k, s in med.items():
+            print(f"{k:<12}{s:>9.2f}{n_frames / s:>10.2f}{60 * n_ok / s:>12.1f}{med['naive'] / s:>9.2f}")
+        print("planner's plan:\n" + best_plan.describe())
+        for i, x in enumerate(res["planner"]):
+            print(f"planner round {i + 1}: plan {x['plan_s']:.2f}s + execute {x['exec_s']:.2f}s "
+                  f"(predicted {x['plan'].predicted_makespan_s:.2f}s, error {errs[i]:.0f}%), peak "
+                  f"{x['peak'] / 2**20:.0f} MiB (predicted {x['plan'].devices['cpu']['predicted_peak_bytes'] / 2**20:.0f}"
+                  f" MiB, budget {budget / 2**20:.0f} MiB), batch sizes in the manifest {x['manifest_batches']}")
+        if oracle:
+            print(f"oracle grid on {len(small_vids)} videos ({len(oracle)} plans; p=videos in parallel, b=batch, "
+                  f"i={bottleneck} instances), best five:")
+            for key in sorted(oracle, key=oracle.get)[:5]:
+                print(f"  p={key[0]} b={key[1]:<3} i={key[2]}: {oracle[key]:.2f}s")
+            print(f"  planner (best of {len(planner_small)}): {min(planner_small):.2f}s -> gap {gap:+.1f}% "
+                  f"(worst grid plan {max(oracle.values()):.2f}s)")
+        over = sum(1 for peak, _ in peaks if peak > budget)
+        vs = med["naive"] / med["planner"]
+        print(f"planner_vs_naive={vs:.2f} oracle_gap_pct={gap:.1f} makespan_err_pct={statistics.median(errs):.1f} "
+              f"peak_over_budget={over}")
+        return 0
+    finally:
+        triton_server.stop(state_dir)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,502 @@
+"""Follow a :class:`~extraction.planner.BatchPlan`: plan a run before any work, then execute it.
+
+* :func:`plan_run` gathers what the planner needs from the real world -- the server's model signatures (checked
+  against the checklist: a stale checklist is refused), each video's size class and units from its container
+  header (nothing decoded), the devices and the memory free right now -- and calls the pure planner.
+* :func:`execute` runs the plan with the runner: ``videos_in_parallel`` videos at once sharing the Triton
+  client, each component's Triton requests of the planned batch size (every NPZ ``meta.batch_size`` is the size
+  really sent), the plan recorded in every manifest. When the plan has several passes (tier-1 models rotate
+  because memory or ``max_loaded_models_per_device`` forces it), :class:`ModelResidency` loads and unloads
+  models with Triton's explicit model control between passes -- tier-0 models stay loaded, tier-1 models are
+  evicted least-recently-used -- and the per-pass manifests are merged into one manifest per video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from extraction.checklist import (
+    CHECKLIST_DIR,
+    Checklist,
+    ChecklistMissing,
+    checklist_path,
+    detect_hardware,
+    load_checklist,
+    size_class,
+)
+from extraction.errors import TrendflowError, VideoDecodeFailed
+from extraction.planner import (
+    DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+    DEFAULT_MAX_VIDEOS_IN_PARALLEL,
+    DEFAULT_SAFETY_MARGIN,
+    BatchPlan,
+    ComponentSpec,
+    Device,
+    VideoSpec,
+    plan,
+)
+
+AUDIO_RATE = 16000
+TEXT_UNITS = 2  # title + description
+
+
+# --------------------------------------------------------------------------------------------- the real world
+
+
+def component_specs(components: Iterable[Any]) -> list[ComponentSpec]:
+    return [ComponentSpec.of(c) for c in components]
+
+
+def units_for(unit: str, sampled: int, duration_s: float, has_audio: bool, params: Mapping[str, Any]) -> int:
+    """Units a component sends to its model for one video, by the checklist's unit kind (pure)."""
+    if unit == "frame":
+        return sampled
+    if unit == "frame_pair":
+        return max(sampled - 1, 0)
+    if unit == "audio_window":
+        win = int(round(float(params.get("window_s", 1.0)) * AUDIO_RATE))
+        return int(duration_s * AUDIO_RATE) // win if has_audio and win > 0 else 0
+    if unit == "text":
+        return TEXT_UNITS
+    raise TrendflowError(f"unknown unit kind {unit!r} in the checklist", code="config_invalid")
+
+
+def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checklist: Checklist) -> list[VideoSpec]:
+    """Planner view of each video from its container header (PyAV probe; nothing is decoded).
+
+    A video that cannot be probed gets zero units: the run records ``video_decode_failed`` for it."""
+    from extraction.decode import probe, target_times  # noqa: PLC0415
+
+    s = cfg.sampling
+    out = []
+    for path, meta in videos:
+        vid = str(meta.get("video_id", Path(path).stem))
+        try:
+            info = probe(str(path))
+        except VideoDecodeFailed:
+            out.append(VideoSpec(vid, "360p", {}))
+            continue
+        targets = target_times(max(info.duration_s, 1.0 / s.fps), s.fps, s.max_frames)
+        n = len(targets)
+        units = {c: units_for(e.unit, n, info.duration_s, info.has_audio, cfg.params(c))
+                 for c, e in checklist.models.items()}
+        decoded = int(round(float(targets[-1]) * (info.fps or 25.0))) + 1
+        out.append(VideoSpec(vid, size_class(info.width, info.height), units, decoded_frames=decoded,
+                             sampled_frames=n, audio_s=info.duration_s if info.has_audio else 0.0))
+    return out
+
+
+def discover_devices(background: float | None = None, own_pids: Iterable[int] = ()) -> list[Device]:
+    """CPU RAM available now, the cores and how many of them other processes keep busy (sampled for a second;
+    this run's processes ``own_pids`` are excluded), plus each GPU's free memory (NVML, else ``torch.cuda``)."""
+    import psutil  # noqa: PLC0415
+
+    from extraction.checklist import background_busy_cores  # noqa: PLC0415
+
+    bg = background if background is not None else background_busy_cores(1.0, own_pids)
+    devices = [Device("cpu", "cpu", int(psutil.virtual_memory().available), concurrency=float(os.cpu_count() or 1),
+                      background=float(bg))]
+    try:
+        import pynvml  # noqa: PLC0415
+
+        pynvml.nvmlInit()
+        try:
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                free = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).free
+                devices.append(Device(f"gpu{i}", "gpu", int(free)))
+            return devices
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVML: try torch
+        pass
+    try:
+        import torch  # noqa: PLC0415
+
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                free, _total = torch.cuda.mem_get_info(i)
+                devices.append(Device(f"gpu{i}", "gpu", int(free)))
+    except Exception:  # noqa: BLE001
+        pass
+    return devices
+
+
+def model_signatures(handles: Mapping[str, Any]) -> dict[str, str]:
+    """component -> ``name:version:weights_digest`` as the server reports it."""
+    return {c: f"{h.name}:{h.version}:{h.used.weights_digest}" for c, h in handles.items()}
+
+
+def loaded_models(provider: Any) -> set[str] | None:
+    """Names of the models Triton reports READY (None when the provider cannot say)."""
+    client = getattr(provider, "client", None)
+    if client is None:
+        return None
+    try:
+        index = client.get_model_repository_index(as_json=True).get("models", [])
+    except Exception:  # noqa: BLE001
+        return None
+    return {m["name"] for m in index if m.get("state") == "READY"}
+
+
+def _instance_groups(control: Any, model: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    cfg = control.get_model_config(model, as_json=True)["config"]
+    return cfg, list(cfg.get("instance_group") or [{"kind": "KIND_CPU", "count": 1}])
+
+
+def current_instances(control: Any, models: Mapping[str, str]) -> dict[str, int]:
+    """component -> instances its model is loaded with now (from the server's model config)."""
+    out = {}
+    for comp, model in models.items():
+        try:
+            _, groups = _instance_groups(control, model)
+        except Exception:  # noqa: BLE001 - not loaded: it will be loaded as planned
+            continue
+        out[comp] = sum(int(g.get("count", 1) or 1) for g in groups)
+    return out
+
+
+def placement_config(control: Any, model: str, instances: int, device: str) -> str:
+    """The model's current config with one instance group: ``instances`` copies on ``device`` (``cpu`` or
+    ``gpuN``), as JSON for ``load_model(config=...)`` (explicit model control)."""
+    cfg, _ = _instance_groups(control, model)
+    group: dict[str, Any] = {"kind": "KIND_GPU" if device.startswith("gpu") else "KIND_CPU", "count": int(instances)}
+    if device.startswith("gpu"):
+        group["gpus"] = [int(device[3:] or 0)]
+    cfg["instance_group"] = [group]
+    return json.dumps(cfg)
+
+
+def apply_instances(control: Any, plan_: BatchPlan, models: Mapping[str, str],
+                    only: Iterable[str] | None = None) -> list[tuple[str, int, int, float]]:
+    """Reload the models whose planned instance count differs from the loaded one (config override; the
+    repository's ``config.pbtxt`` is not touched). Returns (model, before, after, seconds) per reload."""
+    now = current_instances(control, {c: m for c, m in models.items() if only is None or c in set(only)})
+    done = []
+    for comp, cur in now.items():
+        cp = plan_.components.get(comp)
+        if cp is None or cp.instances == cur:
+            continue
+        t0 = time.perf_counter()
+        control.load_model(models[comp], config=placement_config(control, models[comp], cp.instances, cp.device))
+        done.append((models[comp], cur, cp.instances, round(time.perf_counter() - t0, 3)))
+    return done
+
+
+def find_checklist(profile: str, path: Path | None = None, root: Path = CHECKLIST_DIR) -> Path:
+    """The checklist to use: ``path`` if given, else ``conf/checklist/<this hardware>/<profile>.yaml``."""
+    if path is not None:
+        return Path(path)
+    hw = detect_hardware().id
+    p = checklist_path(profile, hw, root)
+    if not p.exists():
+        known = sorted(str(x.relative_to(root)) for x in Path(root).glob("*/*.yaml")) if Path(root).exists() else []
+        raise ChecklistMissing(
+            f"no checklist for hardware {hw!r} and profile {profile!r} at {p}; measure one with "
+            f"`python -m extraction checklist profile --profile {profile}` (known: {known or 'none'})",
+            hardware=hw, profile=profile)
+    return p
+
+
+def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checklist: Checklist | Path | None = None,
+             devices: Sequence[Device] | None = None, memory_budget: int | Mapping[str, int] | None = None,
+             safety_margin: float = DEFAULT_SAFETY_MARGIN,
+             max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
+             max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+             max_instances: int | Mapping[str, int] | None = None) -> BatchPlan:
+    """Plan ``run`` (an :class:`~extraction.runner.ExtractionRun`) over ``videos`` before any work starts.
+
+    Resolves the run's models on the server, refuses a stale checklist, probes the videos and reads the free
+    memory now. Raises ``checklist_missing``/``checklist_stale``/``insufficient_memory`` before anything runs."""
+    if not isinstance(checklist, Checklist):
+        source = find_checklist(run.cfg.profile, checklist)
+        cl = load_checklist(source)
+    else:
+        cl, source = checklist, Path("<in-memory>")
+    handles = run.resolve_models()
+    cl.check_signatures(model_signatures(handles), source=str(source))
+    devs = list(devices) if devices is not None else discover_devices()
+    now = loaded_models(run.provider)
+    if now is not None:
+        names = {c: h.name for c, h in handles.items()}
+        loaded = {c for c, n in names.items() if n in now}
+        by_kind: dict[str, int] = {}
+        for c in loaded:
+            e = cl.models.get(c)
+            if e is not None:
+                by_kind[e.device_kind] = by_kind.get(e.device_kind, 0) + e.fixed_bytes
+        # models already loaded in RAM hold memory that is "used", not free, and the plan counts it again. (On a
+        # GPU which device holds a loaded model is not known here: counted twice, which errs on the safe side.)
+        devs = [dataclasses.replace(d, loaded_bytes=d.loaded_bytes or by_kind.get("cpu", 0))
+                if d.kind == "cpu" else d for d in devs]
+    else:
+        loaded = None
+    specs = video_specs(videos, run.cfg, cl)
+    control = getattr(run.provider, "client", None)
+    inst_now = current_instances(control, {c: h.name for c, h in handles.items()}) if control is not None else {}
+    p = plan(specs, component_specs(run.components), devs, cl, safety_margin=safety_margin,
+             memory_budget=memory_budget, max_videos_in_parallel=max_videos_in_parallel,
+             max_loaded_models_per_device=max_loaded_models_per_device, loaded=loaded,
+             max_instances=max_instances, current_instances=inst_now)
+    p.checklist["path"] = str(source)
+    return p
+
+
+# --------------------------------------------------------------------------------------------- residency
+
+
+class ModelControl(Protocol):
+    """The part of ``tritonclient.grpc.InferenceServerClient`` residency uses."""
+
+    def load_model(self, model_name: str, headers: Any = None, config: str | None = None) -> None: ...
+
+    def unload_model(self, model_name: str, headers: Any = None, unload_dependents: bool = False) -> None: ...
+
+    def is_model_ready(self, model_name: str, model_version: str = "") -> bool: ...
+
+
+class ModelResidency:
+    """Which Triton models are loaded, per device, under explicit model control.
+
+    Pinned (tier-0) models are never unloaded. Loading a model when its device already holds
+    ``max_loaded_per_device`` models, or when their fixed memory would exceed ``memory_limit`` for the device,
+    first unloads the least recently used unpinned model that the caller does not need right now.
+    """
+
+    def __init__(self, control: ModelControl, device_of: Mapping[str, str], *, pinned: Iterable[str] = (),
+                 max_loaded_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+                 fixed_bytes: Mapping[str, int] | None = None, memory_limit: Mapping[str, int] | None = None,
+                 loaded: Iterable[str] = (), wait_s: float = 60.0, released=None) -> None:
+        self.control = control
+        self.device_of = dict(device_of)
+        self.pinned = set(pinned)
+        self.max_loaded = max_loaded_per_device
+        self.fixed = dict(fixed_bytes or {})
+        self.limit = dict(memory_limit or {})
+        self.lru: OrderedDict[str, None] = OrderedDict((m, None) for m in loaded if m in self.device_of)
+        self.wait_s = wait_s
+        self.released = released  # model -> bool: its memory is really given back (stub processes gone)
+        self.configs: dict[str, Any] = {}  # model -> callable returning the config JSON to load it with
+        self.events: list[tuple[str, str, float]] = []  # (load|unload, model, seconds)
+
+    def loaded_on(self, device: str) -> list[str]:
+        return [m for m in self.lru if self.device_of.get(m) == device]
+
+    def touch(self, model: str) -> None:
+        if model in self.lru:
+            self.lru.move_to_end(model)
+
+    def _fits(self, device: str, extra: str) -> bool:
+        on = self.loaded_on(device)
+        if len(on) + 1 > self.max_loaded:
+            return False
+        if device in self.limit:
+            return sum(self.fixed.get(m, 0) for m in on) + self.fixed.get(extra, 0) <= self.limit[device]
+        return True
+
+    def unload(self, model: str) -> None:
+        t0 = time.perf_counter()
+        self.control.unload_model(model)
+        deadline = time.monotonic() + self.wait_s
+        while time.monotonic() < deadline:  # the unload completes asynchronously; wait for it to free memory
+            try:
+                if not self.control.is_model_ready(model):
+                    break
+            except Exception:  # noqa: BLE001
+                break
+            time.sleep(0.05)
+        while self.released is not None and not self.released(model) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.lru.pop(model, None)
+        self.events.append(("unload", model, time.perf_counter() - t0))
+
+    def load(self, model: str, config: str | None = None) -> None:
+        t0 = time.perf_counter()
+        if config is None and model in self.configs:
+            config = self.configs[model]()
+        if config is None:
+            self.control.load_model(model)
+        else:
+            self.control.load_model(model, config=config)
+        self.lru[model] = None
+        self.events.append(("load", model, time.perf_counter() - t0))
+
+    def ensure(self, models: Sequence[str]) -> list[str]:
+        """Make every model in ``models`` loaded (most recently used), evicting LRU unpinned models that are not
+        in ``models`` when the count or memory bound requires it. Returns the models unloaded."""
+        need = set(models)
+        evicted: list[str] = []
+        for m in models:
+            if m in self.lru:
+                self.touch(m)
+                continue
+            dev = self.device_of[m]
+            while not self._fits(dev, m):
+                victims = [v for v in self.lru if self.device_of.get(v) == dev and v not in self.pinned
+                           and v not in need]
+                if not victims:
+                    raise TrendflowError(
+                        f"cannot load {m} on {dev}: {len(self.loaded_on(dev))} models loaded "
+                        f"(max {self.max_loaded}) and none of them may be unloaded", code="residency_exhausted")
+                self.unload(victims[0])
+                evicted.append(victims[0])
+            self.load(m)
+        return evicted
+
+
+# --------------------------------------------------------------------------------------------- execution
+
+
+def _closure(names: Iterable[str], components: Sequence[Any]) -> list[Any]:
+    by = {c.name: c for c in components}
+    keep: set[str] = set()
+    stack = list(names)
+    while stack:
+        n = stack.pop()
+        if n in keep:
+            continue
+        keep.add(n)
+        stack.extend(by[n].dependencies)
+    return [c for c in components if c.name in keep]
+
+
+def residency_for(run: Any, plan_: BatchPlan, control: ModelControl, checklist: Checklist,
+                  loaded: set[str] | None = None, server_pid: int | None = None) -> ModelResidency:
+    """A :class:`ModelResidency` for ``plan_``: tier-0 models pinned, the plan's per-device bound and, as each
+    device's memory limit, the largest fixed memory the plan keeps resident there in any pass."""
+    names = {c: h.name for c, h in run.handles.items()}
+    device_of = {names[c]: p.device for c, p in plan_.components.items() if c in names}
+    comps = {c.name: c for c in run.components}
+    pinned = {names[c] for c in names if c in comps and comps[c].tier == 0}
+    inst = plan_.instances
+    fixed = {names[c]: checklist.models[c].fixed_bytes * inst.get(c, 1) for c in names if c in checklist.models}
+    limit: dict[str, int] = {}
+    for res in plan_.resident:
+        for dev, cs in res.items():
+            limit[dev] = max(limit.get(dev, 0), sum(fixed.get(names[c], 0) for c in cs if c in names))
+    now = set(device_of) if loaded is None else {m for m in loaded if m in device_of}
+    released = None
+    if server_pid is not None:
+        from extraction.checklist import model_processes  # noqa: PLC0415
+
+        def released(model: str) -> bool:
+            return not model_processes(server_pid, model)
+    res = ModelResidency(control, device_of, pinned=pinned, max_loaded_per_device=plan_.max_loaded_models_per_device,
+                         fixed_bytes=fixed, memory_limit=limit, loaded=sorted(now), released=released)
+    for c, n in names.items():
+        cp = plan_.components.get(c)
+        if cp is not None and (cp.instances != 1 or cp.device.startswith("gpu")):
+            res.configs[n] = lambda n=n, cp=cp: placement_config(control, n, cp.instances, cp.device)
+    return res
+
+
+def execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: BatchPlan, *,
+            residency: ModelResidency | None = None, control: Any = None, run_id: str | None = None,
+            restore: bool = True) -> Any:
+    """Run ``plan_`` and return the runner's :class:`~extraction.runner.RunSummary` (merged over passes).
+
+    Args:
+        run: the :class:`~extraction.runner.ExtractionRun`; its ``batch_sizes`` and ``plan`` are set here.
+        videos: ``(path, sidecar)`` pairs, in the order the plan assumed.
+        plan_: from :func:`plan_run`.
+        residency: required when the plan has several passes (tier-1 models rotate).
+        control: Triton client used to reload models whose planned instance count differs from the loaded one
+            (default: the provider's client; None on a provider without one).
+        run_id: optional fixed run id.
+        restore: reload, after the run, the models that residency unloaded (leave the server as found).
+    """
+    from extraction.artifacts import atomic_write_json, run_dir  # noqa: PLC0415
+    from extraction.runner import RunSummary, extract, new_run_id  # noqa: PLC0415
+
+    run.batch_sizes = dict(plan_.batch_sizes)
+    run.plan = plan_.to_dict()
+    control = control if control is not None else getattr(run.provider, "client", None)
+    if control is not None and plan_.instances and run.handles:
+        loaded_now = list(residency.lru) if residency is not None else None
+        names_now = {c: h.name for c, h in run.handles.items()
+                     if loaded_now is None or h.name in loaded_now}
+        run.plan["reloads"] = apply_instances(control, plan_, names_now)
+    if len(plan_.passes) == 1 and residency is None:
+        return extract(run, list(videos), videos_in_parallel=plan_.videos_in_parallel, run_id=run_id)
+    if residency is None:
+        raise TrendflowError("the plan rotates models in passes and needs a ModelResidency", code="config_invalid")
+    run_id = run_id or new_run_id()
+    t0 = time.perf_counter()
+    all_components = list(run.components)
+    names = {c: h.name for c, h in run.handles.items()}
+    before = list(residency.lru)
+    per_pass: list[dict[str, dict[str, Any]]] = []  # pass -> video key -> manifest
+    last = None
+    try:
+        for comps in plan_.passes:
+            residency.ensure([names[c] for c in comps if c in names])
+            run.components = _closure(comps, all_components)
+            last = extract(run, list(videos), videos_in_parallel=plan_.videos_in_parallel, run_id=run_id)
+            per_pass.append({str(m): json.loads(Path(m).read_text()) for m in last.manifests if Path(m).exists()})
+    finally:
+        run.components = all_components
+        if restore:  # leave the server as found (outside the plan's bound: the run is over)
+            for m in before:
+                if m not in residency.lru:
+                    residency.load(m)
+    where = {c: i for i, comps in enumerate(plan_.passes) for c in comps}
+    manifests = []
+    for key, final in (per_pass[-1] if per_pass else {}).items():
+        merged = dict(final)
+        merged["components"] = {}
+        for c in all_components:
+            src = per_pass[where.get(c.name, len(per_pass) - 1)].get(key, final)
+            if c.name in src.get("components", {}):
+                merged["components"][c.name] = src["components"][c.name]
+        merged["started_at"] = min(per_pass[i][key]["started_at"] for i in range(len(per_pass)) if key in per_pass[i])
+        failed_decode = next((p[key] for p in per_pass if key in p and p[key].get("error_code")), None)
+        merged.pop("status", None)
+        merged.pop("error_code", None)
+        merged.pop("error_message", None)
+        if failed_decode is not None:
+            merged.update(status="error", error_code=failed_decode["error_code"],
+                          error_message=failed_decode.get("error_message"))
+        else:
+            merged["status"] = ("ok" if all(e["status"] != "error" for e in merged["components"].values())
+                                else "partial")
+        merged["passes"] = plan_.passes
+        atomic_write_json(Path(key), merged)
+        manifests.append(merged)
+    comps_all = [e for m in manifests for e in m["components"].values()]
+    failed = {m["video_id"]: m.get("error_code") or "partial" for m in manifests if m["status"] != "ok"}
+    return RunSummary(
+        run_id=run_id, videos=len(videos), ok=len(manifests) - len(failed), failed=failed,
+        cache_hits=sum(e["cache_hit"] for e in comps_all),
+        computed=sum(not e["cache_hit"] and e["artifact"] is not None for e in comps_all),
+        seconds=round(time.perf_counter() - t0, 2),
+        manifests=[run_dir(run.out_root, m["platform_id"], m["video_id"], run_id) / "manifest.json" for m in manifests],
+        plan=run.plan) if last is not None else last
+
+
+def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
+                     checklist: Checklist | Path | None = None, memory_budget: int | Mapping[str, int] | None = None,
+                     safety_margin: float = DEFAULT_SAFETY_MARGIN,
+                     max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
+                     max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+                     devices: Sequence[Device] | None = None, server_pid: int | None = None, on_plan=None,
+                     run_id: str | None = None, max_instances: int | Mapping[str, int] | None = None) -> Any:
+    """Plan before any work (fail fast), tell ``on_plan``, then execute. Returns the run summary."""
+    run.resolve_models()  # an unreachable server or a missing model is reported before any checklist problem
+    cl = checklist if isinstance(checklist, Checklist) else load_checklist(find_checklist(run.cfg.profile, checklist))
+    p = plan_run(run, videos, checklist=cl, devices=devices, memory_budget=memory_budget,
+                 safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
+                 max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
+    if not isinstance(checklist, Checklist):
+        p.checklist["path"] = str(find_checklist(run.cfg.profile, checklist))
+    if on_plan is not None:
+        on_plan(p)
+    residency = None
+    if len(p.passes) > 1:
+        residency = residency_for(run, p, run.provider.client, cl, loaded_models(run.provider), server_pid)
+    return execute(run, videos, p, residency=residency, run_id=run_id)
