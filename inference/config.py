@@ -25,6 +25,8 @@ class SlotConfig(_Strict):
     type: str
     version: int | None = Field(None, ge=1)
     alias: str | None = None
+    # Tier 0 (true): loaded and sanity-checked at start-up, required for readiness. false: loaded on first use
+    # (e.g. a rarely hit canary); its alias is still resolved once, at that first use, then pinned.
     preload: bool = True
 
     @model_validator(mode="after")

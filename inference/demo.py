@@ -80,8 +80,9 @@ def run_demo(video_path: str | Path, metadata: dict[str, Any] | None = None, *, 
             raise TrendflowError(f"{side} not found: pass metadata", code="metadata_missing")
         metadata = json.loads(side.read_text())
     t0 = time.perf_counter()
-    promotion = promote_latest(tracking_uri=tracking_uri, echo=echo) if promote else {}
     cfg = load_config(config_path, tracking_uri=tracking_uri)
+    promotion = promote_latest(tracking_uri=cfg.tracking_uri, config_path=cfg.path(cfg.registry),
+                               echo=echo) if promote else {}
     if "video" not in cfg.request_modes:
         cfg.request_modes = [*cfg.request_modes, "video"]
     with ServerThread(cfg) as server:

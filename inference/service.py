@@ -58,6 +58,7 @@ class ModelSet:
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     in_flight: int = 0
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {slot: m.describe() for slot, m in self.models.items()}
@@ -105,7 +106,7 @@ class Service:
 
     def _start_batchers(self, ms: ModelSet) -> None:
         for slot, lm in ms.models.items():
-            if lm.pyfunc is None:
+            if lm.pyfunc is None or slot in ms.batchers:
                 continue
             mt = lm.type
 
@@ -116,6 +117,19 @@ class Service:
                              name=slot, on_batch=on_batch)
             b.start()
             ms.batchers[slot] = b
+
+    async def _lazy(self, ms: ModelSet, slot: str) -> LoadedModel | None:
+        """Load a non-Tier-0 slot on first use (once per model set; concurrent first requests wait together)."""
+        if slot in ms.models or self.cfg.models[slot].preload:
+            return ms.models.get(slot)
+        lock = ms.locks.setdefault(slot, asyncio.Lock())
+        async with lock:
+            if slot not in ms.models:
+                lm = await asyncio.to_thread(load_slot, self._connect(), self.reg_cfg, self.cfg, slot)
+                self.metrics.model_load_seconds.labels(lm.type, lm.version, slot).set(lm.load_s)
+                ms.models[slot] = lm
+                self._start_batchers(ms)
+        return ms.models[slot]
 
     async def start(self) -> ModelSet:
         ms = await asyncio.to_thread(self.load_set)
@@ -297,7 +311,7 @@ class Service:
         attempts: list[dict[str, Any]] = []
         answer: tuple[LoadedModel, dict[str, float]] | None = None
         for slot in self._chain_from(start_slot):
-            lm = ms.models.get(slot)
+            lm = await self._lazy(ms, slot)
             if lm is None or lm.pyfunc is None or slot not in ms.batchers:
                 attempts.append({"slot": slot, "type": lm.type if lm else self.cfg.models[slot].type,
                                  "version": lm.version if lm else None, "error_code": "model_not_loaded",

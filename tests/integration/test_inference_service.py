@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,55 @@ def test_ready_is_false_while_triton_is_down_in_video_mode(store) -> None:  # no
         assert body["triton"]["needed"] and body["triton"]["reachable"] is False
         assert all(m["sanity_ok"] for m in body["models"].values())  # models are fine; Triton is the reason
         assert http.post("/predict", json={"features": features_row(store)}).status_code == 200
+
+
+def test_lazy_slot_loads_on_first_use_and_is_pinned(store) -> None:  # noqa: ANN001
+    store.reconnect()
+    models = {"v2": {"type": "v2", "alias": "stable"}, "baseline": {"type": "baseline", "alias": "stable"},
+              "canary": {"type": "v1", "version": int(store.versions["v1"]), "preload": False}}
+    ab = {"key": "user_id", "salt": "canary", "arms": [{"bucket": "stable", "slot": "v2", "weight": 0.5},
+                                                       {"bucket": "canary", "slot": "canary", "weight": 0.5}]}
+    with ServerThread(inference_cfg(store, models=models, fallback=["baseline"], ab=ab)) as srv, \
+            httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready").json()
+        assert ready["ready"] and "canary" not in ready["models"]  # not Tier 0: not needed for readiness
+        user = next(f"u{i}" for i in range(100)
+                    if assign_bucket(f"u{i}", [("stable", "v2", 0.5), ("canary", "canary", 0.5)], "canary")[0]
+                    == "canary")
+        out = http.post("/predict", json={"features": features_row(store), "user_id": user}).json()
+        assert out["prediction"]["experiment_bucket"] == "canary"
+        assert (out["prediction"]["model"]["slot"], out["prediction"]["model"]["type"],
+                out["prediction"]["model"]["version"]) == ("canary", "v1", store.versions["v1"])
+        assert http.get("/health/ready").json()["models"]["canary"]["sanity_ok"]
+
+
+def test_serve_cli_process_reloads_on_sighup(store, tmp_path: Path) -> None:  # noqa: ANN001
+    import signal
+
+    from inference.server import ServerProcess, wait_ready
+
+    store.reconnect()
+    raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
+    raw.update(registry=str(store.config_path), request_modes=["features"], shadow=None, primary="v1",
+               fallback=[], models={"v1": {"type": "v1", "alias": "stable"}})
+    cfg_path = tmp_path / "inference.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    newer = str(store.log("v1", seed=11).version.version)
+    try:
+        with ServerProcess(cfg_path, log_path=tmp_path / "serve.log") as proc, \
+                httpx.Client(base_url=proc.url, timeout=60) as http:
+            assert http.get("/health/ready").json()["models"]["v1"]["version"] == store.versions["v1"]
+            store.client.set_registered_model_alias("trendflow-v1-late-fusion", "stable", newer)
+            assert http.post("/predict", json={"features": features_row(store)}).json()[
+                "prediction"]["model"]["version"] == store.versions["v1"]
+            proc.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if wait_ready(proc.url)["models"]["v1"]["version"] == newer:
+                    break
+                threading.Event().wait(0.2)
+            assert http.post("/predict", json={"features": features_row(store)}).json()[
+                "prediction"]["model"]["version"] == newer
+            assert "model_reloads_total{outcome=\"ok\"} 1.0" in http.get("/metrics").text
+    finally:
+        store.client.set_registered_model_alias("trendflow-v1-late-fusion", "stable", store.versions["v1"])

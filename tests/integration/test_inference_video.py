@@ -89,3 +89,26 @@ def test_video_requests_with_bad_inputs_are_422(video_server) -> None:  # noqa: 
     r = http.post("/predict", json={"video_path": str(clip), "metadata": meta})
     assert r.status_code == 422 and r.json()["error_code"] == "missing_critical_feature", r.text
     assert "features.meta_log_views_snapshot1" in {e["field"] for e in r.json()["errors"]}
+
+
+def test_run_demo_promotes_serves_and_predicts_a_video(triton_server, tmp_path: Path) -> None:  # noqa: ANN001
+    """The main job's serving step: newest versions promoted through the gates, the service started on the
+    pinned versions, one video predicted by path (the demo function the README's main job calls)."""
+    from inference.demo import run_demo
+
+    store = RegistryStore(tmp_path / "mlflow")
+    versions = {t: str(store.log(t).version.version) for t in ("v2", "v1", "baseline")}
+    raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
+    raw.update(registry=str(store.config_path), triton={"url": triton_server.grpc_url},
+               extraction={"profile": "fast", "artifacts_dir": str(tmp_path / "serving-artifacts")})
+    cfg_path = tmp_path / "inference.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    clip = write_video(tmp_path / "demo.mp4", seconds=1.5)
+    write_sidecar(clip, "demo1")
+    result = run_demo(clip, config_path=cfg_path, echo=False)
+    assert result["status"] == 200, result["response"]
+    assert {t: r["stable"] for t, r in result["promotion"].items()} == versions
+    assert result["ready"]["ready"]
+    model = result["response"]["prediction"]["model"]
+    assert (model["type"], model["version"], model["alias"]) == ("v2", versions["v2"], "stable")
+    assert result["response"]["source"]["video_id"] == "demo1"
