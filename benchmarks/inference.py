@@ -216,7 +216,11 @@ def stop(proc: subprocess.Popen) -> None:
 # ---- video end to end -----------------------------------------------------------------------------------
 
 def video_e2e(port: int, videos: list[Path]) -> list[dict[str, Any]]:
+    import logging  # noqa: PLC0415
+
     import httpx  # noqa: PLC0415
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     out = []
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:

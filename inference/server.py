@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from extraction.errors import TrendflowError
-from inference.config import InferenceConfig, load_config
+from inference.config import InferenceConfig
 
 
 def free_port() -> int:
@@ -156,7 +156,3 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def load(path: str | Path | None = None, **overrides: Any) -> InferenceConfig:
-    return load_config(path, **overrides)

@@ -167,7 +167,7 @@ def test_shadow_runs_and_is_measured_never_returned(server, store) -> None:  # n
         out = server.http.post("/predict", json={"features": features_row(store, 0.1 * i), "user_id": f"s{i}"}).json()
         assert out["prediction"]["model"]["type"] == "v2" and out["prediction_status"] == "ok"
     text = ""
-    for _ in range(50):  # shadow predictions complete after the responses
+    for _ in range(200):  # shadow predictions complete after the responses
         text = server.http.get("/metrics").text
         if 'shadow_divergence_count{served_type="v2",shadow_type="baseline"}' in text:
             break
