@@ -36,6 +36,7 @@ bench: setup
 	$(PY) -m benchmarks.extraction
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.inference
 
 triton-start: setup
 	$(PY) -m extraction triton start

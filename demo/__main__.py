@@ -15,6 +15,8 @@ from pathlib import Path
 from extraction.errors import TrendflowError
 
 ROOT = Path(__file__).resolve().parent.parent
+MLFLOW_UI = (".venv/bin/mlflow ui --backend-store-uri sqlite:///.trendflow/mlflow/mlflow.db "
+             "--default-artifact-root ./.trendflow/mlflow/artifacts --host 127.0.0.1 --port 5000 --workers 1")
 
 
 def _step(title: str) -> float:
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_dir, artifacts = args.data / "demo", args.data / "artifacts"
     try:
         from extraction import synth, triton_server  # noqa: PLC0415
-        from extraction.api import run_extraction  # noqa: PLC0415
+        from extraction.api import ensure_checklist, run_extraction  # noqa: PLC0415
 
         t = _step(f"1. demo corpus: {args.n} videos -> {demo_dir}")
         if (demo_dir / "labels.csv").exists() and len(list((demo_dir / "videos").glob("*.mp4"))) >= args.n:
@@ -46,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(triton_server.status(), indent=2))
         print(f"ready at grpc {state.grpc_url} in {time.perf_counter() - t:.1f}s")
 
-        t = _step(f"3. extraction ({args.profile} profile)")
-        summary = run_extraction(demo_dir / "videos", artifacts, profile=args.profile, seed=args.seed)
-        if summary.plan:
-            print("plan:", json.dumps(summary.plan, indent=2))
+        t = _step(f"3. extraction ({args.profile} profile) under the batching planner")
+        checklist = ensure_checklist(args.profile)
+        print(f"checklist: {checklist}")
+        summary = run_extraction(demo_dir / "videos", artifacts, profile=args.profile, seed=args.seed,
+                                 checklist=checklist, on_plan=lambda p: print(p.describe(), flush=True))
         print(f"videos={summary.videos} ok={summary.ok} failed={summary.failed} computed={summary.computed} "
               f"cache_hits={summary.cache_hits} in {summary.seconds:.1f}s")
 
@@ -58,6 +61,26 @@ def main(argv: list[str] | None = None) -> int:
         t = _step("4. features: training table")
         ds = build_dataset(artifacts, demo_dir / "labels.csv", args.data / "dataset.parquet")
         print("\n".join(ds.lines()))
+        print(f"done in {time.perf_counter() - t:.1f}s")
+
+        from training.demo import comparison_table, train_all  # noqa: PLC0415
+
+        t = _step("5. training: baseline, v1, v2 (tracked and registered in the embedded MLflow store)")
+        results = train_all(args.data / "dataset.parquet")
+        print(f"\n--- test metrics, all three families ({time.perf_counter() - t:.0f}s) ---")
+        print(comparison_table(results))
+
+        from inference.demo import run_demo  # noqa: PLC0415
+
+        t = _step("6. registry promotion, service on the pinned versions, one prediction for a video by path")
+        video = sorted((demo_dir / "videos").glob("*.mp4"))[0]
+        result = run_demo(video)
+        print(f"POST /predict {{video_path: {video.relative_to(ROOT) if video.is_relative_to(ROOT) else video}}}"
+              f" -> HTTP {result['status']} in {result['seconds']:.1f}s (promotion and service start included)")
+        print(json.dumps(result["response"], indent=2))
+        if result["status"] != 200:
+            return 1
+        print("\nMLflow UI on this store: " + MLFLOW_UI)
     except TrendflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

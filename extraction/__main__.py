@@ -1,4 +1,4 @@
-"""CLI: ``python -m extraction {run, triton start|stop|status}``.
+"""CLI: ``python -m extraction {run, triton start|stop|status, checklist profile|check}``.
 
 Errors print as ``error_code: message`` and exit with status 2; no stack trace is the only message.
 """
@@ -22,9 +22,29 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, required=True, help="artifacts root")
     r.add_argument("--profile", default="fast", help="analysis profile (fast | quality)")
     r.add_argument("--triton-url", default=None, help="gRPC host:port (default: the server `triton start` recorded)")
-    r.add_argument("--videos-in-parallel", type=int, default=1)
+    r.add_argument("--videos-in-parallel", type=int, default=None,
+                   help="with the planner: the most videos at once it may choose (default 8); with --no-plan: "
+                        "exactly this many (default 1)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-plan", action="store_true", help="skip the batching planner (fixed batch 8)")
+    r.add_argument("--checklist", type=Path, default=None, help="checklist file (default: this hardware's)")
+    r.add_argument("--memory-budget", default=None, help="cap on the memory the run may use, e.g. 2GiB, 800MiB")
+    r.add_argument("--safety-margin", type=float, default=0.2, help="fraction of free memory left untouched")
+    r.add_argument("--max-loaded-models-per-device", type=int, default=8)
+    c = sub.add_parser("checklist", help="measure (profile) or check the batching planner's checklist")
+    c.add_argument("action", choices=["profile", "check"])
+    c.add_argument("--profile", default="fast", help="analysis profile (fast | quality)")
+    c.add_argument("--videos", type=Path, default=None, help="calibration corpus (default: render a few videos)")
+    c.add_argument("--out", type=Path, default=None,
+                   help="checklist file written (profile) or read (check); default conf/checklist/<hardware>/<profile>.yaml")
+    c.add_argument("--quick", action="store_true", help="fewer batch sizes, shorter windows")
+    c.add_argument("--calibration-videos", type=int, default=None,
+                   help="videos per size class (default 6; quick 1)")
+    c.add_argument("--no-reload", action="store_true",
+                   help="do not unload/load models (fixed memory from their processes, no load time)")
+    c.add_argument("--triton-url", default=None)
+    c.add_argument("--state-dir", type=Path, default=triton_server.DEFAULT_STATE_DIR)
     t = sub.add_parser("triton", help="manage the local Triton server")
     t.add_argument("action", choices=["start", "stop", "status"])
     t.add_argument("--model-repository", type=Path, default=triton_server.DEFAULT_MODEL_REPOSITORY)
@@ -47,16 +67,56 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(st, indent=2))
                 return 0 if st["ready"] else 1
             return 0
+        if args.cmd == "checklist":
+            return _checklist(args)
         from extraction.api import run_extraction  # noqa: PLC0415
 
         summary = run_extraction(args.videos, args.out, args.profile, args.triton_url,
-                                 videos_in_parallel=args.videos_in_parallel, seed=args.seed,
-                                 progress=not args.no_progress)
+                                 videos_in_parallel=args.videos_in_parallel or 1, seed=args.seed,
+                                 progress=not args.no_progress, plan=not args.no_plan, checklist=args.checklist,
+                                 memory_budget=parse_bytes(args.memory_budget) if args.memory_budget else None,
+                                 safety_margin=args.safety_margin, max_videos_in_parallel=args.videos_in_parallel or 8,
+                                 max_loaded_models_per_device=args.max_loaded_models_per_device,
+                                 on_plan=lambda p: print(p.describe(), file=sys.stderr, flush=True))
         print(json.dumps(summary.to_dict() | {"manifests": len(summary.manifests)}, indent=2))
         return 0
     except TrendflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def parse_bytes(text: str) -> int:
+    """``2GiB``, ``800MiB``, ``1.5GB``, ``123456`` -> bytes."""
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    t = text.strip().lower().replace(" ", "")
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    if t[len(num):] not in units or not num:
+        raise TrendflowError(f"cannot read {text!r} as bytes (use e.g. 2GiB, 800MiB)", code="config_invalid")
+    return int(float(num) * units[t[len(num):]])
+
+
+def _checklist(args: argparse.Namespace) -> int:
+    from extraction.checklist import load_checklist, run_profile  # noqa: PLC0415
+
+    if args.action == "profile":
+        run_profile(args.profile, url=args.triton_url, state_dir=args.state_dir, videos_dir=args.videos,
+                    out=args.out, quick=args.quick, reload_models=not args.no_reload,
+                    per_class=args.calibration_videos,
+                    log=lambda m: print(m, file=sys.stderr, flush=True))
+        return 0
+    from extraction.api import triton_url  # noqa: PLC0415
+    from extraction.config import load_profile  # noqa: PLC0415
+    from extraction.executor import find_checklist, model_signatures  # noqa: PLC0415
+    from extraction.provider import TritonModelProvider  # noqa: PLC0415
+    from extraction.runner import ExtractionRun  # noqa: PLC0415
+
+    path = find_checklist(args.profile, args.out)
+    cl = load_checklist(path)
+    run = ExtractionRun(cfg=load_profile(args.profile), out_root=Path("."),
+                        provider=TritonModelProvider(triton_url(args.triton_url, args.state_dir)), progress=False)
+    cl.check_signatures(model_signatures(run.resolve_models()), source=str(path))
+    print(json.dumps({"checklist": str(path), "ok": True, **cl.summary()}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

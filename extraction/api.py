@@ -25,10 +25,74 @@ def triton_url(url: str | None = None, state_dir: Path = triton_server.DEFAULT_S
 def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | None = None,
                    mapping: Path = DEFAULT_MAPPING, batch_sizes: dict[str, int] | None = None,
                    videos_in_parallel: int = 1, seed: int = 0, progress: bool = True,
-                   state_dir: Path = triton_server.DEFAULT_STATE_DIR) -> RunSummary:
-    """Extract every video in ``videos`` into ``out`` with ``profile``. Raises TrendflowError subclasses."""
+                   state_dir: Path = triton_server.DEFAULT_STATE_DIR, *, plan: bool = True,
+                   checklist: Path | None = None, memory_budget: int | None = None, safety_margin: float = 0.2,
+                   max_videos_in_parallel: int = 8, max_loaded_models_per_device: int = 8,
+                   on_plan=None) -> RunSummary:
+    """Extract every video in ``videos`` into ``out`` with ``profile``. Raises TrendflowError subclasses.
+
+    By default the batching planner decides batch sizes, videos in parallel and model residency from the
+    checklist (``conf/checklist/<hardware>/<profile>.yaml`` unless ``checklist`` is given) and the memory free
+    now, before any work (``checklist_missing``/``checklist_stale``/``insufficient_memory`` fail fast);
+    ``on_plan(plan)`` sees the :class:`~extraction.planner.BatchPlan` first. Explicit ``batch_sizes`` or
+    ``plan=False`` run without it (``videos_in_parallel`` then applies)."""
     cfg = load_profile(profile, mapping, seed=seed)
     provider = TritonModelProvider(triton_url(url, state_dir))
     run = ExtractionRun(cfg=cfg, out_root=Path(out), provider=provider, batch_sizes=batch_sizes or {},
                         progress=progress)
-    return extract(run, discover_videos(Path(videos)), videos_in_parallel=videos_in_parallel)
+    vids = discover_videos(Path(videos))
+    if batch_sizes or not plan:
+        return extract(run, vids, videos_in_parallel=videos_in_parallel)
+    from extraction.executor import plan_and_execute  # noqa: PLC0415
+
+    state = triton_server.read_state(Path(state_dir)) if url is None else None
+    return plan_and_execute(run, vids, checklist=checklist, memory_budget=memory_budget, safety_margin=safety_margin,
+                            max_videos_in_parallel=max_videos_in_parallel,
+                            max_loaded_models_per_device=max_loaded_models_per_device,
+                            server_pid=state.pid if state else None, on_plan=on_plan)
+
+
+def ensure_checklist(profile: str = "fast", url: str | None = None,
+                     state_dir: Path = triton_server.DEFAULT_STATE_DIR, *,
+                     local_dir: Path = triton_server.REPO_ROOT / ".trendflow" / "checklist", log=print) -> Path:
+    """A checklist that is fresh for the models the server serves now, measuring one when there is none.
+
+    The repository's ``conf/checklist/<hardware>/<profile>.yaml`` is used when it exists and matches the
+    server's model signatures; else a machine-local one under ``local_dir`` (measured earlier by this function);
+    else a quick profile is measured now (about a minute on 2 cores) and written under ``local_dir`` -- never
+    over the committed file, which changes only by an explicit ``python -m extraction checklist profile``.
+    Used by the main job so that ``make demo`` works on hardware nobody profiled yet; ``run`` itself fails fast
+    (``checklist_missing`` / ``checklist_stale``) instead.
+    """
+    from extraction.checklist import (  # noqa: PLC0415
+        ChecklistMissing,
+        ChecklistStale,
+        checklist_path,
+        detect_hardware,
+        load_checklist,
+        run_profile,
+    )
+    from extraction.executor import find_checklist, model_signatures  # noqa: PLC0415
+
+    run = ExtractionRun(cfg=load_profile(profile), out_root=Path("."),
+                        provider=TritonModelProvider(triton_url(url, state_dir)), progress=False)
+    current = model_signatures(run.resolve_models())
+    candidates: list[Path] = []
+    try:
+        candidates.append(find_checklist(profile))
+    except ChecklistMissing as exc:
+        log(f"checklist: {exc.message}")
+    local = checklist_path(profile, detect_hardware().id, Path(local_dir))
+    candidates.append(local)
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            load_checklist(path).check_signatures(current, source=str(path))
+            return path
+        except ChecklistStale as exc:
+            log(f"checklist: {exc}")
+    log(f"checklist: measuring a quick one for this machine into {local} (commit a full "
+        f"`python -m extraction checklist profile --profile {profile}` to conf/checklist/ to share it)")
+    path, _ = run_profile(profile, url=url, state_dir=state_dir, out=local, quick=True, log=log)
+    return path

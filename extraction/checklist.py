@@ -112,7 +112,11 @@ class SizeClassProfile(BaseModel):
         """Predicted seconds of one request of ``batch`` units (interpolated from the measured curve)."""
         if batch <= 0:
             return 0.0
-        return _interp([(p.batch, p.seconds) for p in self.points], batch)
+        pts, best = [], 0.0
+        for p in self.points:  # running max: a bigger request is never faster (a dip is measurement noise)
+            best = max(best, p.seconds)
+            pts.append((p.batch, best))
+        return _interp(pts, batch)
 
     def mem_bytes(self, batch: int) -> int:
         """Predicted peak working bytes of one request of ``batch`` units; monotone in ``batch``."""
@@ -540,39 +544,70 @@ def _median(xs: Sequence[float]) -> float:
     return float(s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2]))
 
 
-def measure_until_stable(requests: Sequence[Any], send, *, warmup: int = 1, window_s: float = 0.5,
-                         min_windows: int = 3, max_windows: int = 8, tolerance: float = 0.10
-                         ) -> tuple[float, int, float, bool]:
-    """perf_analyzer-style timing of one batch size.
+def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any], None]]], *, warmup: int = 1,
+                        window_s: float = 0.5, min_windows: int = 3, max_windows: int = 8, tolerance: float = 0.10,
+                        memory: Callable[[Callable[[], float]], tuple[int, float]] | None = None
+                        ) -> dict[int, tuple[float, int, float, bool, int]]:
+    """perf_analyzer-style timing of several batch sizes at once.
 
-    ``requests`` cover a fixed set of units once (one *pass*); a window is as many whole passes as take at least
-    ``window_s``, so every window sees the same content (model time can depend on content by 10x and more).
-    After ``warmup`` passes, windows are taken until the mean seconds per request of the last ``min_windows``
-    windows agree within ``tolerance``. Returns (median of those window means, windows taken, their spread,
-    stable)."""
+    ``series`` maps a batch size to (requests that cover a fixed set of units once -- one *pass* --, a function
+    sending one request). A window is as many whole passes as take at least ``window_s``, so every window sees
+    the same content (model time can depend on content by 10x and more). Rounds run one window of every batch
+    size in turn -- a busy spell on a shared machine then hits all sizes alike instead of bending the curve --
+    until, for every size, the mean seconds per request of the last ``min_windows`` windows agree within
+    ``tolerance`` (at most ``max_windows`` rounds). ``memory(window)`` may wrap each window and return
+    (peak bytes, its result).
+
+    Returns batch -> (median of the last window means, windows, their spread, stable, peak bytes)."""
     import time  # noqa: PLC0415
 
-    def one_pass() -> float:
+    def one_pass(reqs: Sequence[Any], send: Callable[[Any], None]) -> float:
         t0 = time.perf_counter()
-        for r in requests:
+        for r in reqs:
             send(r)
         return time.perf_counter() - t0
 
-    est = 0.0
-    for _ in range(max(1, warmup)):
-        est = one_pass()
-    passes = max(1, math.ceil(window_s / max(est, 1e-4)))
-    means: list[float] = []
-    spread = float("inf")
-    while len(means) < max_windows:
-        total = sum(one_pass() for _ in range(passes))
-        means.append(total / (passes * len(requests)))
-        if len(means) >= min_windows:
-            last = means[-min_windows:]
-            spread = (max(last) - min(last)) / max(_median(last), 1e-12)
-            if spread <= tolerance:
-                break
-    return _median(means[-min_windows:]), len(means), round(spread, 4), spread <= tolerance
+    passes: dict[int, int] = {}
+    for b, (reqs, send) in series.items():
+        est = 0.0
+        for _ in range(max(1, warmup)):
+            est = one_pass(reqs, send)
+        passes[b] = max(1, math.ceil(window_s / max(est, 1e-4)))
+    means: dict[int, list[float]] = {b: [] for b in series}
+    peak: dict[int, int] = {b: 0 for b in series}
+
+    def spread(xs: Sequence[float]) -> float:
+        return (max(xs) - min(xs)) / max(_median(xs), 1e-12)
+
+    for rnd in range(max_windows):
+        for b, (reqs, send) in series.items():
+            def window(reqs: Sequence[Any] = reqs, send: Callable[[Any], None] = send, n: int = passes[b]) -> float:
+                return sum(one_pass(reqs, send) for _ in range(n))
+
+            if memory is not None:
+                m, total = memory(window)
+                peak[b] = max(peak[b], int(m))
+            else:
+                total = window()
+            means[b].append(total / (passes[b] * len(reqs)))
+        if rnd + 1 >= min_windows and all(spread(v[-min_windows:]) <= tolerance for v in means.values()):
+            break
+    out = {}
+    for b, v in means.items():
+        last = v[-min_windows:]
+        sp = spread(last) if len(last) >= min_windows else float("inf")
+        out[b] = (_median(last), len(v), round(sp, 4), sp <= tolerance, peak[b])
+    return out
+
+
+def measure_until_stable(requests: Sequence[Any], send, *, warmup: int = 1, window_s: float = 0.5,
+                         min_windows: int = 3, max_windows: int = 8, tolerance: float = 0.10
+                         ) -> tuple[float, int, float, bool]:
+    """One batch size of :func:`measure_interleaved`: (median seconds per request, windows, spread, stable)."""
+    sec, wins, sp, stable, _ = measure_interleaved({1: (requests, send)}, warmup=warmup, window_s=window_s,
+                                                   min_windows=min_windows, max_windows=max_windows,
+                                                   tolerance=tolerance)[1]
+    return sec, wins, sp, stable
 
 
 SWEEP_UNITS = 64  # units per pass: divisible by every measured batch size
@@ -642,7 +677,7 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
         server_pid: tritonserver's pid (its process tree is what memory is measured on).
         videos: size class -> calibration videos ``(path, sidecar)``.
         batches: batch sizes to measure (capped by each model's ``max_batch_size``).
-        quick: fewer batch sizes and shorter windows (tests).
+        quick: fewer batch sizes (unless ``batches`` is given), 16 units per pass, shorter windows (tests).
         reload_models: unload/load each model to measure its fixed memory and load time (the model is
             unavailable for a few seconds); otherwise its stub processes' RSS is used and load time is unknown.
         log: progress lines.
@@ -657,8 +692,9 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
     from extraction.provider import InferStats  # noqa: PLC0415
     from extraction.runner import ExtractionRun, VideoJob, process_video  # noqa: PLC0415
 
-    if quick:
+    if quick and tuple(batches) == DEFAULT_BATCHES:
         batches = QUICK_BATCHES
+    sweep_units = 16 if quick else SWEEP_UNITS
     timing = dict(warmup=1, window_s=0.1, max_windows=4) if quick else dict(warmup=1, window_s=0.5, max_windows=6)
     hw = detect_hardware()
     client = provider.client
@@ -754,7 +790,7 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
         for cls, caps in caps_by_class.items():
             key = tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(caps[0].items()))
             groups.setdefault(key, []).append(cls)
-        warm = split_requests(sweep_subset(next(iter(caps_by_class.values()))), 1)[0]
+        warm = split_requests(sweep_subset(next(iter(caps_by_class.values())), 1), 1)[0]
         provider.infer(h, warm, 1)
         if reload_models:
             used = gpu_mem.used() if gpu_mem else rss_bytes(p.pid for p in _tree(server_pid))
@@ -766,30 +802,32 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
         for key, members in groups.items():
             same = [x for cls in members for x in caps_by_class[cls]
                     if all(x[k].shape[1:] == shp for k, _, shp in key)]
-            subset = sweep_subset(same)
+            subset = sweep_subset(same, max(sweep_units, max(batches)))
             shape = list(next(iter(subset.values())).shape[1:])
             unit_bytes = int(sum(v[0].nbytes for v in subset.values()))
-            points = []
-            for b in [x for x in batches if x <= cap]:
-                reqs = split_requests(subset, b)
+            sizes = [x for x in batches if x <= cap]
 
-                def send(r: dict[str, Any], b: int = b) -> None:
-                    provider.infer(h, r, b)
+            def send(r: dict[str, Any]) -> None:
+                provider.infer(h, r, len(next(iter(r.values()))))
 
-                if gpu_mem:
+            series = {b: (split_requests(subset, b), send) for b in sizes}
+            if gpu_mem:
+                def memory(window, gpu_mem=gpu_mem):
                     before = gpu_mem.used()
-                    peak, (sec, wins, spread, stable) = gpu_mem.peak_during(
-                        lambda reqs=reqs, send=send: measure_until_stable(reqs, send, **timing))
-                    mem = max(0, peak - before)
-                else:
-                    send(reqs[0])
+                    top, total = gpu_mem.peak_during(window)
+                    return max(0, top - before), total
+            else:
+                def memory(window):
                     procs = [p.pid for p in _tree(server_pid)] + [self_pid]
                     before_kb = {p: _status_kb(p, "VmRSS") for p in procs}
                     reset_peaks(procs)
-                    sec, wins, spread, stable = measure_until_stable(reqs, send, **timing)
-                    mem = peak_delta(procs, before_kb)
-                # the request's own tensors exist on both sides at least once: never report less
-                mem = max(mem, 2 * b * unit_bytes)
+                    total = window()
+                    return peak_delta(procs, before_kb), total
+            measured = measure_interleaved(series, memory=memory, **timing)
+            points = []
+            for b in sizes:
+                sec, wins, spread, stable, mem = measured[b]
+                mem = max(mem, 2 * b * unit_bytes)  # the request's tensors exist on both sides at least once
                 points.append(BatchPoint(batch=b, seconds=round(sec, 6), mem_bytes=int(mem), windows=wins,
                                          spread=spread, stable=stable))
                 log(f"{name:<7} {h.name}:{h.version} {'/'.join(members):>14} batch {b:>3}: {sec * 1000:9.2f} ms/request "
@@ -830,7 +868,8 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
     background = meter.busy_cores()
     log(f"other processes kept {background:.2f} of {hw.cpu_cores} cores busy while profiling "
         "(CPU times are normalised with it)")
-    method = {"statistic": "median seconds per request over the last windows", "windows_agree_within": 0.10,
+    method = {"statistic": "median of the last 3 window means (seconds per request); windows of all batch sizes "
+                           "interleaved, each window whole passes over the same units", "windows_agree_within": 0.10,
               "min_windows": 3, "warmup_requests": timing["warmup"], "window_s": timing["window_s"],
               "max_windows": timing["max_windows"], "batches": list(batches),
               "memory": "GPU used memory (sampled)" if any(m.device_kind == "gpu" for m in models.values())
@@ -858,7 +897,7 @@ def _cmdline(p: Any) -> list[str]:
 
 def run_profile(profile_name: str = "fast", *, url: str | None = None, state_dir: Path | None = None,
                 videos_dir: Path | None = None, out: Path | None = None, quick: bool = False,
-                reload_models: bool = True, log=print) -> tuple[Path, Checklist]:
+                reload_models: bool = True, per_class: int | None = None, log=print) -> tuple[Path, Checklist]:
     """``python -m extraction checklist profile``: measure against the running Triton and write the checklist.
 
     Args:
@@ -869,6 +908,7 @@ def run_profile(profile_name: str = "fast", *, url: str | None = None, state_dir
         out: where to write (default ``conf/checklist/<hardware>/<profile>.yaml``).
         quick: fewer batch sizes and shorter windows.
         reload_models: unload/load each model to measure its fixed memory and load time.
+        per_class: calibration videos per size class (default 6, quick 1).
         log: progress lines.
     """
     import tempfile  # noqa: PLC0415
@@ -886,12 +926,13 @@ def run_profile(profile_name: str = "fast", *, url: str | None = None, state_dir
                                 "`python -m extraction triton start` (profiling measures its process memory)")
     cfg = load_profile(profile_name)
     provider = TritonModelProvider(url or state.grpc_url)
+    per_class = per_class or (1 if quick else 6)
     with tempfile.TemporaryDirectory(prefix="calibration-") as tmp:
         if videos_dir is not None:
-            vids = pick_calibration(discover_videos(Path(videos_dir)))
+            vids = pick_calibration(discover_videos(Path(videos_dir)), per_class=per_class)
         else:
-            log("rendering calibration videos (extraction.synth) ...")
-            vids = calibration_videos(Path(tmp), per_class=1 if quick else 4)
+            log(f"rendering {per_class} calibration videos per size class (extraction.synth) ...")
+            vids = calibration_videos(Path(tmp), per_class=per_class)
         cl = profile(provider, cfg, state.pid, vids, quick=quick, reload_models=reload_models, log=log)
     path = Path(out) if out is not None else checklist_path(profile_name, cl.hardware.id)
     save_checklist(cl, path)

@@ -61,6 +61,31 @@ def promote_latest(reason: str = "make demo: newest trained version", actor: str
     return out
 
 
+def _drop_unresolvable(cfg: Any, echo: bool) -> None:
+    """Serve only slots whose alias exists (a type whose first promotion was refused has no ``stable``)."""
+    from registry import ops  # noqa: PLC0415
+    from registry.config import load_config as load_registry_config  # noqa: PLC0415
+    from registry.store import connect  # noqa: PLC0415
+
+    reg = load_registry_config(cfg.path(cfg.registry), tracking_uri=cfg.tracking_uri)
+    client = connect(reg)
+    gone = [s for s, sc in cfg.models.items()
+            if sc.alias is not None and ops.alias_version(client, reg.name_of(sc.type), sc.alias) is None]
+    for s in gone:
+        if echo:
+            print(f"service: slot {s} not served: {reg.name_of(cfg.models[s].type)} has no "
+                  f"@{cfg.models[s].alias} version")
+        del cfg.models[s]
+    chain = [s for s in cfg.chain if s in cfg.models]
+    if not chain:
+        raise TrendflowError("no model type has a stable version to serve", code="nothing_to_serve")
+    cfg.primary, cfg.fallback = chain[0], chain[1:]
+    if cfg.shadow is not None and cfg.shadow.slot not in cfg.models:
+        cfg.shadow = None
+    if cfg.ab is not None and any(a.slot not in cfg.models for a in cfg.ab.arms):
+        cfg.ab = None
+
+
 def run_demo(video_path: str | Path, metadata: dict[str, Any] | None = None, *, promote: bool = True,
              config_path: str | Path | None = None, tracking_uri: str | None = None,
              echo: bool = True) -> dict[str, Any]:
@@ -85,6 +110,7 @@ def run_demo(video_path: str | Path, metadata: dict[str, Any] | None = None, *, 
                                echo=echo) if promote else {}
     if "video" not in cfg.request_modes:
         cfg.request_modes = [*cfg.request_modes, "video"]
+    _drop_unresolvable(cfg, echo)
     with ServerThread(cfg) as server:
         with httpx.Client(base_url=server.url, timeout=600) as http:
             ready = http.get("/health/ready").json()

@@ -52,12 +52,13 @@ class TrainerConfig(_Strict):
     max_epochs: int = Field(40, ge=1)
     batch_size: int = Field(256, ge=1)
     patience: int = Field(6, ge=1)
+    monitor: Literal["val/mae", "val/loss", "val/nll"] = "val/mae"
     gradient_clip_val: float | None = 1.0
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
     deterministic: bool = True
-    num_threads: int = Field(2, ge=1)
+    num_threads: int = Field(1, ge=1)
     progress_bar: bool = True
     limit_train_batches: int | float | None = None
 

@@ -96,8 +96,12 @@ def test_run_demo_promotes_serves_and_predicts_a_video(triton_server, tmp_path: 
     pinned versions, one video predicted by path (the demo function the README's main job calls)."""
     from inference.demo import run_demo
 
+    from registry.testing import default_metrics
+
     store = RegistryStore(tmp_path / "mlflow")
-    versions = {t: str(store.log(t).version.version) for t in ("v2", "v1", "baseline")}
+    versions = {t: str(store.log(t).version.version) for t in ("v2", "v1")}
+    # a baseline whose intervals are off nominal: its first promotion is refused, so it has no stable version
+    store.log("baseline", metrics=default_metrics(coverage_90=0.80))
     raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
     raw.update(registry=str(store.config_path), triton={"url": triton_server.grpc_url},
                extraction={"profile": "fast", "artifacts_dir": str(tmp_path / "serving-artifacts")})
@@ -107,8 +111,9 @@ def test_run_demo_promotes_serves_and_predicts_a_video(triton_server, tmp_path: 
     write_sidecar(clip, "demo1")
     result = run_demo(clip, config_path=cfg_path, echo=False)
     assert result["status"] == 200, result["response"]
-    assert {t: r["stable"] for t, r in result["promotion"].items()} == versions
-    assert result["ready"]["ready"]
+    assert {t: r["stable"] for t, r in result["promotion"].items()} == {**versions, "baseline": None}
+    assert result["promotion"]["baseline"]["promoted"] is False
+    assert result["ready"]["ready"] and set(result["ready"]["models"]) == {"v2", "v1"}  # baseline not served
     model = result["response"]["prediction"]["model"]
     assert (model["type"], model["version"], model["alias"]) == ("v2", versions["v2"], "stable")
     assert result["response"]["source"]["video_id"] == "demo1"

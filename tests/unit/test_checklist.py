@@ -91,6 +91,9 @@ def test_curve_interpolates_and_extrapolates_conservatively():
     bumpy = SizeClassProfile(points=[BatchPoint(batch=1, seconds=1, mem_bytes=5000),
                                      BatchPoint(batch=4, seconds=2, mem_bytes=3000)])
     assert bumpy.mem_bytes(2) == 5000  # memory never shrinks with a bigger batch
+    dip = SizeClassProfile(points=[BatchPoint(batch=4, seconds=0.4, mem_bytes=1),
+                                   BatchPoint(batch=8, seconds=0.3, mem_bytes=1)])
+    assert dip.seconds(8) == 0.4  # nor does time: a dip is noise
     single = SizeClassProfile(points=[BatchPoint(batch=4, seconds=0.4, mem_bytes=400)])
     assert single.seconds(8) == pytest.approx(0.8) and single.mem_bytes(2) == 200
 

@@ -21,7 +21,7 @@ import torch
 
 from training.data import Columns
 from training.intervals import BaseOutput
-from training.losses import beta_nll, masked_huber, masked_mse
+from training.losses import beta_nll, gaussian_nll, masked_huber, masked_mean, masked_mse, target_mask
 from training.preprocess import NetworkPreprocessor
 
 
@@ -78,7 +78,16 @@ def _lit_module(net: torch.nn.Module, mcfg: Any):  # noqa: ANN202
             return loss
 
         def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-            self.log("val/loss", self._loss(batch), on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+            x, present, y = batch
+            mean, log_var = self.net(x, present)
+            y_f, ok = target_mask(y)
+            n = len(x)
+            self.log("val/loss", self._loss(batch), on_epoch=True, batch_size=n)
+            # MAE (standardised scale, per-head normalised): the early-stopping criterion by default. The
+            # beta-NLL's value is not a proper score (its variance weight is detached), so it cannot rank epochs.
+            self.log("val/mae", masked_mean((mean - y_f).abs(), ok), on_epoch=True, prog_bar=True, batch_size=n)
+            if log_var is not None:
+                self.log("val/nll", gaussian_nll(mean, log_var, y), on_epoch=True, batch_size=n)
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.AdamW(self.parameters(), lr=mcfg.lr, weight_decay=mcfg.weight_decay)
@@ -86,12 +95,12 @@ def _lit_module(net: torch.nn.Module, mcfg: Any):  # noqa: ANN202
     return LitRegressor()
 
 
-def _best_weights_callback():  # noqa: ANN202
+def _best_weights_callback(monitor: str):  # noqa: ANN202
     import lightning as L  # noqa: PLC0415, N812
 
     class BestWeights(L.Callback):
-        """Keeps the state of the epoch with the lowest ``val/loss`` in memory (no checkpoint files) and
-        restores it at the end; records the per-epoch losses for the run's history."""
+        """Keeps the state of the epoch with the lowest ``monitor`` in memory (no checkpoint files) and
+        restores it at the end; records the per-epoch validation metrics for the run's history."""
 
         def __init__(self) -> None:
             self.best = float("inf")
@@ -102,8 +111,10 @@ def _best_weights_callback():  # noqa: ANN202
         def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             if trainer.sanity_checking:
                 return
-            val = float(trainer.callback_metrics.get("val/loss", float("nan")))
-            self.history.append({"epoch": trainer.current_epoch, "val/loss": val})
+            row = {"epoch": trainer.current_epoch}
+            row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+            self.history.append(row)
+            val = row.get(monitor, float("nan"))
             if val < self.best:
                 self.best, self.best_epoch = val, trainer.current_epoch
                 self.state = copy.deepcopy(pl_module.net.state_dict())
@@ -151,13 +162,13 @@ class NetworkCore:
             gen = torch.Generator().manual_seed(seed)
             return torch.utils.data.DataLoader(ds, batch_size=tcfg.batch_size, shuffle=shuffle, generator=gen)
 
-        best = _best_weights_callback()
+        best = _best_weights_callback(tcfg.monitor)
         trainer_kwargs: dict[str, Any] = dict(
             max_epochs=tcfg.max_epochs, accelerator=tcfg.accelerator, devices=tcfg.devices,
             precision=tcfg.precision, deterministic=tcfg.deterministic, logger=False,
             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=tcfg.progress_bar,
             gradient_clip_val=tcfg.gradient_clip_val, num_sanity_val_steps=0,
-            callbacks=[EarlyStopping("val/loss", patience=tcfg.patience, mode="min"), best],
+            callbacks=[EarlyStopping(tcfg.monitor, patience=tcfg.patience, mode="min"), best],
         )
         if tcfg.limit_train_batches is not None:
             trainer_kwargs["limit_train_batches"] = tcfg.limit_train_batches

@@ -1,0 +1,164 @@
+"""Training benchmark: time per family, inference rows/s, quality against the naive and log-linear references.
+
+    python -m benchmarks.training [--n 100000] [--seed 0] [--demo data/dataset.parquet] [--families baseline,v1,v2]
+                                  [--compare-grouping]
+
+Tables:
+
+* the demo table (``--demo``, default ``data/dataset.parquet``, skipped with a note when absent), trained with
+  :data:`training.demo.DEMO_SETTINGS`;
+* a generated table of ``--n`` rows (default 100,000) with the real spec's columns (:mod:`training.synthetic`,
+  seeded; written once to ``data/bench/training-synthetic-<n>-s<seed>.parquet`` and reused), trained with
+  :data:`BENCH_SETTINGS` (the defaults, with fewer boosting rounds / epochs so the run fits in ~15 minutes on 2
+  shared CPU cores).
+
+Per family: training time (fit of every model, calibration excluded), inference rows/s (the full
+``TrendflowModel.predict``: raw frame -> imputation -> model -> calibrated quantiles -> contract frame, 20,000
+rows in one call; MLflow's pyfunc adds schema enforcement on top), test MAE per target against the naive
+predictor (training median per target) and the log-linear Szabo-Huberman model (``log1p count at horizon = a + b
+log1p count at the first snapshot``, least squares on the training split), and the empirical coverage of the
+80/90/95% intervals pooled over the six targets. Quality floor checked and printed: every family beats the naive
+predictor on every target; v2 and the baseline beat the log-linear model on mean MAE.
+
+``--compare-grouping`` also fits the CatBoost point model with one MultiRMSEWithMissingValues model over the six
+targets and with one per metric (views / likes) on the generated table, and prints time and MAE of both.
+
+The last line is machine readable, for the generated table:
+``baseline:mae_vs_naive=<r>,mae_vs_loglinear=<r>,cov90=<p> v1:... v2:...`` (ratios of mean MAE; < 1 = better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FAMILY_EXP = {"baseline": "+exp=baseline", "v1": "+exp=v1", "v2": "+exp=v2"}
+BENCH_SETTINGS: dict[str, list[str]] = {
+    "baseline": ["model.iterations=300", "model.quantile_iterations=150", "model.learning_rate=0.15",
+                 "model.quantile_learning_rate=0.15"],
+    "v1": ["trainer.max_epochs=12", "trainer.batch_size=512", "trainer.patience=3"],
+    "v2": ["trainer.max_epochs=12", "trainer.batch_size=512", "trainer.patience=3"],
+}
+
+
+def ensure_table(n: int, seed: int) -> tuple[Path, float]:
+    """The generated table (reused when present); returns (path, seconds spent generating)."""
+    import features  # noqa: PLC0415
+
+    from training.synthetic import generate_table, write_table  # noqa: PLC0415
+
+    path = ROOT / "data" / "bench" / f"training-synthetic-{n}-s{seed}.parquet"
+    if path.exists():
+        return path, 0.0
+    t0 = time.perf_counter()
+    spec = features.load_spec()
+    write_table(generate_table(n, spec, seed), path, spec, seed)
+    return path, time.perf_counter() - t0
+
+
+def inference_rate(model: Any, frame: Any, rows: int = 20_000) -> float:
+    import pandas as pd  # noqa: PLC0415
+
+    batch = pd.concat([frame] * (rows // len(frame) + 1), ignore_index=True).head(rows)
+    model.predict(batch.head(100))  # warm-up
+    t0 = time.perf_counter()
+    model.predict(batch)
+    return rows / (time.perf_counter() - t0)
+
+
+def bench_table(path: Path, families: list[str], settings: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    from training.config import compose  # noqa: PLC0415
+    from training.train import run  # noqa: PLC0415
+
+    out = {}
+    for fam in families:
+        overrides = [FAMILY_EXP[fam], f"data.path={path}", "tracking.enabled=false", "trainer.progress_bar=false",
+                     *settings.get(fam, [])]
+        print(f"  {fam}: python -m training {' '.join(overrides)}", flush=True)
+        m, obj = run(compose(overrides))
+        m = dict(m)
+        m["bench/inference_rows_per_s"] = inference_rate(obj["model"], obj["test_frame"])
+        m["bench/labels"] = obj["columns"].labels  # type: ignore[assignment]
+        out[fam] = m
+    return out
+
+
+def report(name: str, results: dict[str, dict[str, float]]) -> list[str]:
+    """Print the table and the quality-floor checks; returns the failures."""
+    labels = next(iter(results.values()))["bench/labels"]
+    print(f"\n## {name}")
+    print(f"{'family':<9}{'train_s':>9}{'rows/s':>10}{'mae':>8}{'naive':>8}{'loglin':>8}{'vs_naive':>9}"
+          f"{'vs_ll':>7}{'cov80':>7}{'cov90':>7}{'cov95':>7}{'w90':>7}{'n_test':>8}")
+    failures = []
+    for fam, m in results.items():
+        print(f"{fam:<9}{m['time/train_s']:>9.1f}{m['bench/inference_rows_per_s']:>10,.0f}{m['test/mae_mean']:>8.4f}"
+              f"{m['test/naive_mae_mean']:>8.4f}{m['test/loglinear_mae_mean']:>8.4f}{m['test/mae_vs_naive']:>9.3f}"
+              f"{m['test/mae_vs_loglinear']:>7.3f}{m['test/coverage_80']:>7.3f}{m['test/coverage_90']:>7.3f}"
+              f"{m['test/coverage_95']:>7.3f}{m['test/width_90']:>7.3f}{int(m['test/n_target_values']):>8}")
+        worse = [t for t in labels if m[f"test/mae_vs_naive_{t}"] >= 1.0]
+        if worse:
+            failures.append(f"{name}: {fam} does not beat the naive predictor on {worse}")
+        if fam in ("baseline", "v2") and m["test/mae_vs_loglinear"] >= 1.0:
+            failures.append(f"{name}: {fam} does not beat the log-linear model on mean MAE "
+                            f"({m['test/mae_vs_loglinear']:.3f})")
+    per_target = "  ".join(f"{t}=" + "/".join(f"{results[f][f'test/mae_vs_naive_{t}']:.2f}" for f in results)
+                           for t in labels)
+    print(f"MAE vs naive per target ({'/'.join(results)}): {per_target}")
+    print("quality floor: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)))
+    return failures
+
+
+def compare_grouping(path: Path) -> None:
+    """CatBoost point model: one MultiRMSEWithMissingValues over six targets vs one per metric."""
+    from training.config import compose  # noqa: PLC0415
+    from training.train import run  # noqa: PLC0415
+
+    print("\n## CatBoost point model grouping (point model only, split-conformal intervals)")
+    for grouping in ("all", "per_metric"):
+        overrides = ["+exp=baseline", f"data.path={path}", "tracking.enabled=false", "trainer.progress_bar=false",
+                     "model.interval_method=absolute", f"model.point_grouping={grouping}",
+                     *BENCH_SETTINGS["baseline"]]
+        m, _ = run(compose(overrides))
+        print(f"  point_grouping={grouping:<11} train_s={m['time/train_s']:.1f} mae_mean={m['test/mae_mean']:.4f} "
+              f"views={sum(m[f'test/mae_views_{h}d'] for h in (7, 14, 21)) / 3:.4f} "
+              f"likes={sum(m[f'test/mae_likes_{h}d'] for h in (7, 14, 21)) / 3:.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.training")
+    p.add_argument("--n", type=int, default=100_000, help="rows of the generated table (>= 100,000 to report)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demo", type=Path, default=ROOT / "data" / "dataset.parquet")
+    p.add_argument("--families", default="baseline,v1,v2")
+    p.add_argument("--compare-grouping", action="store_true")
+    args = p.parse_args(argv)
+    families = args.families.split(",")
+    from training.demo import DEMO_SETTINGS  # noqa: PLC0415
+
+    failures: list[str] = []
+    if args.demo.exists():
+        print(f"# demo table {args.demo}")
+        demo_settings = {f: [s for s in DEMO_SETTINGS[f] if not s.startswith("+exp=")] for f in families}
+        failures += report(f"demo table ({args.demo.name})", bench_table(args.demo, families, demo_settings))
+    else:
+        print(f"# demo table {args.demo} not found: skipped (python -m demo builds it)")
+    path, gen_s = ensure_table(args.n, args.seed)
+    print(f"\n# generated table {path.relative_to(ROOT)} ({args.n:,} rows"
+          + (f", generated in {gen_s:.1f}s)" if gen_s else ", reused)"))
+    results = bench_table(path, families, BENCH_SETTINGS)
+    failures += report(f"generated table ({args.n:,} rows)", results)
+    if args.compare_grouping:
+        compare_grouping(path)
+    print(" ".join(f"{fam}:mae_vs_naive={m['test/mae_vs_naive']:.4f},mae_vs_loglinear={m['test/mae_vs_loglinear']:.4f},"
+                   f"cov90={m['test/coverage_90']:.4f}" for fam, m in results.items()))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

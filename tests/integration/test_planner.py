@@ -1,0 +1,185 @@
+"""The batching planner against the real Triton of the session fixture.
+
+Protects: a planned run records its plan in every manifest and the batch size really sent in every NPZ; a small
+memory budget forces smaller batches and the run still completes; a stale checklist and a budget that cannot
+hold one request are refused before any work; tier-1 models rotate through Triton's explicit model control when
+the residency bound forces it and the server is left as found; the profiler measures a real checklist.
+
+Checklists here are synthetic numbers stamped with the server's real model signatures (so they are fresh), except
+in the profiler test, which measures one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from extraction.api import run_extraction
+from extraction.artifacts import latest_runs, load_run
+from extraction.checklist import (
+    BatchPoint,
+    Checklist,
+    ChecklistStale,
+    DecodeProfile,
+    ModelEntry,
+    SizeClassProfile,
+    detect_hardware,
+    load_checklist,
+    profile,
+    save_checklist,
+)
+from extraction.config import load_profile
+from extraction.errors import InsufficientMemory
+from extraction.provider import TritonModelProvider
+from extraction.runner import ExtractionRun
+from tests.videos import write_sidecar, write_video
+
+pytestmark = pytest.mark.triton
+REPO = Path(__file__).resolve().parents[2]
+MB = 10**6
+UNITS = {"visual": "frame", "faces": "frame", "motion": "frame_pair", "audio": "audio_window", "text": "text"}
+
+
+def _handles(url: str) -> dict:
+    run = ExtractionRun(cfg=load_profile("fast"), out_root=Path("."), provider=TritonModelProvider(url),
+                        progress=False)
+    return run.resolve_models()
+
+
+def synthetic_checklist(url: str, path: Path, *, per_unit_bytes: int = 100 * MB, digest_of: dict | None = None
+                        ) -> Path:
+    """Made-up costs (every unit ``per_unit_bytes``, cheap and flat time) for the models the server serves now.
+    Loads are priced at a minute so that the planner never reloads a model to change its instances here."""
+    entries = {}
+    for comp, h in _handles(url).items():
+        pts = [BatchPoint(batch=b, seconds=0.002 + 0.001 * b, mem_bytes=per_unit_bytes * b) for b in (1, 2, 4, 8, 16)]
+        entries[comp] = ModelEntry(
+            component=comp, model=h.name, version=h.version,
+            weights_digest=(digest_of or {}).get(comp, h.used.weights_digest), unit=UNITS[comp],
+            tier=0 if comp in ("visual", "text") else 1, max_batch_size=h.max_batch_size, fixed_bytes=10 * MB,
+            load_seconds=60.0, size_classes={"360p": SizeClassProfile(points=pts)})
+    cl = Checklist(profile="fast", hardware=detect_hardware(gpus=[]), triton_version="test",
+                   measured_at="2026-11-24T00:00:00Z",
+                   decode={"360p": DecodeProfile(seconds_per_decoded_frame=0.001, per_frame_bytes=50_000)},
+                   models=entries)
+    return save_checklist(cl, path)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("planner_videos")
+    for i in range(3):  # 6 s at the fast profile's 2 fps: 12 frames, 11 pairs, 6 audio windows each
+        write_sidecar(write_video(folder / f"p{i}.mp4", seconds=6.0, fps=10, seed=20 + i, cut_at=3.0), f"p{i}")
+    return folder
+
+
+def _manifests(out: Path) -> list[tuple[dict, dict]]:
+    return [load_run(rd) for rd in latest_runs(out).values()]
+
+
+def test_planned_run_records_the_plan_and_the_batch_sizes_really_sent(triton_server, videos, tmp_path):
+    cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml")
+    seen = []
+    summary = run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url, checklist=cl,
+                             progress=False, on_plan=seen.append)
+    assert summary.ok == 3 and summary.plan is not None
+    (plan,) = seen
+    assert summary.plan == plan.to_dict() | {"reloads": summary.plan.get("reloads", [])}
+    for manifest, arts in _manifests(tmp_path / "out"):
+        assert manifest["plan"]["batch_sizes"] == plan.batch_sizes
+        assert manifest["plan"]["checklist"]["path"] == str(cl)
+        for comp, b in plan.batch_sizes.items():
+            meta = arts[comp][1]
+            units = {"visual": 12, "faces": 12, "motion": 11, "audio": 6, "text": 2}[comp]
+            assert meta.batch_size == min(b, units), comp
+            assert manifest["components"][comp]["batch_size"] == meta.batch_size
+
+
+def test_small_memory_budget_forces_smaller_batches_and_the_run_still_completes(triton_server, videos, tmp_path):
+    cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml")
+    roomy = run_extraction(videos, tmp_path / "roomy", url=triton_server.grpc_url, checklist=cl, progress=False)
+    tight = run_extraction(videos, tmp_path / "tight", url=triton_server.grpc_url, checklist=cl, progress=False,
+                           memory_budget=800 * MB)
+    assert roomy.ok == tight.ok == 3
+    big, small = roomy.plan["batch_sizes"], tight.plan["batch_sizes"]
+    assert sum(small.values()) < sum(big.values())
+    assert tight.plan["videos_in_parallel"] * sum(small.values()) < roomy.plan["videos_in_parallel"] * sum(big.values())
+    assert tight.plan["devices"]["cpu"]["budget_bytes"] == 800 * MB
+    assert tight.plan["devices"]["cpu"]["predicted_peak_bytes"] <= 800 * MB
+    for manifest, arts in _manifests(tmp_path / "tight"):
+        assert manifest["status"] == "ok"
+        for comp, b in small.items():
+            assert arts[comp][1].batch_size <= b
+
+
+def test_stale_checklist_is_refused_before_any_work(triton_server, videos, tmp_path):
+    cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml", digest_of={"faces": "sha256:old"})
+    with pytest.raises(ChecklistStale) as err:
+        run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False)
+    assert "faces: measured face_detector:1:sha256:old, the server now serves face_detector:1:sha256:" in str(err.value)
+    assert "python -m extraction checklist profile --profile fast" in str(err.value)
+    assert not list(tmp_path.glob("out/**/*.npz"))
+
+
+def test_budget_below_one_request_fails_fast_naming_the_component(triton_server, videos, tmp_path):
+    cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml", per_unit_bytes=400 * MB)
+    with pytest.raises(InsufficientMemory) as err:
+        run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False,
+                       memory_budget=300 * MB)
+    assert err.value.code == "insufficient_memory"
+    assert err.value.details["component"] in UNITS and err.value.details["need_bytes"] > 300 * MB
+    assert not list(tmp_path.glob("out/**/*.npz"))
+    cli = subprocess.run([sys.executable, "-m", "extraction", "run", "--videos", str(videos), "--out",
+                          str(tmp_path / "out"), "--triton-url", triton_server.grpc_url, "--checklist", str(cl),
+                          "--memory-budget", "300MB", "--no-progress"], capture_output=True, text=True, cwd=REPO)
+    assert cli.returncode == 2, cli.stderr
+    assert "error: insufficient_memory: component '" in cli.stderr and "Traceback" not in cli.stderr
+
+
+@pytest.mark.slow
+def test_tier1_models_rotate_lru_with_explicit_model_control(triton_server, videos, tmp_path):
+    import tritonclient.grpc as g
+
+    cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml")
+    summary = run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False,
+                             max_loaded_models_per_device=3)  # 2 pinned tier-0 models + 1 tier-1 slot
+    plan = summary.plan
+    assert len(plan["passes"]) == 3 and plan["passes"][0][:2] == ["metadata", "frames"]
+    assert all(len(r["cpu"]) <= 3 and {"visual", "text"} <= set(r["cpu"]) for r in plan["resident"])
+    assert summary.ok == 3
+    for manifest, arts in _manifests(tmp_path / "out"):
+        assert set(arts) == {"metadata", "frames", "visual", "motion", "faces", "audio", "text", "video_pacing",
+                             "face_presence"}
+        assert manifest["passes"] == plan["passes"] and manifest["status"] == "ok"
+        assert not any(e["cache_hit"] for e in manifest["components"].values())  # each computed once, this run
+    client = g.InferenceServerClient(triton_server.grpc_url)
+    for model in ("visual_embed_fast", "optical_flow", "face_detector", "audio_features", "text_embed"):
+        assert client.is_model_ready(model), f"{model} was not reloaded after the run"
+
+
+@pytest.mark.slow
+def test_profiler_measures_a_checklist_the_planner_accepts(triton_server, videos, tmp_path):
+    from extraction.checklist import pick_calibration
+    from extraction.runner import discover_videos
+
+    cfg = load_profile("fast")
+    provider = TritonModelProvider(triton_server.grpc_url)
+    lines = []
+    cl = profile(provider, cfg, triton_server.pid, pick_calibration(discover_videos(videos), per_class=1),
+                 batches=(1, 4), quick=True, reload_models=False, log=lines.append)
+    save_checklist(cl, tmp_path / "measured.yaml")
+    back = load_checklist(tmp_path / "measured.yaml")
+    assert set(back.models) == set(UNITS) and set(back.decode) == {"360p"}
+    for comp, e in back.models.items():
+        assert e.fixed_bytes > 0 and e.unit == UNITS[comp]
+        pts = e.curve("360p").points
+        assert [p.batch for p in pts] == [1, 4] and all(p.seconds > 0 and p.mem_bytes > 0 for p in pts)
+    assert back.models["visual"].curve("360p").input_shape == [112, 112, 3]
+    assert back.models["text"].max_batch_size == 64
+    summary = run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url,
+                             checklist=tmp_path / "measured.yaml", progress=False)
+    assert summary.ok == 3 and json.dumps(summary.plan)
