@@ -34,7 +34,7 @@ from extraction.components import Component, ComputeContext, VideoInput, default
 from extraction.components.base import ComponentResult, model_signature
 from extraction.config import ExtractionConfig, stable_hash
 from extraction.decode import SAMPLING_POLICY_VERSION
-from extraction.errors import ModelNotFound, TritonUnavailable, TrendflowError, VideoDecodeFailed
+from extraction.errors import ConfigError, ModelNotFound, TritonUnavailable, TrendflowError, VideoDecodeFailed
 from extraction.provider import InferStats, ModelHandle, ModelProvider
 from extraction.schemas import ArtifactMeta
 
@@ -100,14 +100,21 @@ class ExtractionRun:
         self.env_hash = stable_hash(self.env)
 
     def resolve_models(self) -> dict[str, ModelHandle]:
-        """Check every model this run needs, once, before any work (fail fast)."""
+        """Check every model this run needs, once, before any work (fail fast): first the mapping against what
+        each component calls, then each model on the server."""
+        wanted: dict[str, tuple[Any, str]] = {}
         for comp in self.components:
             if comp.uses_model:
                 ref = self.cfg.resolved_models.get(comp.name)
                 if ref is None:
                     raise ModelNotFound(f"profile {self.cfg.profile!r} maps no model for component {comp.name!r}")
                 model = self.cfg.params(comp.name).get("model") or ref.triton_model
-                self.handles[comp.name] = self.provider.get_model(ref.triton_model, ref.version, logical=model)
+                if comp.models and model not in comp.models:
+                    raise ConfigError(f"profile {self.cfg.profile!r} maps component {comp.name!r} to model "
+                                      f"{model!r}; the component calls one of {list(comp.models)}")
+                wanted[comp.name] = (ref, model)
+        for name, (ref, model) in wanted.items():
+            self.handles[name] = self.provider.get_model(ref.triton_model, ref.version, logical=model)
         return self.handles
 
     def batch_size(self, comp: Component) -> int:
@@ -123,6 +130,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copy2(src, tmp)
     os.replace(tmp, dst)
+
+
+def cache_key(platform_id: str, video_id: str, component: str, config_hash: str, sampling_policy_version: str,
+              producer_version: str, schema_version: str, model_signature: str,
+              dependencies: dict[str, str]) -> str:
+    """The artifact's cache key: a hash of every input that can change its content. ``dependencies`` maps each
+    input component to its own key (its signature), so a change anywhere upstream changes every key below it."""
+    return stable_hash({"platform_id": platform_id, "video_id": video_id, "component": component,
+                        "config_hash": config_hash, "sampling_policy_version": sampling_policy_version,
+                        "producer_version": producer_version, "schema_version": schema_version,
+                        "model_signature": model_signature, "dependencies": dependencies}, n=32)
 
 
 def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[str, Any]:
@@ -163,14 +181,14 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
             entry.update(error_code="dependency_missing",
                          error_message=f"{comp.name} needs {missing}, whose artifacts are absent")
             produced[comp.name] = ("", "error", None)
+            if on_component:
+                on_component(comp.name)
             continue
         deps_sig = {d: produced[d][0] for d in comp.dependencies}
         config_hash = stable_hash(comp.config_for_key(video, params))
-        key = stable_hash({"platform_id": video.platform_id, "video_id": video.video_id, "component": comp.name,
-                           "config_hash": config_hash,
-                           "sampling_policy_version": SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a",
-                           "producer_version": comp.producer_version, "schema_version": comp.schema_version,
-                           "model_signature": msig, "dependencies": deps_sig}, n=32)
+        key = cache_key(video.platform_id, video.video_id, comp.name, config_hash,
+                        SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a", comp.producer_version,
+                        comp.schema_version, msig, deps_sig)
         entry.update(cache_key=key, signature=key)
         dst = rdir / f"{comp.name}.npz"
         hit = lookup_cache(run.out_root, video.platform_id, video.video_id, key)
@@ -198,10 +216,14 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
             entry.update(error_code=exc.code, error_message=exc.message)
             manifest.update(status="error", error_code=exc.code, error_message=exc.message)
             produced[comp.name] = ("", "error", None)
+            if on_component:
+                on_component(comp.name)
             continue
         except TrendflowError as exc:
             entry.update(error_code=exc.code, error_message=exc.message, retry_count=stats.retries)
             produced[comp.name] = ("", "error", None)
+            if on_component:
+                on_component(comp.name)
             continue
         meta = ArtifactMeta(
             platform_id=video.platform_id, video_id=video.video_id, run_id=job.run_id, component=comp.name,

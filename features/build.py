@@ -357,6 +357,10 @@ class DatasetSummary:
             f"labels_without_run={r.labels_without_run} dropped_missing_target={sum(r.dropped_missing_target.values())}"
             f" rows_with_warnings={r.rows_with_warnings}",
             f"read={r.seconds_read:.2f}s compute={r.seconds_compute:.2f}s",
+            *(f"  dropped {key}: missing_critical_feature {missing}"
+              for key, missing in list(r.dropped_critical.items())[:10]),
+            *([f"  ... and {len(r.dropped_critical) - 10} more (file metadata: build_report)"]
+              if len(r.dropped_critical) > 10 else []),
         ]
 
 

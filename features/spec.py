@@ -167,6 +167,7 @@ class AgeBuckets(_Strict):
 
 class Defaults(_Strict):
     imputation: Imputation = Imputation()
+    dtype: Literal["float32", "float64"] = Field("float32", description="dtype of features that declare none")
 
 
 class FeatureSpec(_Strict):
@@ -176,6 +177,16 @@ class FeatureSpec(_Strict):
     defaults: Defaults = Defaults()
     features: tuple[Feature, ...]
     targets: Targets
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_dtype(cls, raw: Any) -> Any:
+        """A feature without ``dtype`` takes ``defaults.dtype`` (so every feature's dtype is explicit once loaded)."""
+        if isinstance(raw, dict) and isinstance(raw.get("features"), list | tuple):
+            dtype = ((raw.get("defaults") or {}).get("dtype")) or "float32"
+            raw = {**raw, "features": [({"dtype": dtype} | f) if isinstance(f, dict) and "dtype" not in f else f
+                                       for f in raw["features"]]}
+        return raw
 
     @field_validator("feature_schema_version")
     @classmethod

@@ -116,12 +116,19 @@ def _signature_types(pyfunc: Any) -> tuple[list[str], dict[str, Any]]:
     return cols, dtypes
 
 
+def serving_spec(cfg: InferenceConfig) -> Any:
+    """The feature spec the service builds features with (``cfg.spec``)."""
+    from features import load_spec  # noqa: PLC0415
+
+    return load_spec(cfg.path(cfg.spec))
+
+
 def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, slot_name: str,
               sanity_rows: int | None = None) -> LoadedModel:
     """Resolve, load and sanity-check one slot. Never raises: problems land in ``.error``."""
     import mlflow.pyfunc  # noqa: PLC0415
 
-    from registry.gates import version_run_id  # noqa: PLC0415
+    from registry.gates import schema_compatible, version_run_id  # noqa: PLC0415
 
     slot = cfg.models[slot_name]
     name = reg.name_of(slot.type)
@@ -139,6 +146,14 @@ def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, s
                  f"alias @{slot.alias}" if slot.alias else "pinned", lm.version)
         lm.pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{lm.version}")
         lm.columns, lm.dtypes = _signature_types(lm.pyfunc)
+        # The promotion gate checks this too, but a version pinned by number or an alias moved by hand in the
+        # MLflow UI never went through the gates: the service refuses an incompatible schema itself.
+        ok, why = schema_compatible(lm.features_schema_version or "", lm.columns, serving_spec(cfg))
+        if not ok:
+            lm.error = f"schema_incompatible: {why}"[:500]
+            lm.load_s = time.perf_counter() - t0
+            log.error("slot %s: %s", slot_name, lm.error)
+            return lm
     except Exception as exc:  # noqa: BLE001 - a slot that cannot load is reported, the service still starts
         lm.error = f"load failed: {type(exc).__name__}: {exc}"[:500]
         lm.load_s = time.perf_counter() - t0

@@ -86,6 +86,9 @@ class Component:
     dependencies: ClassVar[tuple[str, ...]] = ()
     tier: ClassVar[int] = 1
     uses_model: ClassVar[bool] = False
+    # The logical models (keys of conf/triton_models.yaml `models:`) this component may call; a profile picks
+    # one of them. Empty for model-free components (modules never call a model).
+    models: ClassVar[tuple[str, ...]] = ()
     uses_frames: ClassVar[bool] = False  # part of the key: sampling policy applies
 
     @property
@@ -105,7 +108,7 @@ class Component:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "producer_version": self.producer_version,
                 "schema_version": self.schema_version, "dependencies": list(self.dependencies),
-                "tier": self.tier, "uses_model": self.uses_model}
+                "tier": self.tier, "uses_model": self.uses_model, "models": list(self.models)}
 
 
 def model_signature(models: list[ModelUsed]) -> str:

@@ -101,6 +101,7 @@ class VisualProvider(Component):
     dependencies = ("frames",)
     tier = 0
     uses_model = True
+    models = ("visual_embed_fast", "visual_embed_quality")
     uses_frames = True
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
@@ -123,6 +124,7 @@ class MotionProvider(Component):
     producer_version = "1.0.0"
     dependencies = ("frames",)
     uses_model = True
+    models = ("optical_flow",)
     uses_frames = True
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
@@ -153,6 +155,7 @@ class FacesProvider(Component):
     producer_version = "1.0.0"
     dependencies = ("frames",)
     uses_model = True
+    models = ("face_detector",)
     uses_frames = True
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
@@ -192,6 +195,7 @@ class AudioProvider(Component):
     kind = "core"
     producer_version = "1.0.0"
     uses_model = True
+    models = ("audio_features",)
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
         wave = ctx.video.audio
@@ -219,6 +223,7 @@ class TextProvider(Component):
     producer_version = "1.0.0"
     tier = 0
     uses_model = True
+    models = ("text_embed",)
 
     def config_for_key(self, video, params):
         return {"params": {k: v for k, v in params.items() if k != "model"},

@@ -22,6 +22,7 @@ from extraction.config import ModelRef, load_profile
 from extraction.errors import ModelNotFound, TritonUnavailable
 from extraction.provider import TritonModelProvider
 from extraction.runner import ExtractionRun, discover_videos, extract
+from tests.golden import compare, summarise
 from tests.videos import make_corpus, write_sidecar, write_video
 
 pytestmark = pytest.mark.triton
@@ -89,6 +90,8 @@ def test_golden_values_on_the_normal_video(first_run):
     np.testing.assert_allclose(audio["spectral_centroid_hz"], 440, rtol=0.35)
     assert arts["text"][0]["title_embedding"].shape == (384,)
     assert float(arts["text"][0]["hashtag_count"]) == 1.0
+    # every component's every array pinned (shape, mean, std, first values) within float tolerances
+    assert compare("extraction_normal_video", summarise(arts)) == []
 
 
 def test_edge_cases_are_recorded_not_fatal(first_run):
@@ -214,10 +217,13 @@ def test_killed_run_resumes_reusing_complete_artifacts(triton_server, tmp_path):
     assert len(list(out.glob("*/*/*/manifest.json"))) < 6, "killed before finishing"
     for npz in partial:  # every visible artifact is complete
         read_artifact(npz)
+    indexed = list(out.glob("*/*/cache/*.json"))  # artifacts the killed run had finished and recorded
+    assert indexed
     done = subprocess.run(_cli(triton_server.grpc_url, videos, out), cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["ok"] == 6 and summary["cache_hits"] >= len(partial) - 9
+    assert summary["ok"] == 6 and summary["cache_hits"] >= len(indexed), "every finished artifact is reused"
+    assert summary["computed"] + summary["cache_hits"] == 6 * 9
     assert len(latest_runs(out)) == 6
 
 
@@ -281,3 +287,7 @@ def test_faces_found_in_generated_face_videos_and_not_elsewhere(triton_server, t
         presence = arts["face_presence"][0]
         assert 0 < float(presence["presence_ratio"]) <= 1
         assert float(presence["first_face_s"]) >= 0
+    golden = {f"{s.video_id}/{c}": a for s in with_faces
+              for c, a in load_run(runs[(s.platform_id, s.video_id)])[1].items() if c in ("faces", "face_presence")}
+    golden = summarise(golden)
+    assert compare("extraction_face_videos", golden) == []

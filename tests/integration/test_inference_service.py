@@ -267,6 +267,22 @@ def test_fallback_chain_v2_then_v1_then_baseline_then_503(store) -> None:  # noq
         assert [a["slot"] for a in r.json()["attempts"]] == ["v2", "v1", "baseline"]
 
 
+def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_served(store) -> None:  # noqa: ANN001
+    """Pinning by number (or an alias set by hand in the MLflow UI) skips the promotion gates: the service checks
+    the version's feature_schema_version against its serving spec itself and falls back."""
+    store.reconnect()
+    newer = str(store.log("v2", feature_schema_version="2.0.0").version.version)  # a breaking MAJOR
+    models = {"v2": {"type": "v2", "version": int(newer)}, "v1": {"type": "v1", "alias": "stable"},
+              "baseline": {"type": "baseline", "alias": "stable"}}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503
+        err = ready.json()["models"]["v2"]["error"]
+        assert err.startswith("schema_incompatible: breaking: model schema 2.0.0 vs serving 1.0.0"), err
+        out = http.post("/predict", json={"features": features_row(store)}).json()
+        assert out["prediction_status"] == "degraded" and out["prediction"]["model"]["type"] == "v1"
+
+
 def test_ab_split_is_stable_and_reported(store) -> None:  # noqa: ANN001
     store.reconnect()
     ab = {"key": "user_id", "salt": "exp-test", "arms": [{"bucket": "A", "slot": "v2", "weight": 0.5},

@@ -112,6 +112,44 @@ def test_components_come_after_their_dependencies():
     assert not any(c.uses_model for c in default_components() if c.kind == "module")
 
 
+def test_components_declare_the_logical_models_they_call_and_profiles_choose_among_them():
+    fast, quality = load_profile("fast"), load_profile("quality")
+    for comp in default_components():
+        assert comp.uses_model == bool(comp.models), comp.name
+        assert comp.describe()["models"] == list(comp.models)
+        for prof in (fast, quality):
+            if comp.uses_model:
+                assert prof.params(comp.name)["model"] in comp.models, (prof.profile, comp.name)
+
+
+def test_a_profile_mapping_a_component_to_a_model_it_does_not_call_is_refused():
+    from extraction.runner import ExtractionRun
+
+    cfg = load_profile("fast")
+    cfg.components["faces"].model = "optical_flow"  # a model that exists, but not one faces calls
+    run = ExtractionRun(cfg=cfg, out_root=Path("."), provider=None, progress=False)  # refused before any call
+    with pytest.raises(ConfigError, match="maps component 'faces' to model 'optical_flow'"):
+        run.resolve_models()
+
+
+KEY_PARTS = dict(platform_id="yt", video_id="v1", component="faces", config_hash="c1",
+                 sampling_policy_version="uniform-fps-v1", producer_version="1.0.0", schema_version="1.0.0",
+                 model_signature="m1", dependencies={"frames": "k-frames"})
+
+
+@pytest.mark.parametrize("part, other", [
+    ("platform_id", "tt"), ("video_id", "v2"), ("component", "visual"), ("config_hash", "c2"),
+    ("sampling_policy_version", "uniform-fps-v2"), ("producer_version", "1.0.1"), ("schema_version", "1.1.0"),
+    ("model_signature", "m2"), ("dependencies", {"frames": "k-frames-2"}), ("dependencies", {}),
+])
+def test_cache_key_changes_with_every_part(part, other):
+    from extraction.runner import cache_key
+
+    base = cache_key(**KEY_PARTS)
+    assert cache_key(**KEY_PARTS) == base  # deterministic
+    assert cache_key(**(KEY_PARTS | {part: other})) != base
+
+
 def test_topo_order_rejects_cycles_and_unknown_dependencies():
     class A:
         name, dependencies = "a", ("b",)

@@ -70,6 +70,19 @@ def test_hash_depends_on_content_not_formatting(tmp_path: Path):
     assert parse_spec(raw).spec_hash != spec.spec_hash
 
 
+def test_features_without_dtype_take_the_default_and_a_declared_one_wins():
+    raw = _raw()
+    assert all(f.dtype == "float32" for f in parse_spec(raw).features)
+    raw["defaults"]["dtype"] = "float64"
+    _feature(raw, "vis_emb")["dtype"] = "float32"
+    spec = parse_spec(raw)
+    assert {f.name: f.dtype for f in spec.features}["vis_emb"] == "float32"
+    assert {f.dtype for f in spec.features if f.name != "vis_emb"} == {"float64"}
+    raw["defaults"]["dtype"] = "int8"
+    with pytest.raises(FeatureSpecError, match="dtype"):
+        parse_spec(raw)
+
+
 def test_missing_version_is_an_error():
     raw = _raw()
     del raw["feature_schema_version"]

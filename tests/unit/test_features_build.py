@@ -254,6 +254,18 @@ def test_table_keys_split_columns_targets_and_report(corpus):
     assert report["missing_values"] == int(df[SPEC.feature_columns].isna().sum().sum())
 
 
+def test_dataset_summary_names_each_row_dropped_for_a_missing_critical_feature(corpus, tmp_path):
+    from features import build_dataset
+
+    root, labels, _ = corpus
+    summary = build_dataset(root, labels, tmp_path / "ds.parquet", SPEC)
+    lines = summary.lines()
+    assert summary.rows == 10 and any("dropped_critical=1" in line for line in lines)
+    (dropped,) = [line for line in lines if line.strip().startswith("dropped yt/")]
+    assert dropped.strip().startswith("dropped yt/v006: missing_critical_feature [")
+    assert "meta_age_hours" in dropped  # names the missing critical features
+
+
 def test_parquet_file_metadata_carries_versions_and_spec_hash(corpus, tmp_path):
     root, labels, _ = corpus
     path = write_parquet(build_table(root, SPEC, labels=labels), tmp_path / "ds.parquet")
