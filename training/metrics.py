@@ -156,3 +156,15 @@ def reference_metrics(y: np.ndarray, mu: np.ndarray, naive: np.ndarray, loglin: 
     out["mae_vs_loglinear"] = m["mae_mean"] / max(ll["mae_mean"], 1e-12)
     out["beats_naive_all_targets"] = float(all(out.get(f"mae_vs_naive_{t}", 0.0) < 1.0 for t in labels))
     return out
+
+
+def bucket_lines(results: dict[str, dict[str, float]]) -> list[str]:
+    """Coverage/width of the 90% interval per age bucket (pooled over targets), one line per family."""
+    lines = []
+    for fam, m in results.items():
+        buckets = [k.removeprefix("test/coverage_90_bucket_") for k in m  # logged in bucket order
+                   if k.startswith("test/coverage_90_bucket_")]
+        cells = [f"{b}: cov {m[f'test/coverage_90_bucket_{b}']:.3f} w {m[f'test/width_90_bucket_{b}']:.2f} "
+                 f"(n={int(m[f'test/n_bucket_{b}'])})" for b in buckets]
+        lines.append(f"  {fam:<9}" + " | ".join(cells))
+    return lines

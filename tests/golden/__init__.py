@@ -36,12 +36,14 @@ def summarise(arts: dict[str, tuple[dict[str, np.ndarray], Any]]) -> dict[str, A
     return out
 
 
-def _close(a: Any, b: Any) -> bool:
+def _close(a: Any, b: Any, scale: float = 0.0) -> bool:
+    """Equal within ``RTOL`` relative, plus an absolute slack of ``ATOL + RTOL * scale`` (the array's magnitude:
+    a near-constant array's std or a value near zero is compared at the array's scale, not its own)."""
     if a is None or b is None:
         return a is b
     if isinstance(a, float) and np.isnan(a):
         return isinstance(b, float) and np.isnan(b)
-    return bool(np.isclose(a, b, rtol=RTOL, atol=ATOL))
+    return bool(np.isclose(a, b, rtol=RTOL, atol=ATOL + RTOL * scale))
 
 
 def compare(name: str, got: dict[str, Any]) -> list[str]:
@@ -69,9 +71,11 @@ def compare(name: str, got: dict[str, Any]) -> list[str]:
             if wa["shape"] != ga["shape"]:
                 problems.append(f"{comp}.{arr}: shape {ga['shape']}, golden {wa['shape']}")
                 continue
+            scale = abs(wa["mean"] or 0.0) + (wa["std"] or 0.0) if wa["mean"] == wa["mean"] else 0.0  # NaN-safe
             for stat in ("mean", "std"):
-                if not _close(ga[stat], wa[stat]):
+                if not _close(ga[stat], wa[stat], scale):
                     problems.append(f"{comp}.{arr}: {stat} {ga[stat]!r}, golden {wa[stat]!r}")
-            if len(ga["head"]) != len(wa["head"]) or not all(map(_close, ga["head"], wa["head"])):
+            if len(ga["head"]) != len(wa["head"]) or not all(
+                    _close(g, w, scale) for g, w in zip(ga["head"], wa["head"], strict=True)):
                 problems.append(f"{comp}.{arr}: head {ga['head']}, golden {wa['head']}")
     return problems

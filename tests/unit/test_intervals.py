@@ -162,3 +162,19 @@ def test_round_trip_through_json() -> None:
 def test_levels_must_include_confidence_level() -> None:
     with pytest.raises(ValueError, match="confidence_level"):
         IntervalCalibrator(["t"], levels=[0.8, 0.95], confidence_level=0.9)
+
+
+def test_interval_metrics_per_age_bucket_and_their_summary_lines() -> None:
+    from training.metrics import bucket_lines, interval_metrics
+
+    y = np.array([[0.0], [1.0], [2.0], [np.nan]])
+    q = {"p05": np.array([[-1.0], [1.5], [1.0], [0.0]]), "p95": np.array([[1.0], [2.5], [3.0], [1.0]])}
+    m = interval_metrics(y, q, ["views_7d"], [0.9], groups=np.array(["0", "0", "1", "1"]),
+                         group_labels={"0": "lt6h", "1": "6-24h"})
+    assert m["coverage_90"] == pytest.approx(2 / 3) and m["n_target_values"] == 3
+    assert m["coverage_90_bucket_lt6h"] == 0.5 and m["n_bucket_lt6h"] == 2  # row 1 (1.0 < 1.5) is missed
+    assert m["coverage_90_bucket_6-24h"] == 1.0 and m["n_bucket_6-24h"] == 1  # the NaN target is not counted
+    assert m["width_90_bucket_lt6h"] == pytest.approx(1.5)
+    (line,) = bucket_lines({"v2": {f"test/{k}": v for k, v in m.items()}})
+    assert line.split() == ["v2", "lt6h:", "cov", "0.500", "w", "1.50", "(n=2)", "|",
+                            "6-24h:", "cov", "1.000", "w", "2.00", "(n=1)"]
