@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--no-plan", action="store_true", help="skip the batching planner (fixed batch 8)")
-    r.add_argument("--checklist", type=Path, default=None, help="checklist file (default: this hardware's)")
+    r.add_argument("--checklist", type=Path, default=None,
+                   help="checklist file, refused if stale (default: this hardware's committed one if fresh, else a "
+                        "machine-local one, else a quick one measured now into .trendflow/checklist/)")
     r.add_argument("--memory-budget", default=None, help="cap on the memory the run may use, e.g. 2GiB, 800MiB")
     r.add_argument("--safety-margin", type=float, default=0.2, help="fraction of free memory left untouched")
     r.add_argument("--max-loaded-models-per-device", type=int, default=8)
@@ -69,11 +71,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "checklist":
             return _checklist(args)
-        from extraction.api import run_extraction  # noqa: PLC0415
+        from extraction.api import ensure_checklist, run_extraction  # noqa: PLC0415
 
+        checklist = args.checklist
+        if checklist is None and not args.no_plan:
+            checklist = ensure_checklist(args.profile, args.triton_url,
+                                         log=lambda m: print(m, file=sys.stderr, flush=True))
         summary = run_extraction(args.videos, args.out, args.profile, args.triton_url,
                                  videos_in_parallel=args.videos_in_parallel or 1, seed=args.seed,
-                                 progress=not args.no_progress, plan=not args.no_plan, checklist=args.checklist,
+                                 progress=not args.no_progress, plan=not args.no_plan, checklist=checklist,
                                  memory_budget=parse_bytes(args.memory_budget) if args.memory_budget else None,
                                  safety_margin=args.safety_margin, max_videos_in_parallel=args.videos_in_parallel or 8,
                                  max_loaded_models_per_device=args.max_loaded_models_per_device,

@@ -54,15 +54,17 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
 
 def ensure_checklist(profile: str = "fast", url: str | None = None,
                      state_dir: Path = triton_server.DEFAULT_STATE_DIR, *,
-                     local_dir: Path = triton_server.REPO_ROOT / ".trendflow" / "checklist", log=print) -> Path:
+                     local_dir: Path = triton_server.REPO_ROOT / ".trendflow" / "checklist",
+                     committed_dir: Path | None = None, log=print) -> Path:
     """A checklist that is fresh for the models the server serves now, measuring one when there is none.
 
     The repository's ``conf/checklist/<hardware>/<profile>.yaml`` is used when it exists and matches the
     server's model signatures; else a machine-local one under ``local_dir`` (measured earlier by this function);
     else a quick profile is measured now (about a minute on 2 cores) and written under ``local_dir`` -- never
     over the committed file, which changes only by an explicit ``python -m extraction checklist profile``.
-    Used by the main job so that ``make demo`` works on hardware nobody profiled yet; ``run`` itself fails fast
-    (``checklist_missing`` / ``checklist_stale``) instead.
+    Used by the main job and by ``python -m extraction run`` without ``--checklist``, so that both work on hardware
+    nobody profiled yet (a stale committed checklist is still refused, with the message, and never used); an
+    explicit checklist that is missing or stale fails fast (``checklist_missing`` / ``checklist_stale``).
     """
     from extraction.checklist import (  # noqa: PLC0415
         ChecklistMissing,
@@ -79,7 +81,7 @@ def ensure_checklist(profile: str = "fast", url: str | None = None,
     current = model_signatures(run.resolve_models())
     candidates: list[Path] = []
     try:
-        candidates.append(find_checklist(profile))
+        candidates.append(find_checklist(profile, root=committed_dir) if committed_dir else find_checklist(profile))
     except ChecklistMissing as exc:
         log(f"checklist: {exc.message}")
     local = checklist_path(profile, detect_hardware().id, Path(local_dir))
@@ -94,5 +96,6 @@ def ensure_checklist(profile: str = "fast", url: str | None = None,
             log(f"checklist: {exc}")
     log(f"checklist: measuring a quick one for this machine into {local} (commit a full "
         f"`python -m extraction checklist profile --profile {profile}` to conf/checklist/ to share it)")
-    path, _ = run_profile(profile, url=url, state_dir=state_dir, out=local, quick=True, log=log)
+    # reload_models=False: never unload a model of a server others may be using (fixed memory from its stub's RSS)
+    path, _ = run_profile(profile, url=url, state_dir=state_dir, out=local, quick=True, reload_models=False, log=log)
     return path

@@ -32,6 +32,9 @@ class Gates(_Strict):
     metric_abs_tolerance: float = Field(0.0, ge=0)
     coverage: dict[str, float] = Field(default_factory=lambda: {"test/coverage_90": 0.90})
     coverage_tolerance: float = Field(0.02, ge=0, le=1)
+    # Sampling error of the empirical coverage on n test rows: |empirical - nominal| may also reach
+    # coverage_z * sqrt(nominal (1 - nominal) / n). 0 = the fixed tolerance only.
+    coverage_z: float = Field(2.58, ge=0)
     split_keys: list[str] = Field(default_factory=lambda: ["split_hash", "dataset_hash", "dataset_sha256",
                                                                   "data.split.test", "split.test_rows"])
     require_split_identity: bool = True

@@ -183,3 +183,26 @@ def test_profiler_measures_a_checklist_the_planner_accepts(triton_server, videos
     summary = run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url,
                              checklist=tmp_path / "measured.yaml", progress=False)
     assert summary.ok == 3 and json.dumps(summary.plan)
+
+
+@pytest.mark.slow
+def test_ensure_checklist_uses_a_fresh_one_refuses_a_stale_one_and_measures_when_there_is_none(
+        triton_server, tmp_path):
+    """What `python -m extraction run` (without --checklist) and the main job do on a machine nobody profiled."""
+    from extraction.api import ensure_checklist
+
+    hw = detect_hardware().id
+    committed, local = tmp_path / "committed", tmp_path / "local"
+    fresh = synthetic_checklist(triton_server.grpc_url, committed / hw / "fast.yaml")
+    said: list[str] = []
+    kw = dict(url=triton_server.grpc_url, state_dir=Path(triton_server.log_path).parent, local_dir=local,
+              committed_dir=committed, log=said.append)
+    assert ensure_checklist("fast", **kw) == fresh and not said
+    synthetic_checklist(triton_server.grpc_url, fresh, digest_of={"faces": "sha256:old"})  # now stale
+    measured = ensure_checklist("fast", **kw)
+    assert measured == local / hw / "fast.yaml" and measured.exists()
+    assert any("checklist_stale" in m and "faces: measured face_detector:1:sha256:old" in m for m in said)
+    assert any(m.startswith("checklist: measuring a quick one for this machine") for m in said)
+    assert load_checklist(measured).models["faces"].weights_digest != "sha256:old"
+    said.clear()
+    assert ensure_checklist("fast", **kw) == measured and not any("measuring" in m for m in said)  # reused

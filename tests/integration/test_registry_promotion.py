@@ -94,6 +94,20 @@ def test_coverage_off_nominal_is_refused(registry_store) -> None:  # noqa: ANN00
     assert "0.840 not within 0.90±0.02" in _gate(res, "coverage").reason
 
 
+def test_coverage_tolerance_widens_with_the_sampling_error_of_a_small_test_split(registry_store) -> None:  # noqa: ANN001
+    s = registry_store
+    small = s.log("v2", metrics={**default_metrics(coverage_90=0.935), "test/n_rows": 400.0}).version
+    res = ops.promote(s.client, s.cfg, "v2", small.version, "0.935 on 400 rows: within 2.58 standard errors")
+    assert res.ok, [g.reason for g in res.failed]
+    assert _gate(res, "coverage").details["test/coverage_90"]["allowed"] == pytest.approx(0.0387, abs=1e-4)
+    off = s.log("v2", metrics={**default_metrics(coverage_90=0.95), "test/n_rows": 400.0}).version
+    res = ops.promote(s.client, s.cfg, "v2", off.version, "0.95 on 400 rows")
+    assert not res.ok and "0.950 not within 0.90±0.039 (2.58 standard errors for 400 rows)" in _gate(res, "coverage").reason
+    big = s.log("v2", metrics={**default_metrics(coverage_90=0.935), "test/n_rows": 20000.0}).version
+    res = ops.promote(s.client, s.cfg, "v2", big.version, "0.935 on 20,000 rows: the fixed tolerance rules")
+    assert not res.ok and "0.935 not within 0.90±0.020" in _gate(res, "coverage").reason
+
+
 def test_incompatible_feature_schema_is_refused(registry_store) -> None:  # noqa: ANN001
     s = registry_store
     major = s.spec.version_tuple[0]
