@@ -93,16 +93,28 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
     return out
 
 
+BACKGROUND_SAMPLE_S = 0.25  # planning is part of every run's wall time: a quarter second of load sampling
+
+
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is loaded (its /proc entry or device nodes): without one, no GPU probe (NVML or
+    ``import torch``, ~2 s) is worth its time."""
+    return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def discover_devices(background: float | None = None, own_pids: Iterable[int] = ()) -> list[Device]:
-    """CPU RAM available now, the cores and how many of them other processes keep busy (sampled for a second;
-    this run's processes ``own_pids`` are excluded), plus each GPU's free memory (NVML, else ``torch.cuda``)."""
+    """CPU RAM available now, the cores and how many of them other processes keep busy (sampled for
+    ``BACKGROUND_SAMPLE_S``; this run's processes ``own_pids`` are excluded), plus each GPU's free memory (NVML,
+    else ``torch.cuda``) when an NVIDIA driver is present."""
     import psutil  # noqa: PLC0415
 
     from extraction.checklist import background_busy_cores  # noqa: PLC0415
 
-    bg = background if background is not None else background_busy_cores(1.0, own_pids)
+    bg = background if background is not None else background_busy_cores(BACKGROUND_SAMPLE_S, own_pids)
     devices = [Device("cpu", "cpu", int(psutil.virtual_memory().available), concurrency=float(os.cpu_count() or 1),
                       background=float(bg))]
+    if not nvidia_driver_present():
+        return devices
     try:
         import pynvml  # noqa: PLC0415
 

@@ -150,6 +150,7 @@ def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, s
         # MLflow UI never went through the gates: the service refuses an incompatible schema itself.
         ok, why = schema_compatible(lm.features_schema_version or "", lm.columns, serving_spec(cfg))
         if not ok:
+            lm.pyfunc = None  # never served: requests fall back to the next slot
             lm.error = f"schema_incompatible: {why}"[:500]
             lm.load_s = time.perf_counter() - t0
             log.error("slot %s: %s", slot_name, lm.error)

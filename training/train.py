@@ -173,7 +173,8 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
             "input_columns": cols.features, "targets": cols.targets, "labels": cols.labels,
             "group_column": cols.group, "group_labels": cols.group_labels,
             "interval_method": mcfg.interval_method, "levels": list(c.intervals.levels),
-            "confidence_definition": "2 ** (-width90 / median calibration width90), per target",
+            "confidence_definition": (f"2 ** (-width{round(c.intervals.confidence_level * 100)} / median calibration "
+                                      f"width{round(c.intervals.confidence_level * 100)}), per target"),
             "config": resolved,
             "library_versions": {p: pkg_version(p) for p in ("numpy", "pandas", "mlflow", "scikit-learn")},
         }
