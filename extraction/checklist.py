@@ -284,7 +284,7 @@ def load_checklist(path: Path) -> Checklist:
     if not path.exists():
         raise ChecklistMissing(f"no checklist at {path}", path=str(path))
     try:
-        cl = Checklist.model_validate(yaml.safe_load(path.read_text()))
+        cl = Checklist.model_validate(yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"{path} is not a valid checklist: {exc}") from exc
     if cl.schema_version != SCHEMA_VERSION:
@@ -305,8 +305,16 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is loaded (its /proc entry or device nodes). Without one no GPU probe is worth
+    its time: NVML is absent and ``import torch`` alone costs 1-2 s, on every run's planning path."""
+    return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def gpu_inventory() -> list[Gpu]:
     """GPUs via NVML when installed, else ``torch.cuda``; empty on a CPU-only host."""
+    if not nvidia_driver_present():
+        return []
     try:
         import pynvml  # noqa: PLC0415
 

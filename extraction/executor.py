@@ -29,6 +29,7 @@ from extraction.checklist import (
     checklist_path,
     detect_hardware,
     load_checklist,
+    nvidia_driver_present,
     size_class,
 )
 from extraction.errors import TrendflowError, VideoDecodeFailed
@@ -94,12 +95,6 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
 
 
 BACKGROUND_SAMPLE_S = 0.25  # planning is part of every run's wall time: a quarter second of load sampling
-
-
-def nvidia_driver_present() -> bool:
-    """Whether an NVIDIA driver is loaded (its /proc entry or device nodes): without one, no GPU probe (NVML or
-    ``import torch``, ~2 s) is worth its time."""
-    return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def discover_devices(background: float | None = None, own_pids: Iterable[int] = ()) -> list[Device]:

@@ -574,11 +574,15 @@ class _Planner:
                     peak[dev] = max(peak[dev], fixed + extra)
                     continue
 
-                def mem(c: str, b: int, dev: str = dev) -> int:
-                    m = _working_bytes(self.entry(c), self.classes, b)
-                    if self.devices[dev].kind == "cpu":
-                        m += _client_bytes(self.entry(c), self.classes, b)
-                    return parallel * m
+                memo: dict[tuple[str, int], int] = {}  # the knapsack asks for the same (component, batch) often
+
+                def mem(c: str, b: int, dev: str = dev, memo: dict[tuple[str, int], int] = memo) -> int:
+                    if (c, b) not in memo:
+                        m = _working_bytes(self.entry(c), self.classes, b)
+                        if self.devices[dev].kind == "cpu":
+                            m += _client_bytes(self.entry(c), self.classes, b)
+                        memo[(c, b)] = parallel * m
+                    return memo[(c, b)]
 
                 chosen = _knapsack(items, self.options, mem, self.time, room)
                 if chosen is None:
