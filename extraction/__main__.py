@@ -110,17 +110,12 @@ def _checklist(args: argparse.Namespace) -> int:
                     per_class=args.calibration_videos,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
         return 0
-    from extraction.api import triton_url  # noqa: PLC0415
-    from extraction.config import load_profile  # noqa: PLC0415
-    from extraction.executor import find_checklist, model_signatures  # noqa: PLC0415
-    from extraction.provider import TritonModelProvider  # noqa: PLC0415
-    from extraction.runner import ExtractionRun  # noqa: PLC0415
+    from extraction.api import served_signatures  # noqa: PLC0415
+    from extraction.executor import find_checklist  # noqa: PLC0415
 
     path = find_checklist(args.profile, args.out)
     cl = load_checklist(path)
-    run = ExtractionRun(cfg=load_profile(args.profile), out_root=Path("."),
-                        provider=TritonModelProvider(triton_url(args.triton_url, args.state_dir)), progress=False)
-    cl.check_signatures(model_signatures(run.resolve_models()), source=str(path))
+    cl.check_signatures(served_signatures(args.profile, args.triton_url, args.state_dir), source=str(path))
     print(json.dumps({"checklist": str(path), "ok": True, **cl.summary()}, indent=2))
     return 0
 

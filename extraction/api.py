@@ -52,6 +52,16 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
                             server_pid=state.pid if state else None, on_plan=on_plan)
 
 
+def served_signatures(profile: str = "fast", url: str | None = None,
+                      state_dir: Path = triton_server.DEFAULT_STATE_DIR) -> dict[str, str]:
+    """component -> ``name:version:weights_digest`` of the models the server serves for ``profile`` now."""
+    from extraction.executor import model_signatures  # noqa: PLC0415
+
+    run = ExtractionRun(cfg=load_profile(profile), out_root=Path("."),
+                        provider=TritonModelProvider(triton_url(url, state_dir)), progress=False)
+    return model_signatures(run.resolve_models())
+
+
 def ensure_checklist(profile: str = "fast", url: str | None = None,
                      state_dir: Path = triton_server.DEFAULT_STATE_DIR, *,
                      local_dir: Path = triton_server.REPO_ROOT / ".trendflow" / "checklist",
@@ -67,6 +77,7 @@ def ensure_checklist(profile: str = "fast", url: str | None = None,
     explicit checklist that is missing or stale fails fast (``checklist_missing`` / ``checklist_stale``).
     """
     from extraction.checklist import (  # noqa: PLC0415
+        CHECKLIST_DIR,
         ChecklistMissing,
         ChecklistStale,
         checklist_path,
@@ -74,14 +85,12 @@ def ensure_checklist(profile: str = "fast", url: str | None = None,
         load_checklist,
         run_profile,
     )
-    from extraction.executor import find_checklist, model_signatures  # noqa: PLC0415
+    from extraction.executor import find_checklist  # noqa: PLC0415
 
-    run = ExtractionRun(cfg=load_profile(profile), out_root=Path("."),
-                        provider=TritonModelProvider(triton_url(url, state_dir)), progress=False)
-    current = model_signatures(run.resolve_models())
+    current = served_signatures(profile, url, state_dir)
     candidates: list[Path] = []
     try:
-        candidates.append(find_checklist(profile, root=committed_dir) if committed_dir else find_checklist(profile))
+        candidates.append(find_checklist(profile, root=committed_dir or CHECKLIST_DIR))
     except ChecklistMissing as exc:
         log(f"checklist: {exc.message}")
     local = checklist_path(profile, detect_hardware().id, Path(local_dir))
