@@ -116,16 +116,10 @@ def _signature_types(pyfunc: Any) -> tuple[list[str], dict[str, Any]]:
     return cols, dtypes
 
 
-def serving_spec(cfg: InferenceConfig) -> Any:
-    """The feature spec the service builds features with (``cfg.spec``)."""
-    from features import load_spec  # noqa: PLC0415
-
-    return load_spec(cfg.path(cfg.spec))
-
-
 def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, slot_name: str,
-              sanity_rows: int | None = None) -> LoadedModel:
-    """Resolve, load and sanity-check one slot. Never raises: problems land in ``.error``."""
+              sanity_rows: int | None = None, spec: Any = None) -> LoadedModel:
+    """Resolve, load and sanity-check one slot against the serving ``spec`` (default: ``cfg.spec`` read now).
+    Never raises: problems land in ``.error``."""
     import mlflow.pyfunc  # noqa: PLC0415
 
     from registry.gates import schema_compatible, version_run_id  # noqa: PLC0415
@@ -148,7 +142,11 @@ def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, s
         lm.columns, lm.dtypes = _signature_types(lm.pyfunc)
         # The promotion gate checks this too, but a version pinned by number or an alias moved by hand in the
         # MLflow UI never went through the gates: the service refuses an incompatible schema itself.
-        ok, why = schema_compatible(lm.features_schema_version or "", lm.columns, serving_spec(cfg))
+        if spec is None:
+            from features import load_spec  # noqa: PLC0415
+
+            spec = load_spec(cfg.path(cfg.spec))
+        ok, why = schema_compatible(lm.features_schema_version or "", lm.columns, spec)
         if not ok:
             lm.pyfunc = None  # never served: requests fall back to the next slot
             lm.error = f"schema_incompatible: {why}"[:500]

@@ -99,7 +99,7 @@ class Service:
         for slot, sc in self.cfg.models.items():
             if not sc.preload:
                 continue
-            lm = load_slot(client, self.reg_cfg, self.cfg, slot)
+            lm = load_slot(client, self.reg_cfg, self.cfg, slot, spec=self.spec)
             models[slot] = lm
             self.metrics.model_load_seconds.labels(lm.type, lm.version, slot).set(lm.load_s)
         return ModelSet(self._generation, models)
