@@ -88,6 +88,9 @@ class BatchPoint(BaseModel):
     windows: int = Field(default=0, ge=0, description="measurement windows taken")
     spread: float = Field(default=0.0, ge=0, description="(max-min)/median of the last windows' medians")
     stable: bool = True
+    cpu_seconds: float | None = Field(default=None, ge=0, description=(
+        "CPU seconds the model's processes spent per request, all threads (OpenCV and torch spread one request "
+        "over every core: at idle its wall time is below its CPU time); None = not measured (one core assumed)"))
 
 
 class SizeClassProfile(BaseModel):
@@ -117,6 +120,17 @@ class SizeClassProfile(BaseModel):
             best = max(best, p.seconds)
             pts.append((p.batch, best))
         return _interp(pts, batch)
+
+    def cpu_ratio(self, batch: int) -> float:
+        """Cores one request of ``batch`` units keeps busy at idle (CPU seconds / wall seconds, interpolated;
+        1.0 when the checklist did not measure CPU). The makespan simulation charges a request this many cores."""
+        pts = [(p.batch, p.cpu_seconds / p.seconds) for p in self.points if p.cpu_seconds is not None and p.seconds > 0]
+        if not pts:
+            return 1.0
+        if len(pts) == 1:
+            return max(0.05, pts[0][1])
+        b = min(max(batch, pts[0][0]), pts[-1][0])  # no extrapolation of a ratio
+        return max(0.05, _interp(pts, b))
 
     def mem_bytes(self, batch: int) -> int:
         """Predicted peak working bytes of one request of ``batch`` units; monotone in ``batch``."""
@@ -554,8 +568,9 @@ def _median(xs: Sequence[float]) -> float:
 
 def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any], None]]], *, warmup: int = 1,
                         window_s: float = 0.5, min_windows: int = 3, max_windows: int = 8, tolerance: float = 0.10,
-                        memory: Callable[[Callable[[], float]], tuple[int, float]] | None = None
-                        ) -> dict[int, tuple[float, int, float, bool, int]]:
+                        memory: Callable[[Callable[[], float]], tuple[int, float]] | None = None,
+                        cpu: Callable[[], float] | None = None
+                        ) -> dict[int, tuple[float, int, float, bool, int, float | None]]:
     """perf_analyzer-style timing of several batch sizes at once.
 
     ``series`` maps a batch size to (requests that cover a fixed set of units once -- one *pass* --, a function
@@ -564,9 +579,11 @@ def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any]
     size in turn -- a busy spell on a shared machine then hits all sizes alike instead of bending the curve --
     until, for every size, the mean seconds per request of the last ``min_windows`` windows agree within
     ``tolerance`` (at most ``max_windows`` rounds). ``memory(window)`` may wrap each window and return
-    (peak bytes, its result).
+    (peak bytes, its result). ``cpu()`` may return the cumulative CPU seconds of the processes serving the
+    requests; the CPU per request is then the total over all windows divided by the requests sent.
 
-    Returns batch -> (median of the last window means, windows, their spread, stable, peak bytes)."""
+    Returns batch -> (median of the last window means, windows, their spread, stable, peak bytes, CPU seconds per
+    request or None)."""
     import time  # noqa: PLC0415
 
     def one_pass(reqs: Sequence[Any], send: Callable[[Any], None]) -> float:
@@ -583,6 +600,8 @@ def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any]
         passes[b] = max(1, math.ceil(window_s / max(est, 1e-4)))
     means: dict[int, list[float]] = {b: [] for b in series}
     peak: dict[int, int] = {b: 0 for b in series}
+    cpu_s: dict[int, float] = {b: 0.0 for b in series}
+    sent: dict[int, int] = {b: 0 for b in series}
 
     def spread(xs: Sequence[float]) -> float:
         return (max(xs) - min(xs)) / max(_median(xs), 1e-12)
@@ -592,11 +611,15 @@ def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any]
             def window(reqs: Sequence[Any] = reqs, send: Callable[[Any], None] = send, n: int = passes[b]) -> float:
                 return sum(one_pass(reqs, send) for _ in range(n))
 
+            c0 = cpu() if cpu is not None else 0.0
             if memory is not None:
                 m, total = memory(window)
                 peak[b] = max(peak[b], int(m))
             else:
                 total = window()
+            if cpu is not None:
+                cpu_s[b] += cpu() - c0
+                sent[b] += passes[b] * len(reqs)
             means[b].append(total / (passes[b] * len(reqs)))
         if rnd + 1 >= min_windows and all(spread(v[-min_windows:]) <= tolerance for v in means.values()):
             break
@@ -604,7 +627,8 @@ def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any]
     for b, v in means.items():
         last = v[-min_windows:]
         sp = spread(last) if len(last) >= min_windows else float("inf")
-        out[b] = (_median(last), len(v), round(sp, 4), sp <= tolerance, peak[b])
+        out[b] = (_median(last), len(v), round(sp, 4), sp <= tolerance, peak[b],
+                  cpu_s[b] / sent[b] if cpu is not None and sent[b] else None)
     return out
 
 
@@ -612,7 +636,7 @@ def measure_until_stable(requests: Sequence[Any], send, *, warmup: int = 1, wind
                          min_windows: int = 3, max_windows: int = 8, tolerance: float = 0.10
                          ) -> tuple[float, int, float, bool]:
     """One batch size of :func:`measure_interleaved`: (median seconds per request, windows, spread, stable)."""
-    sec, wins, sp, stable, _ = measure_interleaved({1: (requests, send)}, warmup=warmup, window_s=window_s,
+    sec, wins, sp, stable, _, _ = measure_interleaved({1: (requests, send)}, warmup=warmup, window_s=window_s,
                                                    min_windows=min_windows, max_windows=max_windows,
                                                    tolerance=tolerance)[1]
     return sec, wins, sp, stable
@@ -697,6 +721,10 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
 
     from extraction.components import ComputeContext, VideoInput, default_components  # noqa: PLC0415
     from extraction.decode import decode_audio, sample_frames  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
+
+    import psutil  # noqa: PLC0415
+
     from extraction.provider import InferStats  # noqa: PLC0415
     from extraction.runner import ExtractionRun, VideoJob, process_video  # noqa: PLC0415
 
@@ -831,13 +859,24 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
                     reset_peaks(procs)
                     total = window()
                     return peak_delta(procs, before_kb), total
-            measured = measure_interleaved(series, memory=memory, **timing)
+            stubs = [] if gpu else model_processes(server_pid, h.name)
+
+            def stub_cpu(pids: list[int] = stubs) -> float:
+                total = 0.0
+                for pid in pids:
+                    with contextlib.suppress(psutil.Error):
+                        t = psutil.Process(pid).cpu_times()
+                        total += t.user + t.system
+                return total
+
+            measured = measure_interleaved(series, memory=memory, cpu=stub_cpu if stubs else None, **timing)
             points = []
             for b in sizes:
-                sec, wins, spread, stable, mem = measured[b]
+                sec, wins, spread, stable, mem, cpu_req = measured[b]
                 mem = max(mem, 2 * b * unit_bytes)  # the request's tensors exist on both sides at least once
                 points.append(BatchPoint(batch=b, seconds=round(sec, 6), mem_bytes=int(mem), windows=wins,
-                                         spread=spread, stable=stable))
+                                         spread=spread, stable=stable,
+                                         cpu_seconds=round(cpu_req, 6) if cpu_req is not None else None))
                 log(f"{name:<7} {h.name}:{h.version} {'/'.join(members):>14} batch {b:>3}: {sec * 1000:9.2f} ms/request "
                     f"({sec / b * 1000:8.2f} ms/unit), peak +{mem / 2**20:7.1f} MiB, {wins} windows"
                     + ("" if stable else f", NOT stable (spread {spread:.0%})"))

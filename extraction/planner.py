@@ -623,7 +623,9 @@ class _Planner:
                 q, r = divmod(u, b)
                 server = (q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)) * self.scale(name)
                 dev = assign[name]
-                demand = ((dev, 1.0),) if dev == cpu else ((dev, 1.0), (cpu, 0.1))
+                # a CPU request keeps curve.cpu_ratio(b) cores busy (OpenCV/torch threads): it runs at its idle
+                # speed alone and slows by fair share beside other work
+                demand = ((dev, curve.cpu_ratio(b)),) if dev == cpu else ((dev, 1.0), (cpu, 0.1))
                 stages.append(Stage(server, demand, instance=f"{e.model}@{dev}"))
             stages.append(Stage(self.cl.client_overhead_s_per_video * share * k, ((cpu, 1.0),)))
             out.append(stages)

@@ -168,3 +168,28 @@ def test_peak_rss_is_reset_and_read_per_process():
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     del block
     assert peak_delta([pid], before) >= 60 * 2**20
+
+
+def test_cpu_ratio_is_cpu_over_wall_per_request_and_one_core_when_unmeasured():
+    measured = SizeClassProfile(points=[BatchPoint(batch=1, seconds=0.010, mem_bytes=1, cpu_seconds=0.019),
+                                        BatchPoint(batch=16, seconds=0.100, mem_bytes=1, cpu_seconds=0.200)])
+    assert measured.cpu_ratio(1) == pytest.approx(1.9)
+    assert measured.cpu_ratio(16) == pytest.approx(2.0)
+    assert measured.cpu_ratio(64) == pytest.approx(2.0)  # a ratio is not extrapolated
+    assert 1.9 < measured.cpu_ratio(8) < 2.0
+    old = SizeClassProfile(points=[BatchPoint(batch=1, seconds=0.010, mem_bytes=1)])  # checklists before CPU
+    assert old.cpu_ratio(4) == 1.0
+
+
+def test_measure_interleaved_reports_cpu_seconds_per_request():
+    from extraction.checklist import measure_interleaved
+
+    clock = {"cpu": 0.0}
+
+    def send(_r):
+        clock["cpu"] += 0.002  # each request costs 2 ms of (fake) server CPU
+
+    out = measure_interleaved({1: ([0, 1], send), 2: ([0], send)}, warmup=1, window_s=0.0, max_windows=3,
+                              cpu=lambda: clock["cpu"])
+    assert out[1][5] == pytest.approx(0.002) and out[2][5] == pytest.approx(0.002)
+    assert measure_interleaved({1: ([0], send)}, warmup=1, window_s=0.0, max_windows=3)[1][5] is None

@@ -209,3 +209,10 @@ def test_simulate_processor_sharing_and_instance_exclusivity():
     assert simulate(jobs, 2, {"cpu": 1}) == pytest.approx(2.0)
     # one lane: sum of the stages
     assert simulate(jobs, 1, {"cpu": 2}) == pytest.approx(2.0)
+
+
+def test_a_request_that_spreads_over_both_cores_gains_nothing_from_a_second_lane():
+    # what curve.cpu_ratio feeds into the server stage's demand: OpenCV's Haar keeps ~2 cores busy per request
+    two_cores = [[Stage(1.0, (("cpu", 2.0),), instance="a")], [Stage(1.0, (("cpu", 2.0),), instance="b")]]
+    assert simulate(two_cores, 2, {"cpu": 2}) == pytest.approx(2.0)
+    assert simulate(two_cores, 1, {"cpu": 2}) == pytest.approx(2.0)
