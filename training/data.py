@@ -83,6 +83,22 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
+def content_hash(df: pd.DataFrame, exclude: tuple[str, ...] = ("run_id",)) -> str:
+    """sha256 (first 16 hex) of a table's values, column by column in name order, without ``exclude``.
+
+    The registry's "same test split" key: a table rebuilt from the same artifacts has the same rows, features and
+    targets but new extraction run ids (reused artifacts are linked into a new run) and new file bytes, so the
+    file hash (``file_hash``, kept as provenance) would call two identical datasets different."""
+    h = hashlib.sha256()
+    for col in sorted(c for c in df.columns if c not in exclude):
+        h.update(col.encode())
+        values = df[col]
+        if values.dtype == object:  # lists/arrays (feature_warnings) are unhashable: hash their text
+            values = values.map(lambda v: json.dumps(v.tolist() if hasattr(v, "tolist") else v, default=str))
+        h.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 # Metadata keys of the training table that are big or redundant with the logged spec: not copied into manifests.
 BULKY_METADATA = ("feature_spec", "raw_columns", "target_columns")
 

@@ -22,7 +22,15 @@ import numpy as np
 import pandas as pd
 
 from training.config import TrainConfig, validate
-from training.data import SPLITS, columns_from_spec, file_hash, load_table, parquet_metadata, time_split
+from training.data import (
+    SPLITS,
+    columns_from_spec,
+    content_hash,
+    file_hash,
+    load_table,
+    parquet_metadata,
+    time_split,
+)
 from training.intervals import IntervalCalibrator
 from training.metrics import (
     LogLinearPredictor,
@@ -123,13 +131,15 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
     if table_meta.get("feature_spec_hash") and table_meta["feature_spec_hash"] != spec.spec_hash:
         raise ValueError(f"{data_path} was built with feature spec {table_meta['feature_spec_hash']}, the spec "
                          f"here is {spec.spec_hash}: rebuild the table (python -m features build ...)")
-    dataset_hash = file_hash(data_path)
+    dataset_sha256 = file_hash(data_path)  # provenance: exactly which file
     df = load_table(data_path, cols, c.data.time_column, c.data.max_rows)
+    dataset_hash = content_hash(df)  # identity: which rows and values (what "same split" compares)
     fractions = {s: getattr(c.data.split, s) for s in SPLITS}
     idx, split_record = time_split(df, c.data.time_column, fractions, c.data.split.embargo_days,
                                    c.data.channel_column)
     parts = {s: df.iloc[idx[s]].reset_index(drop=True) for s in SPLITS}
-    split_record["dataset_sha256"] = dataset_hash
+    split_record["dataset_sha256"] = dataset_sha256
+    split_record["dataset_hash"] = dataset_hash
 
     mcfg = c.model
     family, kind = mcfg.family, mcfg.name
@@ -169,7 +179,8 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
             "spec_hash": spec.spec_hash, "feature_schema_version": spec.feature_schema_version,
             "feature_extractor_version": table_meta.get("feature_extractor_version", "unknown"),
             "features_library_version": getattr(features, "__version__", "unknown"),
-            "dataset_sha256": dataset_hash, "dataset_metadata": table_meta, "split": split_record,
+            "dataset_sha256": dataset_sha256, "dataset_hash": dataset_hash, "dataset_metadata": table_meta,
+            "split": split_record,
             "input_columns": cols.features, "targets": cols.targets, "labels": cols.labels,
             "group_column": cols.group, "group_labels": cols.group_labels,
             "interval_method": mcfg.interval_method, "levels": list(c.intervals.levels),
@@ -243,7 +254,7 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
                  "feature_extractor_version": model.manifest["feature_extractor_version"],
                  "spec_hash": model.manifest["spec_hash"]}
     params = tracking.flatten(resolved)
-    params.update({"dataset.sha256": dataset_hash, "dataset.rows": sum(split_record["counts"].values()),
+    params.update({"dataset.sha256": split_record["dataset_sha256"], "dataset.rows": sum(split_record["counts"].values()),
                    **{f"split.{k}_rows": v for k, v in split_record["counts"].items()}})
     mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
     tags = {"model_type": mcfg.family, "model_kind": mcfg.name, "semver": semver, "seed": str(c.seed),

@@ -116,3 +116,15 @@ def test_missing_spec_column_is_named(spec, tmp_path: Path) -> None:  # noqa: AN
     df.to_parquet(tmp_path / "t.parquet")
     with pytest.raises(ValueError, match="aud_rms_mean"):
         load_table(tmp_path / "t.parquet", columns_from_spec(spec), "published_at")
+
+
+def test_content_hash_ignores_run_ids_and_file_bytes_but_not_values() -> None:
+    from training.data import content_hash
+
+    df = pd.DataFrame({"video_id": ["a", "b"], "run_id": ["r1", "r2"], "x": [1.0, np.nan],
+                       "feature_warnings": [np.array(["audio: empty"]), np.array([], dtype=str)]})
+    base = content_hash(df)
+    assert content_hash(df.assign(run_id=["r9", "r8"])) == base  # re-extraction links artifacts into new runs
+    assert content_hash(df[["x", "feature_warnings", "run_id", "video_id"]]) == base  # column order
+    assert content_hash(df.assign(x=[1.0, 2.0])) != base
+    assert content_hash(df.assign(video_id=["b", "a"])) != base
