@@ -165,6 +165,10 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
             loaded[dep] = read_artifact(produced[dep][2])[0]
         return loaded[dep]
 
+    def done(name: str) -> None:  # progress: every component counts once, computed, reused or failed
+        if on_component:
+            on_component(name)
+
     for comp in run.components:
         t0 = time.perf_counter()
         params = cfg.params(comp.name)
@@ -181,8 +185,7 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
             entry.update(error_code="dependency_missing",
                          error_message=f"{comp.name} needs {missing}, whose artifacts are absent")
             produced[comp.name] = ("", "error", None)
-            if on_component:
-                on_component(comp.name)
+            done(comp.name)
             continue
         deps_sig = {d: produced[d][0] for d in comp.dependencies}
         config_hash = stable_hash(comp.config_for_key(video, params))
@@ -201,8 +204,7 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
                          source_artifact=str(hit.relative_to(run.out_root)), warnings=meta.warnings,
                          latency_s=round(time.perf_counter() - t0, 4))
             produced[comp.name] = (key, meta.status, dst)
-            if on_component:
-                on_component(comp.name)
+            done(comp.name)
             continue
         stats = InferStats()
         ctx = ComputeContext(video=video, params=params,
@@ -216,14 +218,12 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
             entry.update(error_code=exc.code, error_message=exc.message)
             manifest.update(status="error", error_code=exc.code, error_message=exc.message)
             produced[comp.name] = ("", "error", None)
-            if on_component:
-                on_component(comp.name)
+            done(comp.name)
             continue
         except TrendflowError as exc:
             entry.update(error_code=exc.code, error_message=exc.message, retry_count=stats.retries)
             produced[comp.name] = ("", "error", None)
-            if on_component:
-                on_component(comp.name)
+            done(comp.name)
             continue
         meta = ArtifactMeta(
             platform_id=video.platform_id, video_id=video.video_id, run_id=job.run_id, component=comp.name,
@@ -241,8 +241,7 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
         entry.update(status=result.status, artifact=dst.name, batch_size=stats.max_batch_sent,
                      warnings=result.warnings, retry_count=stats.retries,
                      latency_s=round(time.perf_counter() - t0, 4))
-        if on_component:
-            on_component(comp.name)
+        done(comp.name)
     manifest.setdefault("status", "ok" if all(e["status"] != "error" for e in manifest["components"].values())
                         else "partial")
     manifest["finished_at"] = now_iso()
