@@ -70,6 +70,10 @@ class IntervalsConfig(_Strict):
     backend: Literal["mapie", "numpy"] = "mapie"
     confidence_level: float = 0.9
     cqr_symmetric: bool = True
+    # split: scores of the model trained on `train`, on the calib split. cross: out-of-fold scores over
+    # train+calib in `folds` time blocks, and the served model is refit on all of train+calib (small tables).
+    calibration: Literal["split", "cross"] = "split"
+    folds: int = Field(5, ge=2)
 
     @field_validator("levels")
     @classmethod
@@ -190,6 +194,16 @@ class TrainConfig(_Strict):
     intervals: IntervalsConfig = IntervalsConfig()
     tracking: TrackingConfig = TrackingConfig()
     paths: PathsConfig = PathsConfig()
+
+    @model_validator(mode="after")
+    def _cross_needs_absolute_scores(self) -> TrainConfig:
+        # The served model is refit on all rows: its residuals are comparable with the folds' (and if anything
+        # smaller), but a refit sigma (normalized) or refit quantile models (cqr) live on another scale than the
+        # folds' -- measured: v2 normalized covered 0.954 for nominal 0.90 on 1,700 demo rows.
+        if self.intervals.calibration == "cross" and self.model.interval_method != "absolute":
+            raise ValueError(f"intervals.calibration=cross needs model.interval_method=absolute (the model "
+                             f"is refit after the folds), got {self.model.interval_method!r}")
+        return self
 
 
 def validate(cfg: Any) -> TrainConfig:

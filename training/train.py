@@ -86,6 +86,39 @@ def _fit_core(cfg: TrainConfig, spec: Any, cols: Any, train: pd.DataFrame, val: 
     return NetworkCore.fit(spec, cols, train, val, m, cfg.trainer, cfg.seed)
 
 
+def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.DataFrame]
+                   ) -> tuple[Any, pd.DataFrame, Any, dict[str, Any]]:
+    """Fit the served core and compute the base predictions its calibration scores come from.
+
+    ``intervals.calibration=split``: the core is fit on ``train`` and scored on ``calib``.
+    ``intervals.calibration=cross``: ``train + calib`` (time-ordered) is cut into ``intervals.folds`` blocks, each
+    block is scored by a core fit on the others (:func:`training.intervals.out_of_fold`), and the served core is
+    refit on all of ``train + calib``. ``val`` stays the early-stopping / eval set of every fit and ``test`` is
+    never touched. Returns ``(core, calibration rows, their base predictions, record for the split log)``.
+    """
+    feats = cols.features
+    if c.intervals.calibration == "split":
+        core = _fit_core(c, spec, cols, parts["train"], parts["val"])
+        calib = parts["calib"]
+        base = core.predict_base(calib[feats].astype(np.float64))
+        return core, calib, base, {"calibration": "split", "fit_splits": ["train"], "calib_splits": ["calib"]}
+    from training.intervals import out_of_fold  # noqa: PLC0415
+
+    pool = pd.concat([parts["train"], parts["calib"]], ignore_index=True)
+    folds = c.intervals.folds
+
+    def fit_predict(fit_idx: np.ndarray, held_idx: np.ndarray) -> Any:
+        fold_core = _fit_core(c, spec, cols, pool.iloc[fit_idx].reset_index(drop=True), parts["val"])
+        return fold_core.predict_base(pool.iloc[held_idx][feats].astype(np.float64))
+
+    base = out_of_fold(len(pool), folds, fit_predict,
+                       on_fold=lambda k, n: print(f"cross-conformal: fold {k}/{n} ({len(pool)} rows)", flush=True))
+    print(f"cross-conformal: refit on all {len(pool)} rows of train+calib", flush=True)
+    core = _fit_core(c, spec, cols, pool, parts["val"])
+    return core, pool, base, {"calibration": "cross", "folds": folds, "fit_splits": ["train", "calib"],
+                              "calib_splits": ["train", "calib"], "calib_scores": len(pool)}
+
+
 def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[float], prefix: str,
              naive: NaivePredictor | None = None, loglin: LogLinearPredictor | None = None
              ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -159,19 +192,19 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
     try:
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
-        core = _fit_core(c, spec, cols, parts["train"], parts["val"])
+        core, calib, calib_base, fit_record = _fit_and_score(c, spec, cols, parts)
         metrics["time/train_s"] = time.perf_counter() - t0
+        split_record["fit"] = fit_record
 
         t0 = time.perf_counter()
-        calib = parts["calib"]
         calibrator = IntervalCalibrator(
             targets=cols.labels, method=mcfg.interval_method, levels=list(c.intervals.levels),
             min_group_size=c.intervals.min_group_size, backend=c.intervals.backend,
             confidence_level=c.intervals.confidence_level, cqr_symmetric=c.intervals.cqr_symmetric,
-        ).fit(core.predict_base(calib[cols.features].astype(np.float64)),
-              calib[cols.targets].to_numpy(np.float64),
+        ).fit(calib_base, calib[cols.targets].to_numpy(np.float64),
               group_keys(calib[cols.group].to_numpy()) if cols.group else None)
         metrics["time/calibrate_s"] = time.perf_counter() - t0
+        metrics["calib/n_rows"] = float(len(calib))
 
         manifest = {
             "family": family, "model_name": kind, "registered_name": mcfg.registered_name, "semver": semver,

@@ -112,6 +112,34 @@ def test_same_config_and_seed_give_same_metrics(kind: str, table: Path) -> None:
         assert a[k] == pytest.approx(b[k], rel=0, abs=0, nan_ok=True), k
 
 
+@pytest.mark.parametrize("kind", ["catboost", "late_fusion"])
+def test_cross_conformal_calibration(kind: str, table: Path) -> None:
+    """intervals.calibration=cross: every train+calib row is a calibration score, the served model is fit on
+    train+calib, test is untouched; the record says so and the contract holds."""
+    absolute = ["model.interval_method=absolute"]
+    split_m, split_o = run(compose([*fast_overrides(kind, table), *absolute]))
+    m, obj = run(compose([*fast_overrides(kind, table), *absolute, "intervals.calibration=cross",
+                          "intervals.folds=3"]))
+    counts = obj["split"]["counts"]
+    assert obj["split"]["fit"] == {"calibration": "cross", "folds": 3, "fit_splits": ["train", "calib"],
+                                   "calib_splits": ["train", "calib"], "calib_scores": counts["train"] + counts["calib"]}
+    assert split_o["split"]["fit"]["calibration"] == "split"
+    assert m["calib/n_rows"] == counts["train"] + counts["calib"] > split_m["calib/n_rows"] == counts["calib"]
+    assert m["test/n_rows"] == split_m["test/n_rows"]  # same test split
+    cal = obj["model"].calibrator.corrections["views_7d"]["0.9"]["__pooled__"]
+    assert cal[2] > split_o["model"].calibrator.corrections["views_7d"]["0.9"]["__pooled__"][2]
+    raw = obj["test_frame"][obj["columns"].features].astype(np.float64)
+    _check_contract(obj["model"].predict(raw), len(raw))
+    assert 0.75 <= m["test/coverage_90"] <= 1
+
+
+def test_cross_conformal_refuses_rescaled_scores(table: Path) -> None:
+    from training.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="calibration=cross needs model.interval_method=absolute.*normalized"):
+        validate(compose([*fast_overrides("transformer", table), "intervals.calibration=cross"]))
+
+
 @pytest.mark.slow
 def test_hydra_cli_multirun(table: Path, tmp_path: Path) -> None:
     """`python -m training -m +exp=v1 model.lr=...,...`: two tracked runs with their resolved configs."""

@@ -178,3 +178,45 @@ def test_interval_metrics_per_age_bucket_and_their_summary_lines() -> None:
     (line,) = bucket_lines({"v2": {f"test/{k}": v for k, v in m.items()}})
     assert line.split() == ["v2", "lt6h:", "cov", "0.500", "w", "1.50", "(n=2)", "|",
                             "6-24h:", "cov", "1.000", "w", "2.00", "(n=1)"]
+
+
+def test_out_of_fold_scores_every_row_by_a_model_that_never_saw_it() -> None:
+    from training.intervals import out_of_fold
+
+    n, seen = 103, []
+
+    def fit_predict(fit_idx: np.ndarray, held_idx: np.ndarray) -> BaseOutput:
+        assert not set(fit_idx) & set(held_idx)
+        assert len(fit_idx) + len(held_idx) == n
+        seen.append(held_idx)
+        # the "model" is the mean of its fit rows: row i's prediction must not depend on row i
+        return BaseOutput(np.full((len(held_idx), 1), float(np.mean(fit_idx))))
+
+    out = out_of_fold(n, 5, fit_predict)
+    assert out.mu.shape == (n, 1)
+    assert np.array_equal(np.concatenate(seen), np.arange(n))  # contiguous blocks in row (time) order
+    assert all(np.all(np.diff(b) == 1) for b in seen) and len(seen) == 5
+    with pytest.raises(ValueError, match="folds"):
+        out_of_fold(3, 5, fit_predict)
+
+
+def test_cross_conformal_covers_nominal_on_known_noise() -> None:
+    """Least squares on y = x·w + N(0, 1): out-of-fold residual quantiles, model refit on all rows, cover a
+    fresh test set at the nominal levels (within the binomial error of 20,000 test values)."""
+    from training.intervals import out_of_fold
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=5)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, 5))
+        return x, (x @ w + rng.normal(size=n))[:, None]
+
+    x, y = draw(400)
+    fit = lambda idx: np.linalg.lstsq(x[idx], y[idx, 0], rcond=None)[0]  # noqa: E731
+    base = out_of_fold(len(x), 5, lambda f, h: BaseOutput((x[h] @ fit(f))[:, None]))
+    cal = IntervalCalibrator(targets=["t"], levels=LEVELS, backend="numpy").fit(base, y)
+    xt, yt = draw(20_000)
+    q = cal.apply(BaseOutput((xt @ fit(np.arange(len(x))))[:, None]))
+    for level in LEVELS:
+        assert _coverage(yt, q, level) == pytest.approx(level, abs=0.025), level
