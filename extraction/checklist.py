@@ -224,6 +224,13 @@ class Checklist(BaseModel):
     client_overhead_s_per_video: float = Field(default=0.0, ge=0, description="artifact IO, modules, bookkeeping")
     background_busy_cores: float = Field(default=0.0, ge=0, description=(
         "cores other processes kept busy while this was measured; CPU times are normalised with it"))
+    request_time_factor: float = Field(default=1.0, ge=1.0, description=(
+        "how much longer a model's requests took inside whole-video runs (components interleaved, caches cold, "
+        "stubs waking up) than in the batch sweep, median over the calibration videos; server times are scaled "
+        "by it"))
+    speed_probe_s: float | None = Field(default=None, gt=0, description=(
+        "seconds of the fixed single-threaded speed_probe() workload on this machine when it was measured: the "
+        "planner runs it again and scales CPU times by now/then (hosts of one CPU kind differ in speed)"))
     decode: dict[str, DecodeProfile]
     models: dict[str, ModelEntry] = Field(description="component -> its model's measurements")
     notes: list[str] = Field(default_factory=list)
@@ -269,7 +276,8 @@ class Checklist(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         return {"hardware": self.hardware.id, "triton_version": self.triton_version, "profile": self.profile,
-                "measured_at": self.measured_at, "signatures": self.signatures()}
+                "measured_at": self.measured_at, "signatures": self.signatures(),
+                "request_time_factor": self.request_time_factor, "speed_probe_s": self.speed_probe_s}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -543,6 +551,7 @@ class _Capture:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.inputs: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, int]] = []  # (model, units) per request
         self.seconds = 0.0
 
     def get_model(self, name: str, version: str, logical: str = "") -> Any:
@@ -554,6 +563,7 @@ class _Capture:
         import numpy as np  # noqa: PLC0415
 
         self.inputs.append({k: np.array(v, copy=True) for k, v in inputs.items()})
+        self.calls.append((handle.name, int(batch_size)))
         t0 = time.perf_counter()
         out = self.inner.infer(handle, inputs, batch_size, stats)
         self.seconds += time.perf_counter() - t0
@@ -698,6 +708,64 @@ def pick_calibration(videos: Sequence[tuple[Path, dict[str, Any]]], per_class: i
     return {c: [(p, m) for _, p, m in sorted(v, key=lambda x: -x[0])[:per_class]] for c, v in by.items()}
 
 
+SPEED_RATIO_BOUNDS = (0.5, 2.0)
+# The probe itself scatters: best-of-7 probes on an idle 2-core EPYC VM read 3.5-4.8 ms within half an hour
+# (ratios 0.73-1.37 with no real change; one plan read 0.80 while the run went slower than predicted). Ratios
+# within this band of 1 are probe noise and leave the checklist's times alone: only a clearly different host
+# (a third slower or faster) moves the plan.
+SPEED_RATIO_DEADBAND = 0.35
+
+
+def speed_probe(repeats: int = 7) -> float:
+    """Seconds of a fixed single-threaded CPU workload (best of ``repeats``; ~5 ms each on a 2-core EPYC VM).
+
+    OpenCV image pyramid work (grayscale, resize, integral image, blur: what Haar detection and decoding do) and
+    small float32 matrix products (what the CPU models do). The best of several runs measures the core's speed,
+    not momentary contention (the planner measures that separately, as background busy cores). The checklist
+    records it (``speed_probe_s``); the planner measures it again before planning: two hosts reporting the same
+    CPU model, or one host at two times, differ by 10-20% in what a request costs.
+    """
+    import time  # noqa: PLC0415
+
+    import cv2  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    a = rng.standard_normal((192, 192)).astype(np.float32)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+            for f in (1.0, 0.8, 0.64, 0.5, 0.4):
+                r = cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
+                cv2.integral(r)
+                cv2.GaussianBlur(r, (5, 5), 0)
+            b = a
+            for _ in range(8):
+                b = np.tanh(b @ a)
+            best = min(best, time.perf_counter() - t0)
+        return best
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def speed_ratio(checklist: Checklist, now_s: float | None = None) -> float:
+    """How much slower this machine runs now than when ``checklist`` was measured (``now / then``), clamped to
+    :data:`SPEED_RATIO_BOUNDS`; 1.0 for a checklist without a probe or within :data:`SPEED_RATIO_DEADBAND`."""
+    if not checklist.speed_probe_s:
+        return 1.0
+    now_s = speed_probe() if now_s is None else now_s
+    ratio = now_s / checklist.speed_probe_s
+    if abs(ratio - 1.0) <= SPEED_RATIO_DEADBAND:
+        return 1.0
+    lo, hi = SPEED_RATIO_BOUNDS
+    return min(hi, max(lo, ratio))
+
+
 def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Sequence[tuple[Path, dict[str, Any]]]],
             *, batches: Sequence[int] = DEFAULT_BATCHES, quick: bool = False, reload_models: bool = True,
             log=print) -> Checklist:
@@ -742,6 +810,7 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
     by_name = {c.name: c for c in comps}
     s = cfg.sampling
     self_pid = os.getpid()
+    probes = [speed_probe()]
     meter = BackgroundMeter(lambda: [self_pid, *(p.pid for p in _tree(server_pid))]).start()
 
     # 1. decode cost and memory per size class; inputs each model component really sends ------------------
@@ -891,8 +960,10 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
                                   load_seconds=round(load_s, 3), size_classes=classes)
         log(f"{name:<7} {h.name}:{h.version}: fixed {fixed_bytes / 2**20:.0f} MiB, load {load_s:.2f}s")
 
-    # 3. per-video client overhead (artifact IO, modules, bookkeeping) beyond decode, preparation and requests --
-    overheads = []
+    # 3. whole-video runs: per-video client overhead (artifact IO, modules, bookkeeping) beyond decode, preparation
+    # and requests, and how much longer the requests take inside a real run than the batch sweep measured --------
+    overheads, request_ratios = [], []
+    comp_of_model = {h.name: c for c, h in handles.items()}
     for cls, vs in prepared.items():
         for v in vs:
             timed = _Capture(provider)
@@ -908,11 +979,20 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
                     units = sum(len(next(iter(x.values()))) for x in pools.get(c, {}).get(cls, [])) / max(len(vs), 1)
                     units_prep += _median(client_s[c][cls]) * units
             overheads.append(max(0.0, wall - timed.seconds - units_prep))
+            swept = sum(models[comp_of_model[m]].curve(cls).seconds(u) for m, u in timed.calls
+                        if comp_of_model.get(m) in models)
+            if swept > 0:
+                request_ratios.append(timed.seconds / swept)
     import shutil  # noqa: PLC0415
 
     shutil.rmtree(tmp_out, ignore_errors=True)
     main_rss = rss_bytes([server_pid])
     background = meter.busy_cores()
+    probes.append(speed_probe())
+    run_factor = max(1.0, _median(request_ratios)) if request_ratios else 1.0
+    log(f"requests inside whole-video runs took x{run_factor:.2f} the sweep's time "
+        f"(median of {len(request_ratios)} videos; the planner scales server times by it)")
+    log(f"speed probe {min(probes) * 1000:.2f} ms (start {probes[0] * 1000:.2f}, end {probes[1] * 1000:.2f})")
     log(f"other processes kept {background:.2f} of {hw.cpu_cores} cores busy while profiling "
         "(CPU times are normalised with it)")
     method = {"statistic": "median of the last 3 window means (seconds per request); windows of all batch sizes "
@@ -926,7 +1006,8 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
     return Checklist(profile=cfg.profile, hardware=hw, triton_version=triton_version, measured_at=now_iso(),
                      method=method, server_baseline_bytes=int(main_rss),
                      client_overhead_s_per_video=round(_median(overheads), 4) if overheads else 0.0,
-                     background_busy_cores=background,
+                     background_busy_cores=background, speed_probe_s=round(min(probes), 7),
+                     request_time_factor=round(run_factor, 4),
                      decode=decode, models=models)
 
 

@@ -31,6 +31,7 @@ from extraction.checklist import (
     load_checklist,
     nvidia_driver_present,
     size_class,
+    speed_ratio,
 )
 from extraction.errors import TrendflowError, VideoDecodeFailed
 from extraction.planner import (
@@ -244,6 +245,8 @@ def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checkli
                 if d.kind == "cpu" else d for d in devs]
     else:
         loaded = None
+    ratio = speed_ratio(cl)  # this machine now vs when the checklist was measured
+    devs = [dataclasses.replace(d, speed_ratio=ratio) if d.kind == "cpu" else d for d in devs]
     specs = video_specs(videos, run.cfg, cl)
     control = getattr(run.provider, "client", None)
     inst_now = current_instances(control, {c: h.name for c, h in handles.items()}) if control is not None else {}

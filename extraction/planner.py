@@ -70,6 +70,8 @@ class Device:
             (they are in use, not free, but count toward the plan's peak).
         background: capacity other processes keep busy now (cores on a shared CPU); the simulation shares the
             device with it.
+        speed_ratio: how much longer CPU work takes now than when the checklist was measured
+            (:func:`extraction.checklist.speed_ratio`; 1.0 = as measured). CPU devices only.
     """
 
     name: str
@@ -78,6 +80,7 @@ class Device:
     concurrency: float = 1.0
     loaded_bytes: int = 0
     background: float = 0.0
+    speed_ratio: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,7 @@ class BatchPlan:
                          f"{_gib(info['budget_bytes'])} (free {_gib(info['free_bytes'])}, "
                          f"margin {self.safety_margin:.0%}"
                          + (f"; {info['background']:.2f} of {info['concurrency']:g} cores busy with other work"
+                            f"; CPU x{info.get('speed_ratio', 1.0):.2f} the checklist's time"
                             if info["kind"] == "cpu" else "") + ")")
         if len(self.passes) > 1:
             lines.append(f"  {len(self.passes)} passes (tier-1 models rotate): "
@@ -409,7 +413,8 @@ class _Planner:
             else:
                 self.max_instances[c.name] = 1
         self._time_cache: dict[tuple[str, int], tuple[float, int]] = {}
-        self.cpu_scale = checklist.cpu_time_scale()  # measured (shared machine) -> idle-machine CPU seconds
+        # measured (shared machine) -> idle-machine CPU seconds, on this machine's speed now
+        self.cpu_scale = checklist.cpu_time_scale() * (self.cpu.speed_ratio if self.cpu else 1.0)
 
     def entry(self, comp: str) -> ModelEntry:
         return self.cl.models[comp]
@@ -426,8 +431,10 @@ class _Planner:
         return self._time_cache[key]
 
     def scale(self, comp: str | None) -> float:
-        """CPU-side seconds are normalised to an idle machine; GPU seconds are used as measured."""
-        return self.cpu_scale if comp is None or self.entry(comp).device_kind == "cpu" else 1.0
+        """CPU-side seconds are normalised to an idle machine; GPU seconds are used as measured. A model's
+        server seconds also carry the checklist's ``request_time_factor`` (requests inside whole-video runs)."""
+        device = self.cpu_scale if comp is None or self.entry(comp).device_kind == "cpu" else 1.0
+        return device if comp is None else device * self.cl.request_time_factor
 
     def allowed(self, comp: str) -> list[str]:
         kind = self.entry(comp).device_kind
@@ -747,7 +754,8 @@ class _Planner:
             resident.append(by_dev)
         devices = {d.name: {"kind": d.kind, "free_bytes": d.free_bytes, "loaded_bytes": d.loaded_bytes,
                             "budget_bytes": self.budget[d.name], "predicted_peak_bytes": best.peak[d.name],
-                            "concurrency": d.concurrency, "background": d.background}
+                            "concurrency": d.concurrency, "background": d.background,
+                            "speed_ratio": round(d.speed_ratio, 3)}
                    for d in self.devices.values()}
         alternatives = [c.summary() for c in all_[1:6]]
         return BatchPlan(videos=len(self.videos), videos_in_parallel=best.parallel, components=comps,

@@ -216,3 +216,43 @@ def test_a_request_that_spreads_over_both_cores_gains_nothing_from_a_second_lane
     two_cores = [[Stage(1.0, (("cpu", 2.0),), instance="a")], [Stage(1.0, (("cpu", 2.0),), instance="b")]]
     assert simulate(two_cores, 2, {"cpu": 2}) == pytest.approx(2.0)
     assert simulate(two_cores, 1, {"cpu": 2}) == pytest.approx(2.0)
+
+
+def test_a_slower_machine_than_the_checklists_scales_cpu_times_not_gpu_times():
+    cpu_cl = checklist(entry("od", per_unit_bytes=1e6, seconds_per_unit=0.01, kind="cpu"),
+                       entry("sc", per_unit_bytes=1e6, seconds_per_unit=0.02, kind="cpu"), decode_s=0.001)
+    as_measured = plan(videos(4, 30), [FRAMES, OD, SC], [Device("cpu", "cpu", 8 * GB, concurrency=2)], cpu_cl)
+    slower = plan(videos(4, 30), [FRAMES, OD, SC], [Device("cpu", "cpu", 8 * GB, concurrency=2, speed_ratio=1.5)],
+                  cpu_cl)
+    assert slower.predicted_makespan_s == pytest.approx(1.5 * as_measured.predicted_makespan_s, rel=1e-6)
+    assert slower.devices["cpu"]["speed_ratio"] == 1.5 and "CPU x1.50" in slower.describe()
+    gpu = [Device("cpu", "cpu", 8 * GB, concurrency=2, speed_ratio=1.5), Device("gpu0", "gpu", 16 * GB)]
+    on_gpu = plan(videos(2, 24), [FRAMES, OD, SC], gpu, seed_checklist(), safety_margin=0.25)
+    ref = plan(videos(2, 24), [FRAMES, OD, SC], [gpu[0].__class__("cpu", "cpu", 8 * GB, concurrency=2), gpu[1]],
+               seed_checklist(), safety_margin=0.25)
+    assert on_gpu.predicted_makespan_s == pytest.approx(ref.predicted_makespan_s)  # GPU seconds as measured
+
+
+def test_speed_ratio_of_a_checklist_with_and_without_a_probe():
+    from extraction.checklist import SPEED_RATIO_BOUNDS, speed_probe, speed_ratio
+
+    cl = seed_checklist()
+    assert speed_ratio(cl) == 1.0  # no probe recorded: times as measured
+    probed = cl.model_copy(update={"speed_probe_s": 0.004})
+    assert speed_ratio(probed, now_s=0.006) == pytest.approx(1.5)
+    assert speed_ratio(probed, now_s=0.005) == 1.0  # within the probe's own scatter
+    assert speed_ratio(probed, now_s=0.002) == pytest.approx(0.5)
+    assert speed_ratio(probed, now_s=1.0) == SPEED_RATIO_BOUNDS[1]  # clamped: a probe is no reason to panic
+    t = speed_probe(repeats=2)
+    assert 0 < t < 1.0
+
+
+def test_request_time_factor_scales_server_time_on_every_device():
+    base = seed_checklist()
+    slower = base.model_copy(update={"request_time_factor": 1.25})
+    gpu = [Device("gpu0", "gpu", 16 * GB)]
+    p0 = plan(videos(2, 24), [FRAMES, OD, SC], gpu, base, safety_margin=0.25)
+    p1 = plan(videos(2, 24), [FRAMES, OD, SC], gpu, slower, safety_margin=0.25)
+    assert p1.predicted_makespan_s == pytest.approx(1.25 * p0.predicted_makespan_s)
+    assert p1.components["od"].predicted_server_s == pytest.approx(1.25 * p0.components["od"].predicted_server_s)
+    assert p1.checklist["request_time_factor"] == 1.25
