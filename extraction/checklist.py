@@ -230,7 +230,7 @@ class Checklist(BaseModel):
         "by it"))
     speed_probe_s: float | None = Field(default=None, gt=0, description=(
         "seconds of the fixed single-threaded speed_probe() workload on this machine when it was measured: the "
-        "planner runs it again and scales CPU times by now/then (hosts of one CPU kind differ in speed)"))
+        "planner runs it again and scales CPU times by now/then outside SPEED_RATIO_DEADBAND"))
     decode: dict[str, DecodeProfile]
     models: dict[str, ModelEntry] = Field(description="component -> its model's measurements")
     notes: list[str] = Field(default_factory=list)
@@ -722,8 +722,8 @@ def speed_probe(repeats: int = 7) -> float:
     OpenCV image pyramid work (grayscale, resize, integral image, blur: what Haar detection and decoding do) and
     small float32 matrix products (what the CPU models do). The best of several runs measures the core's speed,
     not momentary contention (the planner measures that separately, as background busy cores). The checklist
-    records it (``speed_probe_s``); the planner measures it again before planning: two hosts reporting the same
-    CPU model, or one host at two times, differ by 10-20% in what a request costs.
+    records it (``speed_probe_s``); the planner measures it again before planning and scales CPU times by the
+    ratio when it is outside :data:`SPEED_RATIO_DEADBAND` (:func:`speed_ratio`).
     """
     import time  # noqa: PLC0415
 
