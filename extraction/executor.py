@@ -9,6 +9,11 @@
   because memory or ``max_loaded_models_per_device`` forces it), :class:`ModelResidency` loads and unloads
   models with Triton's explicit model control between passes -- tier-0 models stay loaded, tier-1 models are
   evicted least-recently-used -- and the per-pass manifests are merged into one manifest per video.
+* :func:`plan_and_execute` plans the whole corpus first (fail fast), then, for a corpus of at least
+  :data:`PILOT_MIN_VIDEOS`, runs a *pilot* (:func:`run_pilot`): the first :data:`PILOT_VIDEOS` videos one at a
+  time at the plan's batch sizes, for real (their artifacts are part of the run). Each component's measured time
+  divided by the stage model's prediction for the same videos is a factor (this machine now, this corpus's
+  content, client work the checklist does not see) that the planner applies when it plans the rest.
 """
 
 from __future__ import annotations
@@ -43,10 +48,14 @@ from extraction.planner import (
     Device,
     VideoSpec,
     plan,
+    predicted_component_seconds,
 )
 
 AUDIO_RATE = 16000
 TEXT_UNITS = 2  # title + description
+PILOT_VIDEOS = 2  # processed one at a time before the rest of the corpus is planned with what they measured
+PILOT_MIN_VIDEOS = 12  # below this, serialising the pilot costs more than a better plan can win back
+FACTOR_BOUNDS = (0.5, 3.0)  # a pilot factor outside this range is clamped (one odd video must not wreck a plan)
 
 
 # --------------------------------------------------------------------------------------------- the real world
@@ -217,11 +226,13 @@ def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checkli
              safety_margin: float = DEFAULT_SAFETY_MARGIN,
              max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
              max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
-             max_instances: int | Mapping[str, int] | None = None) -> BatchPlan:
+             max_instances: int | Mapping[str, int] | None = None,
+             time_factors: Mapping[str, float] | None = None, video_overhead_s: float | None = None) -> BatchPlan:
     """Plan ``run`` (an :class:`~extraction.runner.ExtractionRun`) over ``videos`` before any work starts.
 
     Resolves the run's models on the server, refuses a stale checklist, probes the videos and reads the free
-    memory now. Raises ``checklist_missing``/``checklist_stale``/``insufficient_memory`` before anything runs."""
+    memory now. Raises ``checklist_missing``/``checklist_stale``/``insufficient_memory`` before anything runs.
+    ``time_factors``/``video_overhead_s`` come from a pilot (:func:`run_pilot`)."""
     if not isinstance(checklist, Checklist):
         source = find_checklist(run.cfg.profile, checklist)
         cl = load_checklist(source)
@@ -253,9 +264,102 @@ def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checkli
     p = plan(specs, component_specs(run.components), devs, cl, safety_margin=safety_margin,
              memory_budget=memory_budget, max_videos_in_parallel=max_videos_in_parallel,
              max_loaded_models_per_device=max_loaded_models_per_device, loaded=loaded,
-             max_instances=max_instances, current_instances=inst_now)
+             max_instances=max_instances, current_instances=inst_now, time_factors=time_factors,
+             video_overhead_s=video_overhead_s)
     p.checklist["path"] = str(source)
     return p
+
+
+# --------------------------------------------------------------------------------------------- pilot
+
+
+@dataclasses.dataclass
+class Pilot:
+    """What the pilot videos measured against the stage model's prediction for them (seconds per component,
+    summed over the videos whose component was computed, not reused from the cache)."""
+
+    videos: list[str]
+    seconds: float
+    measured: dict[str, float]
+    predicted: dict[str, float]
+    factors: dict[str, float]
+    video_overhead_s: float | None
+    summary: Any  # the runner's RunSummary of the pilot videos
+
+    def record(self) -> dict[str, Any]:
+        return {"pilot_videos": self.videos, "pilot_seconds": round(self.seconds, 3),
+                "pilot_measured_s": {c: round(x, 4) for c, x in self.measured.items()},
+                "pilot_predicted_s": {c: round(x, 4) for c, x in self.predicted.items()}}
+
+
+def pilot_factors(measured: Mapping[str, float], predicted: Mapping[str, float],
+                  bounds: tuple[float, float] = FACTOR_BOUNDS, min_predicted_s: float = 1e-3) -> dict[str, float]:
+    """``measured / predicted`` per component, clamped to ``bounds``; components predicted below
+    ``min_predicted_s`` (nothing to compare) get no factor."""
+    lo, hi = bounds
+    return {c: min(hi, max(lo, measured[c] / predicted[c])) for c in measured
+            if predicted.get(c, 0.0) >= min_predicted_s}
+
+
+def pilot_measurements(manifests: Sequence[Mapping[str, Any]], predicted: Sequence[Mapping[str, float]],
+                       wall_s: float) -> tuple[dict[str, float], dict[str, float], float | None]:
+    """From the pilot's manifests and the stage model's per-video prediction (same order): measured and predicted
+    seconds per component (computed entries only) and the measured seconds per video that no stage models
+    (components without a predicted stage, and the run's own work between components); None when every
+    component of every pilot video was reused from the cache (nothing was measured)."""
+    measured: dict[str, float] = {}
+    pred: dict[str, float] = {}
+    unmodelled = in_components = 0.0
+    computed_videos = 0
+    for m, per in zip(manifests, predicted, strict=True):
+        computed = False
+        for c, e in m.get("components", {}).items():
+            in_components += float(e.get("latency_s", 0.0))
+            if e.get("cache_hit") or e.get("status") == "error":
+                continue
+            computed = True
+            if per.get(c, 0.0) > 0:
+                measured[c] = measured.get(c, 0.0) + float(e["latency_s"])
+                pred[c] = pred.get(c, 0.0) + per[c]
+            else:
+                unmodelled += float(e["latency_s"])
+        computed_videos += computed
+    if not computed_videos:
+        return {}, {}, None
+    overhead = (max(0.0, wall_s - in_components) + unmodelled) / max(len(manifests), 1)
+    return measured, pred, overhead
+
+
+def _devices_of(p: BatchPlan) -> list[Device]:
+    return [Device(name=d, kind=i["kind"], free_bytes=int(i["free_bytes"]), concurrency=float(i["concurrency"]),
+                   loaded_bytes=int(i["loaded_bytes"]), background=float(i["background"]),
+                   speed_ratio=float(i.get("speed_ratio", 1.0))) for d, i in p.devices.items()]
+
+
+def run_pilot(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: BatchPlan, checklist: Checklist,
+              run_id: str) -> Pilot:
+    """Process ``videos`` one at a time at ``plan_``'s batch sizes (for real, into ``run_id``) and compare each
+    component's time with what the stage model predicts for the same videos on the plan's devices."""
+    from extraction.runner import extract  # noqa: PLC0415
+
+    run.batch_sizes = dict(plan_.batch_sizes)
+    run.plan = {**plan_.to_dict(), "stage": "pilot"}
+    summary = extract(run, list(videos), videos_in_parallel=1, run_id=run_id)
+    manifests = [json.loads(Path(m).read_text()) for m in summary.manifests]
+    specs = video_specs(videos, run.cfg, checklist)
+    per_video = predicted_component_seconds(specs, component_specs(run.components), _devices_of(plan_), checklist,
+                                            plan_.batch_sizes)
+    measured, predicted, overhead = pilot_measurements(manifests, per_video, summary.seconds)
+    return Pilot(videos=[m["video_id"] for m in manifests], seconds=summary.seconds, measured=measured,
+                 predicted=predicted, factors=pilot_factors(measured, predicted), video_overhead_s=overhead,
+                 summary=summary)
+
+
+def merge_summaries(a: Any, b: Any) -> Any:
+    """One run summary of two parts of the same run (the pilot, then the rest)."""
+    return dataclasses.replace(b, videos=a.videos + b.videos, ok=a.ok + b.ok, failed={**a.failed, **b.failed},
+                               cache_hits=a.cache_hits + b.cache_hits, computed=a.computed + b.computed,
+                               seconds=round(a.seconds + b.seconds, 2), manifests=[*a.manifests, *b.manifests])
 
 
 # --------------------------------------------------------------------------------------------- residency
@@ -495,13 +599,35 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
                      max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
                      max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
                      devices: Sequence[Device] | None = None, server_pid: int | None = None, on_plan=None,
-                     run_id: str | None = None, max_instances: int | Mapping[str, int] | None = None) -> Any:
-    """Plan before any work (fail fast), tell ``on_plan``, then execute. Returns the run summary."""
+                     run_id: str | None = None, max_instances: int | Mapping[str, int] | None = None,
+                     pilot_videos: int = PILOT_VIDEOS) -> Any:
+    """Plan the whole corpus before any work (fail fast), run the pilot (see the module docstring; from
+    :data:`PILOT_MIN_VIDEOS` videos, single-pass plans, ``pilot_videos=0`` turns it off), plan the rest with its
+    factors, tell ``on_plan``, then execute. Returns the run summary of all videos (one run id)."""
+    from extraction.runner import new_run_id  # noqa: PLC0415
+
     run.resolve_models()  # an unreachable server or a missing model is reported before any checklist problem
     cl = checklist if isinstance(checklist, Checklist) else load_checklist(find_checklist(run.cfg.profile, checklist))
-    p = plan_run(run, videos, checklist=cl, devices=devices, memory_budget=memory_budget,
-                 safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
-                 max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
+    devs = list(devices) if devices is not None else discover_devices()
+    kw = dict(checklist=cl, devices=devs, memory_budget=memory_budget, safety_margin=safety_margin,
+              max_videos_in_parallel=max_videos_in_parallel,
+              max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
+    p = plan_run(run, videos, **kw)
+    rest, pilot = list(videos), None
+    if pilot_videos <= 0:
+        p.calibration["skipped"] = "turned off"
+    elif len(videos) < PILOT_MIN_VIDEOS:
+        p.calibration["skipped"] = f"{len(videos)} videos; a pilot runs from {PILOT_MIN_VIDEOS}"
+    elif len(p.passes) > 1:
+        p.calibration["skipped"] = "the plan rotates models in passes"
+    else:
+        run_id = run_id or new_run_id()
+        pilot = run_pilot(run, rest[:pilot_videos], p, cl, run_id)
+        rest = rest[pilot_videos:]
+        p = plan_run(run, rest, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s)
+        p.calibration.update(pilot.record())
+        if not pilot.factors:
+            p.calibration["skipped"] = "the pilot videos were all reused from the cache"
     if not isinstance(checklist, Checklist):
         p.checklist["path"] = str(find_checklist(run.cfg.profile, checklist))
     if on_plan is not None:
@@ -509,4 +635,5 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     residency = None
     if len(p.passes) > 1:
         residency = residency_for(run, p, run.provider.client, cl, loaded_models(run.provider), server_pid)
-    return execute(run, videos, p, residency=residency, run_id=run_id)
+    summary = execute(run, rest, p, residency=residency, run_id=run_id)
+    return merge_summaries(pilot.summary, summary) if pilot is not None else summary

@@ -154,6 +154,7 @@ class BatchPlan:
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     checklist: dict[str, Any] = field(default_factory=dict)
     max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE
+    calibration: dict[str, Any] = field(default_factory=dict)  # pilot on this corpus: factors, what it measured
 
     @property
     def batch_sizes(self) -> dict[str, int]:
@@ -178,7 +179,7 @@ class BatchPlan:
             "passes": self.passes, "resident": self.resident, "devices": self.devices,
             "safety_margin": self.safety_margin, "predicted_makespan_s": round(self.predicted_makespan_s, 3),
             "candidates": self.candidates, "alternatives": self.alternatives, "checklist": self.checklist,
-            "max_loaded_models_per_device": self.max_loaded_models_per_device,
+            "max_loaded_models_per_device": self.max_loaded_models_per_device, "calibration": self.calibration,
         }
 
     def describe(self) -> str:
@@ -200,6 +201,16 @@ class BatchPlan:
         if len(self.passes) > 1:
             lines.append(f"  {len(self.passes)} passes (tier-1 models rotate): "
                          + " | ".join(",".join(p) for p in self.passes))
+        cal = self.calibration
+        if cal.get("time_factors"):
+            pilot = (f"pilot of {len(cal['pilot_videos'])} video(s) in {cal['pilot_seconds']:.1f}s, "
+                     if cal.get("pilot_videos") else "")
+            lines.append(f"  calibrated on this corpus ({pilot}measured / predicted): "
+                         + ", ".join(f"{c} x{f:.2f}" for c, f in cal["time_factors"].items())
+                         + (f"; {cal['video_overhead_s']:.3f}s per video outside the components' model"
+                            if cal.get("video_overhead_s") is not None else ""))
+        elif cal.get("skipped"):
+            lines.append(f"  no pilot: {cal['skipped']}")
         return "\n".join(lines)
 
 
@@ -263,6 +274,7 @@ class Stage:
     work: float
     demand: tuple[tuple[str, float], ...]
     instance: str | None = None
+    component: str = ""  # whose work it is (decode counts for the first component that needs frames)
 
 
 def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str, float],
@@ -369,7 +381,9 @@ class _Planner:
                  max_videos_in_parallel: int, max_loaded_models_per_device: int,
                  loaded: set[str] | None, parallel_options: Sequence[int],
                  max_instances: int | Mapping[str, int] | None = None,
-                 current_instances: Mapping[str, int] | None = None) -> None:
+                 current_instances: Mapping[str, int] | None = None,
+                 time_factors: Mapping[str, float] | None = None,
+                 video_overhead_s: float | None = None) -> None:
         if not devices:
             raise ConfigError("the planner needs at least one device")
         if not 0 <= safety_margin < 1:
@@ -413,6 +427,9 @@ class _Planner:
             else:
                 self.max_instances[c.name] = 1
         self._time_cache: dict[tuple[str, int], tuple[float, int]] = {}
+        # measured on the corpus itself (executor.run_pilot): each component's time / this model's prediction
+        self.factors = {str(c): float(f) for c, f in (time_factors or {}).items()}
+        self.video_overhead_s = video_overhead_s
         # measured (shared machine) -> idle-machine CPU seconds, on this machine's speed now
         self.cpu_scale = checklist.cpu_time_scale() * (self.cpu.speed_ratio if self.cpu else 1.0)
 
@@ -427,7 +444,7 @@ class _Planner:
         key = (comp, b)
         if key not in self._time_cache:
             t, r = _server_time(self.entry(comp), self.videos, comp, b)
-            self._time_cache[key] = (t * self.scale(comp), r)
+            self._time_cache[key] = (t * self.scale(comp) * self.factor(comp), r)
         return self._time_cache[key]
 
     def scale(self, comp: str | None) -> float:
@@ -435,6 +452,9 @@ class _Planner:
         server seconds also carry the checklist's ``request_time_factor`` (requests inside whole-video runs)."""
         device = self.cpu_scale if comp is None or self.entry(comp).device_kind == "cpu" else 1.0
         return device if comp is None else device * self.cl.request_time_factor
+
+    def factor(self, comp: str) -> float:
+        return self.factors.get(comp, 1.0)
 
     def allowed(self, comp: str) -> list[str]:
         kind = self.entry(comp).device_kind
@@ -612,12 +632,13 @@ class _Planner:
             dec = self.cl.decode_for(v.size_class)
             for name in pass_comps:
                 c = self.by_name[name]
+                f = self.factor(name)
                 if c.uses_frames and not decoded:
-                    wall = v.decoded_frames * dec.seconds_per_decoded_frame * k
-                    stages.append(Stage(wall, ((cpu, dec.cpu_ratio),)))
+                    wall = v.decoded_frames * dec.seconds_per_decoded_frame * k * f
+                    stages.append(Stage(wall, ((cpu, dec.cpu_ratio),), component=name))
                     decoded = True
                 if c.uses_audio and v.audio_s > 0:
-                    stages.append(Stage(v.audio_s * dec.audio_seconds_per_s * k, ((cpu, 1.0),)))
+                    stages.append(Stage(v.audio_s * dec.audio_seconds_per_s * k * f, ((cpu, 1.0),), component=name))
                 if not c.uses_model:
                     continue
                 u = int(v.units.get(name, 0))
@@ -625,17 +646,31 @@ class _Planner:
                     continue
                 e = self.entry(name)
                 curve = e.curve(v.size_class)
-                stages.append(Stage(u * curve.client_seconds_per_unit * k, ((cpu, 1.0),)))
+                stages.append(Stage(u * curve.client_seconds_per_unit * k * f, ((cpu, 1.0),), component=name))
                 b = batches[name]
                 q, r = divmod(u, b)
-                server = (q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)) * self.scale(name)
+                server = (q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)) * self.scale(name) * f
                 dev = assign[name]
                 # a CPU request keeps curve.cpu_ratio(b) cores busy (OpenCV/torch threads): it runs at its idle
                 # speed alone and slows by fair share beside other work
                 demand = ((dev, curve.cpu_ratio(b)),) if dev == cpu else ((dev, 1.0), (cpu, 0.1))
-                stages.append(Stage(server, demand, instance=f"{e.model}@{dev}"))
-            stages.append(Stage(self.cl.client_overhead_s_per_video * share * k, ((cpu, 1.0),)))
+                stages.append(Stage(server, demand, instance=f"{e.model}@{dev}", component=name))
+            overhead = (self.video_overhead_s if self.video_overhead_s is not None
+                        else self.cl.client_overhead_s_per_video * k)
+            stages.append(Stage(overhead * share, ((cpu, 1.0),)))
             out.append(stages)
+        return out
+
+    def component_seconds(self, batches: Mapping[str, int]) -> list[dict[str, float]]:
+        """Per video, each component's predicted seconds when it runs alone (one video at a time, one pass)."""
+        assign = {c.name: self.allowed(c.name)[0] for c in self.model_comps}
+        out = []
+        for stages in self.jobs([c.name for c in self.comps], assign, batches, 1.0):
+            per: dict[str, float] = {}
+            for st in stages:
+                if st.component:
+                    per[st.component] = per.get(st.component, 0.0) + st.work
+            out.append(per)
         return out
 
     def makespan(self, parallel: int, assign: Mapping[str, str], passes: list[list[str]],
@@ -832,7 +867,9 @@ def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devic
          max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
          loaded: set[str] | None = None, parallel_options: Sequence[int] = PARALLEL_OPTIONS,
          max_instances: int | Mapping[str, int] | None = None,
-         current_instances: Mapping[str, int] | None = None) -> BatchPlan:
+         current_instances: Mapping[str, int] | None = None,
+         time_factors: Mapping[str, float] | None = None,
+         video_overhead_s: float | None = None) -> BatchPlan:
     """Choose the fastest plan that fits (see the module docstring).
 
     Args:
@@ -848,9 +885,28 @@ def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devic
         parallel_options: the numbers of videos in parallel to consider.
         max_instances: most Triton instances per model (default: CPU models one per available core, GPU 1).
         current_instances: component -> instances loaded now (changing it costs a reload).
+        time_factors: component -> measured / predicted seconds on this corpus (a pilot, see
+            ``extraction.executor.run_pilot``): multiplies all of that component's stages (decode, preparation,
+            requests). Missing components: 1.
+        video_overhead_s: measured per-video seconds outside the modelled stages (modules, manifests), replacing
+            the checklist's ``client_overhead_s_per_video``.
 
     Raises:
         InsufficientMemory: a component does not fit even at batch 1 for one video (names it, need, free).
     """
-    return _Planner(videos, components, devices, checklist, safety_margin, memory_budget, max_videos_in_parallel,
-                    max_loaded_models_per_device, loaded, parallel_options, max_instances, current_instances).run()
+    p = _Planner(videos, components, devices, checklist, safety_margin, memory_budget, max_videos_in_parallel,
+                 max_loaded_models_per_device, loaded, parallel_options, max_instances, current_instances,
+                 time_factors, video_overhead_s).run()
+    if time_factors or video_overhead_s is not None:
+        p.calibration.update(time_factors={c: round(f, 3) for c, f in (time_factors or {}).items()},
+                             video_overhead_s=None if video_overhead_s is None else round(video_overhead_s, 4))
+    return p
+
+
+def predicted_component_seconds(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec],
+                                devices: Sequence[Device], checklist: Checklist, batches: Mapping[str, int],
+                                time_factors: Mapping[str, float] | None = None) -> list[dict[str, float]]:
+    """Per video, each component's predicted seconds alone (no other video, no contention) at ``batches``:
+    the stage model the plan's makespan is simulated with, for comparing with a measured serial run."""
+    return _Planner(videos, components, devices, checklist, 0.0, None, 1, DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+                    None, (1,), time_factors=time_factors).component_seconds(batches)

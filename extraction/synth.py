@@ -849,7 +849,7 @@ def _write_one(spec: VideoSpec, videos_dir: str, crf: int) -> tuple[str, float, 
     """
     t0, c0 = time.perf_counter(), time.process_time()
     d = Path(videos_dir)
-    _atomic_write_bytes(d / f"{spec.video_id}.json", (json.dumps(spec.sidecar(), indent=2) + "\n").encode())
+    _atomic_write_bytes(d / f"{spec.video_id}.json", _sidecar_bytes(spec))
     render_video(spec, d / spec.filename, crf=crf)
     return f"{spec.width}x{spec.height}", time.perf_counter() - t0, time.process_time() - c0, spec.n_frames
 
@@ -890,6 +890,30 @@ def write_tables(specs: list[VideoSpec], out: Path, seed: int, cfg: SynthConfig)
                 "face_source": "matplotlib mpl-data/sample_data/grace_hopper.jpg",
                 "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str))}
     _atomic_write_bytes(out / "synth.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _already_rendered(spec: VideoSpec, videos: Path, out: Path, seed: int, cfg: SynthConfig) -> bool:
+    """True when ``spec``'s video is on disk from a corpus of the same generator version, seed and config.
+
+    A video is a pure function of its spec and the config (bytes do not depend on the worker count), so growing a
+    corpus (``--n 2000`` then ``--n 4000``: the first 2,000 specs are the same) renders only the new videos. Any
+    doubt renders again: a missing or different sidecar, a missing video, or a ``synth.json`` of another
+    generator version, seed or config.
+    """
+    mp4, sidecar = videos / spec.filename, videos / f"{spec.video_id}.json"
+    if not (mp4.is_file() and mp4.stat().st_size > 0 and sidecar.is_file()):
+        return False
+    try:
+        manifest = json.loads((out / "synth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    same_corpus = (manifest.get("generator_version") == GENERATOR_VERSION and manifest.get("seed") == seed
+                   and manifest.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
+    return same_corpus and sidecar.read_bytes() == _sidecar_bytes(spec)
+
+
+def _sidecar_bytes(spec: VideoSpec) -> bytes:
+    return (json.dumps(spec.sidecar(), indent=2) + "\n").encode()
 
 
 def _pid_alive(pid: str) -> bool:
@@ -944,9 +968,9 @@ def _worker_main() -> None:
         print(json.dumps([res, wall, cpu, frames]), flush=True)
 
 
-def _run_workers(n: int, seed: int, cfg: SynthConfig, videos: Path, workers: int
+def _run_workers(n: int, seed: int, cfg: SynthConfig, videos: Path, workers: int, indices: list[int]
                  ) -> Iterator[tuple[str, float, float, int]]:
-    """Render in ``workers`` fresh interpreters (round-robin indices); yields each video's timing.
+    """Render videos ``indices`` in ``workers`` fresh interpreters (round-robin); yields each video's timing.
 
     Fresh interpreters rather than a fork pool: forking a process that already ran OpenCV/FFmpeg threads can
     deadlock the children, and ``spawn`` re-imports the caller's ``__main__`` (breaking scripts without a main
@@ -964,7 +988,7 @@ def _run_workers(n: int, seed: int, cfg: SynthConfig, videos: Path, workers: int
     try:
         for k in range(workers):
             job = {"n": n, "seed": seed, "config": _config_to_json(cfg), "videos": str(videos),
-                   "indices": list(range(k, n, workers))}
+                   "indices": indices[k::workers]}
             p = subprocess.Popen([sys.executable, "-c", "from extraction.synth import _worker_main; _worker_main()"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=env)
@@ -1026,19 +1050,21 @@ def generate(n: int, out: Path | str, seed: int = 0, *, config: SynthConfig | No
     specs = sample_specs(n, seed, cfg)
     videos = out / "videos"
     _prepare(videos, {s.video_id for s in specs}, clean)
+    todo = [i for i, s in enumerate(specs) if not _already_rendered(s, videos, out, seed, cfg)]
     if workers is None:
-        workers = min(os.cpu_count() or 1, 8) if n >= 8 else 1
-    workers = max(1, min(workers, n))
+        workers = min(os.cpu_count() or 1, 8) if len(todo) >= 8 else 1
+    workers = max(1, min(workers, len(todo) or 1))
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     timings: list[tuple[str, float, float, int]] = []
-    with tqdm(total=n, desc="synth videos", unit="video", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=n, initial=n - len(todo), desc="synth videos", unit="video", disable=not progress,
+              file=sys.stderr) as bar:
         if workers <= 1:
-            for s in specs:
-                timings.append(_write_one(s, str(videos), cfg.crf))
+            for i in todo:
+                timings.append(_write_one(specs[i], str(videos), cfg.crf))
                 bar.update()
         else:
-            for t in _run_workers(n, seed, cfg, videos, workers):
+            for t in _run_workers(n, seed, cfg, videos, workers, todo):
                 timings.append(t)
                 bar.update()
     write_tables(specs, out, seed, cfg)

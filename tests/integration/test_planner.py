@@ -116,6 +116,34 @@ def test_small_memory_budget_forces_smaller_batches_and_the_run_still_completes(
             assert arts[comp][1].batch_size <= b
 
 
+def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, tmp_path):
+    from extraction.executor import PILOT_MIN_VIDEOS, PILOT_VIDEOS
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(PILOT_MIN_VIDEOS):  # 2 s at 2 fps: 4 frames each
+        write_sidecar(write_video(folder / f"q{i:02d}.mp4", seconds=2.0, fps=10, seed=40 + i), f"q{i:02d}")
+    cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml")
+    seen = []
+    summary = run_extraction(folder, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False,
+                             on_plan=seen.append)
+    assert summary.ok == summary.videos == PILOT_MIN_VIDEOS and len(summary.manifests) == PILOT_MIN_VIDEOS
+    (plan,) = seen  # the plan of the rest, made with what the pilot measured
+    cal = plan.calibration
+    assert plan.videos == PILOT_MIN_VIDEOS - PILOT_VIDEOS and len(cal["pilot_videos"]) == PILOT_VIDEOS
+    assert set(cal["time_factors"]) >= set(UNITS) | {"frames"}  # every model component and decoding
+    assert all(0.5 <= f <= 3.0 for f in cal["time_factors"].values())
+    assert cal["video_overhead_s"] >= 0 and cal["pilot_seconds"] > 0
+    # the synthetic checklist's flat 2-3 ms per request is far from the real models: the factors say so
+    assert max(cal["time_factors"].values()) > 1.0
+    manifests = {m["video_id"]: m for m, _ in _manifests(tmp_path / "out")}
+    assert len(manifests) == PILOT_MIN_VIDEOS and len({m["run_id"] for m in manifests.values()}) == 1
+    for vid in cal["pilot_videos"]:
+        assert manifests[vid]["plan"]["stage"] == "pilot" and manifests[vid]["status"] == "ok"
+    rest = [m for v, m in manifests.items() if v not in cal["pilot_videos"]]
+    assert all(m["plan"]["calibration"]["time_factors"] == cal["time_factors"] for m in rest)
+
+
 def test_stale_checklist_is_refused_before_any_work(triton_server, videos, tmp_path):
     cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml", digest_of={"faces": "sha256:old"})
     with pytest.raises(ChecklistStale) as err:

@@ -256,3 +256,50 @@ def test_request_time_factor_scales_server_time_on_every_device():
     assert p1.predicted_makespan_s == pytest.approx(1.25 * p0.predicted_makespan_s)
     assert p1.components["od"].predicted_server_s == pytest.approx(1.25 * p0.components["od"].predicted_server_s)
     assert p1.checklist["request_time_factor"] == 1.25
+
+
+def test_pilot_time_factors_scale_that_components_stages_and_are_recorded():
+    from extraction.planner import predicted_component_seconds
+
+    cpu_cl = checklist(entry("od", per_unit_bytes=1e6, seconds_per_unit=0.01, kind="cpu"),
+                       entry("sc", per_unit_bytes=1e6, seconds_per_unit=0.02, kind="cpu"), decode_s=0.001)
+    dev = [Device("cpu", "cpu", 8 * GB, concurrency=2)]
+    vids, comps = videos(3, 30), [FRAMES, OD, SC]
+    base = plan(vids, comps, dev, cpu_cl)
+    per_video = predicted_component_seconds(vids, comps, dev, cpu_cl, base.batch_sizes)
+    assert len(per_video) == 3 and per_video[0]["frames"] == pytest.approx(30 * 0.001)  # decode is the frames stage
+    assert per_video[0]["od"] == pytest.approx(base.components["od"].predicted_server_s / 3)
+    slow_od = predicted_component_seconds(vids, comps, dev, cpu_cl, base.batch_sizes, time_factors={"od": 2.0})
+    assert slow_od[0]["od"] == pytest.approx(2 * per_video[0]["od"]) and slow_od[0]["sc"] == per_video[0]["sc"]
+    calibrated = plan(vids, comps, dev, cpu_cl, time_factors={"od": 2.0, "frames": 3.0}, video_overhead_s=0.05)
+    assert calibrated.batch_sizes == base.batch_sizes  # a uniform factor does not change the best batch here
+    assert calibrated.components["od"].predicted_server_s == pytest.approx(2 * base.components["od"].predicted_server_s)
+    assert calibrated.predicted_makespan_s > base.predicted_makespan_s
+    assert calibrated.calibration == {"time_factors": {"od": 2.0, "frames": 3.0}, "video_overhead_s": 0.05}
+    assert "od x2.00" in calibrated.describe() and calibrated.to_dict()["calibration"]["time_factors"]["frames"] == 3.0
+    assert base.calibration == {}
+
+
+def test_pilot_factors_are_clamped_and_need_something_predicted():
+    from extraction.executor import FACTOR_BOUNDS, pilot_factors
+
+    f = pilot_factors({"a": 1.5, "b": 100.0, "c": 0.001, "d": 0.2}, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0})
+    assert f == {"a": 1.5, "b": FACTOR_BOUNDS[1], "c": FACTOR_BOUNDS[0]}  # d: nothing predicted to compare
+
+
+def test_pilot_measurements_skip_cache_hits_and_charge_unmodelled_work_per_video():
+    from extraction.executor import pilot_measurements
+
+    def e(latency, hit=False, status="ok"):
+        return {"latency_s": latency, "cache_hit": hit, "status": status}
+
+    manifests = [{"components": {"frames": e(0.4), "faces": e(1.0), "face_presence": e(0.05)}},
+                 {"components": {"frames": e(0.5), "faces": e(0.001, hit=True), "face_presence": e(0.05)}}]
+    predicted = [{"frames": 0.2, "faces": 0.5}, {"frames": 0.25, "faces": 0.6}]
+    measured, pred, overhead = pilot_measurements(manifests, predicted, wall_s=2.2)
+    assert measured == pytest.approx({"frames": 0.9, "faces": 1.0})
+    assert pred == pytest.approx({"frames": 0.45, "faces": 0.5})  # the reused faces artifact is not compared
+    # 2.2 s wall - 2.001 s inside components + 0.1 s of components without a stage, per video
+    assert overhead == pytest.approx((2.2 - 2.001 + 0.1) / 2)
+    cached = [{"components": {"frames": e(0.01, hit=True)}}]
+    assert pilot_measurements(cached, [{"frames": 0.2}], wall_s=0.1) == ({}, {}, None)

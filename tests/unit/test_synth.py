@@ -191,6 +191,27 @@ def test_same_seed_same_bytes_with_any_worker_count(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "labels.csv").read_bytes() != (tmp_path / "c" / "labels.csv").read_bytes()
 
 
+def test_growing_a_corpus_renders_only_new_videos_and_equals_a_fresh_one(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    kw = {"duration_s": (0.8, 1.2), "resolution_mix": {"640x360": 1.0}, "progress": False, "workers": 1}
+    synth.generate(3, tmp_path / "grow", 5, **kw)
+    rendered: list[str] = []
+    real = synth.render_video
+    monkeypatch.setattr(synth, "render_video", lambda spec, *a, **k: (rendered.append(spec.video_id),
+                                                                        real(spec, *a, **k))[1])
+    grown = synth.generate(5, tmp_path / "grow", 5, **kw)
+    assert rendered == [s.video_id for s in grown[3:]]  # the first 3 were reused, not rendered again
+    fresh = synth.generate(5, tmp_path / "fresh", 5, **kw)
+    for a, b in zip(grown, fresh, strict=True):
+        pa, pb = tmp_path / "grow" / "videos" / a.filename, tmp_path / "fresh" / "videos" / b.filename
+        assert pa.read_bytes() == pb.read_bytes()
+    assert (tmp_path / "grow" / "labels.csv").read_bytes() == (tmp_path / "fresh" / "labels.csv").read_bytes()
+    # another config (a different crf) means other bytes: everything is rendered again
+    rendered.clear()
+    synth.generate(5, tmp_path / "grow", 5, crf=30, **kw)
+    assert rendered == [s.video_id for s in grown]
+
+
 def test_haar_cascade_detects_faces_only_in_face_videos(corpus: tuple[Path, list[synth.VideoSpec]]) -> None:
     """Frames sampled the way the extractor's fast profile does (2 fps, longer side 480)."""
     out, specs = corpus
