@@ -355,6 +355,18 @@ def run_pilot(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Ba
                  summary=summary)
 
 
+def pick_pilot(out_root: Path, videos: Sequence[tuple[Path, dict[str, Any]]], k: int) -> list[int]:
+    """Indices of the first ``k`` videos with nothing in ``out_root``'s cache (a reused artifact measures
+    nothing); fewer, or none, when the corpus is (mostly) extracted already."""
+    picked = []
+    for i, (_, meta) in enumerate(videos):
+        if len(picked) == k:
+            break
+        if not (Path(out_root) / str(meta["platform_id"]) / str(meta["video_id"]) / "cache").exists():
+            picked.append(i)
+    return picked
+
+
 def merge_summaries(a: Any, b: Any) -> Any:
     """One run summary of two parts of the same run (the pilot, then the rest)."""
     return dataclasses.replace(b, videos=a.videos + b.videos, ok=a.ok + b.ok, failed={**a.failed, **b.failed},
@@ -614,16 +626,19 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
               max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
     p = plan_run(run, videos, **kw)
     rest, pilot = list(videos), None
+    picked = pick_pilot(run.out_root, videos, pilot_videos) if pilot_videos > 0 else []
     if pilot_videos <= 0:
         p.calibration["skipped"] = "turned off"
     elif len(videos) < PILOT_MIN_VIDEOS:
         p.calibration["skipped"] = f"{len(videos)} videos; a pilot runs from {PILOT_MIN_VIDEOS}"
     elif len(p.passes) > 1:
         p.calibration["skipped"] = "the plan rotates models in passes"
+    elif not picked:
+        p.calibration["skipped"] = f"every one of the first videos has cached artifacts in {run.out_root}"
     else:
         run_id = run_id or new_run_id()
-        pilot = run_pilot(run, rest[:pilot_videos], p, cl, run_id)
-        rest = rest[pilot_videos:]
+        pilot = run_pilot(run, [videos[i] for i in picked], p, cl, run_id)
+        rest = [v for i, v in enumerate(videos) if i not in set(picked)]
         p = plan_run(run, rest, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s)
         p.calibration.update(pilot.record())
         if not pilot.factors:
