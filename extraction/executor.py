@@ -79,15 +79,21 @@ def units_for(unit: str, sampled: int, duration_s: float, has_audio: bool, param
     raise TrendflowError(f"unknown unit kind {unit!r} in the checklist", code="config_invalid")
 
 
-def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checklist: Checklist) -> list[VideoSpec]:
+def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checklist: Checklist,
+                cached: Sequence[set[str]] | None = None, components: Sequence[Any] = ()) -> list[VideoSpec]:
     """Planner view of each video from its container header (PyAV probe; nothing is decoded).
 
-    A video that cannot be probed gets zero units: the run records ``video_decode_failed`` for it."""
+    A video that cannot be probed gets zero units: the run records ``video_decode_failed`` for it. With
+    ``cached`` (per video, the components the run will reuse from the cache: ``runner.cached_components``) a reused
+    model component sends nothing, and a video decodes frames (audio) only if a component of ``components`` that
+    needs them is computed."""
     from extraction.decode import probe, target_times  # noqa: PLC0415
 
     s = cfg.sampling
+    frame_comps = {c.name for c in components if c.uses_frames}
+    audio_comps = {c.name for c in components if ComponentSpec.of(c).uses_audio}
     out = []
-    for path, meta in videos:
+    for i, (path, meta) in enumerate(videos):
         vid = str(meta.get("video_id", Path(path).stem))
         try:
             info = probe(str(path))
@@ -99,9 +105,26 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
         units = {c: units_for(e.unit, n, info.duration_s, info.has_audio, cfg.params(c))
                  for c, e in checklist.models.items()}
         decoded = int(round(float(targets[-1]) * (info.fps or 25.0))) + 1
+        audio_s = info.duration_s if info.has_audio else 0.0
+        reused = cached[i] if cached is not None else set()
+        if reused:
+            units = {c: 0 if c in reused else u for c, u in units.items()}
+            if frame_comps and frame_comps <= reused:
+                decoded = n = 0
+            if audio_comps and audio_comps <= reused:
+                audio_s = 0.0
         out.append(VideoSpec(vid, size_class(info.width, info.height), units, decoded_frames=decoded,
-                             sampled_frames=n, audio_s=info.duration_s if info.has_audio else 0.0))
+                             sampled_frames=n, audio_s=audio_s))
     return out
+
+
+def cached_per_video(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]]) -> list[set[str]]:
+    """Per video, the components ``run`` will reuse from its cache (``runner.cached_components``)."""
+    from extraction.components import VideoInput  # noqa: PLC0415
+    from extraction.runner import cached_components  # noqa: PLC0415
+
+    s = run.cfg.sampling
+    return [cached_components(run, VideoInput(str(p), meta, s.fps, s.max_frames, s.max_side)) for p, meta in videos]
 
 
 BACKGROUND_SAMPLE_S = 0.25  # planning is part of every run's wall time: a quarter second of load sampling
@@ -227,12 +250,14 @@ def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checkli
              max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
              max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
              max_instances: int | Mapping[str, int] | None = None,
-             time_factors: Mapping[str, float] | None = None, video_overhead_s: float | None = None) -> BatchPlan:
+             time_factors: Mapping[str, float] | None = None, video_overhead_s: float | None = None,
+             cached: Sequence[set[str]] | None = None) -> BatchPlan:
     """Plan ``run`` (an :class:`~extraction.runner.ExtractionRun`) over ``videos`` before any work starts.
 
     Resolves the run's models on the server, refuses a stale checklist, probes the videos and reads the free
     memory now. Raises ``checklist_missing``/``checklist_stale``/``insufficient_memory`` before anything runs.
-    ``time_factors``/``video_overhead_s`` come from a pilot (:func:`run_pilot`)."""
+    ``time_factors``/``video_overhead_s`` come from a pilot (:func:`run_pilot`). Work the cache already holds is
+    not planned (``cached``: per video, as :func:`cached_per_video` returns it; computed here when None)."""
     if not isinstance(checklist, Checklist):
         source = find_checklist(run.cfg.profile, checklist)
         cl = load_checklist(source)
@@ -258,7 +283,9 @@ def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checkli
         loaded = None
     ratio = speed_ratio(cl)  # this machine now vs when the checklist was measured
     devs = [dataclasses.replace(d, speed_ratio=ratio) if d.kind == "cpu" else d for d in devs]
-    specs = video_specs(videos, run.cfg, cl)
+    if cached is None:
+        cached = cached_per_video(run, videos)
+    specs = video_specs(videos, run.cfg, cl, cached, run.components)
     control = getattr(run.provider, "client", None)
     inst_now = current_instances(control, {c: h.name for c, h in handles.items()}) if control is not None else {}
     p = plan(specs, component_specs(run.components), devs, cl, safety_margin=safety_margin,
@@ -355,16 +382,10 @@ def run_pilot(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Ba
                  summary=summary)
 
 
-def pick_pilot(out_root: Path, videos: Sequence[tuple[Path, dict[str, Any]]], k: int) -> list[int]:
-    """Indices of the first ``k`` videos with nothing in ``out_root``'s cache (a reused artifact measures
-    nothing); fewer, or none, when the corpus is (mostly) extracted already."""
-    picked = []
-    for i, (_, meta) in enumerate(videos):
-        if len(picked) == k:
-            break
-        if not (Path(out_root) / str(meta["platform_id"]) / str(meta["video_id"]) / "cache").exists():
-            picked.append(i)
-    return picked
+def pick_pilot(cached: Sequence[set[str]], k: int) -> list[int]:
+    """Indices of the first ``k`` videos with nothing to reuse from the cache (``cached``: per video, the reused
+    components; a reused artifact measures nothing); fewer, or none, when the corpus is (mostly) extracted."""
+    return [i for i, hits in enumerate(cached) if not hits][:k]
 
 
 def merge_summaries(a: Any, b: Any) -> Any:
@@ -624,9 +645,10 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     kw = dict(checklist=cl, devices=devs, memory_budget=memory_budget, safety_margin=safety_margin,
               max_videos_in_parallel=max_videos_in_parallel,
               max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
-    p = plan_run(run, videos, **kw)
+    cached = cached_per_video(run, videos)
+    p = plan_run(run, videos, **kw, cached=cached)
     rest, pilot = list(videos), None
-    picked = pick_pilot(run.out_root, videos, pilot_videos) if pilot_videos > 0 else []
+    picked = pick_pilot(cached, pilot_videos) if pilot_videos > 0 else []
     if pilot_videos <= 0:
         p.calibration["skipped"] = "turned off"
     elif len(videos) < PILOT_MIN_VIDEOS:
@@ -634,12 +656,14 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     elif len(p.passes) > 1:
         p.calibration["skipped"] = "the plan rotates models in passes"
     elif not picked:
-        p.calibration["skipped"] = f"every one of the first videos has cached artifacts in {run.out_root}"
+        p.calibration["skipped"] = f"every video has artifacts to reuse in {run.out_root}"
     else:
         run_id = run_id or new_run_id()
         pilot = run_pilot(run, [videos[i] for i in picked], p, cl, run_id)
-        rest = [v for i, v in enumerate(videos) if i not in set(picked)]
-        p = plan_run(run, rest, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s)
+        keep = [i for i in range(len(videos)) if i not in set(picked)]
+        rest = [videos[i] for i in keep]
+        p = plan_run(run, rest, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
+                     cached=[cached[i] for i in keep])
         p.calibration.update(pilot.record())
         if not pilot.factors:
             p.calibration["skipped"] = "the pilot videos were all reused from the cache"

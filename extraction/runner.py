@@ -143,6 +143,33 @@ def cache_key(platform_id: str, video_id: str, component: str, config_hash: str,
                         "model_signature": model_signature, "dependencies": dependencies}, n=32)
 
 
+def component_key(run: ExtractionRun, video: VideoInput, comp: Component, dep_keys: dict[str, str]
+                  ) -> tuple[str, str, str]:
+    """``(cache key, config hash, model signature)`` of ``comp`` for ``video`` given its dependencies' keys."""
+    handle = run.handles.get(comp.name)
+    msig = model_signature([handle.used] if handle else [])
+    config_hash = stable_hash(comp.config_for_key(video, run.cfg.params(comp.name)))
+    key = cache_key(video.platform_id, video.video_id, comp.name, config_hash,
+                    SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a", comp.producer_version,
+                    comp.schema_version, msig, dep_keys)
+    return key, config_hash, msig
+
+
+def cached_components(run: ExtractionRun, video: VideoInput) -> set[str]:
+    """Components whose artifact for ``video`` is in ``run``'s cache under the key this run would compute (the
+    models resolved now, the config, every upstream key): what :func:`process_video` will reuse, known before any
+    work (nothing decoded). Call after ``run.resolve_models()``."""
+    keys: dict[str, str] = {}
+    hits = set()
+    for comp in run.components:
+        if any(d not in keys for d in comp.dependencies):
+            continue
+        keys[comp.name] = component_key(run, video, comp, {d: keys[d] for d in comp.dependencies})[0]
+        if lookup_cache(run.out_root, video.platform_id, video.video_id, keys[comp.name]) is not None:
+            hits.add(comp.name)
+    return hits
+
+
 def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[str, Any]:
     """Compute or reuse every component for one video and write its manifest. Returns the manifest."""
     video, cfg = job.video, run.cfg
@@ -174,11 +201,10 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
         params = cfg.params(comp.name)
         handle = run.handles.get(comp.name)
         used = [handle.used] if handle else []
-        msig = model_signature(used)
         entry: dict[str, Any] = {"status": "error", "cache_hit": False, "source_artifact": None, "artifact": None,
                                  "signature": None, "cache_key": None, "batch_size": 0, "latency_s": 0.0,
                                  "warnings": [], "error_code": None, "error_message": None, "retry_count": 0,
-                                 "model_signature": msig}
+                                 "model_signature": model_signature(used)}
         manifest["components"][comp.name] = entry
         missing = [d for d in comp.dependencies if d not in produced or produced[d][2] is None]
         if missing:
@@ -188,10 +214,7 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
             done(comp.name)
             continue
         deps_sig = {d: produced[d][0] for d in comp.dependencies}
-        config_hash = stable_hash(comp.config_for_key(video, params))
-        key = cache_key(video.platform_id, video.video_id, comp.name, config_hash,
-                        SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a", comp.producer_version,
-                        comp.schema_version, msig, deps_sig)
+        key, config_hash, msig = component_key(run, video, comp, deps_sig)
         entry.update(cache_key=key, signature=key)
         dst = rdir / f"{comp.name}.npz"
         hit = lookup_cache(run.out_root, video.platform_id, video.video_id, key)

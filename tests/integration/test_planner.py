@@ -144,6 +144,19 @@ def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, t
     assert all(m["plan"]["calibration"]["time_factors"] == cal["time_factors"] for m in rest)
 
 
+def test_the_plan_leaves_out_what_the_cache_already_holds(triton_server, videos, tmp_path):
+    cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml")
+    first = run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False)
+    assert first.computed > 0 and all(c["requests"] > 0 for c in first.plan["components"].values() if c["model"])
+    seen = []
+    again = run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False,
+                           on_plan=seen.append)
+    (plan,) = seen
+    assert again.computed == 0 and again.cache_hits == first.computed  # everything reused, as the plan knew
+    assert all(c.requests == 0 and c.predicted_server_s == 0 for c in plan.components.values() if c.model)
+    assert plan.predicted_makespan_s < first.plan["predicted_makespan_s"] / 5
+
+
 def test_stale_checklist_is_refused_before_any_work(triton_server, videos, tmp_path):
     cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml", digest_of={"faces": "sha256:old"})
     with pytest.raises(ChecklistStale) as err:

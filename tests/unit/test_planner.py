@@ -305,12 +305,10 @@ def test_pilot_measurements_skip_cache_hits_and_charge_unmodelled_work_per_video
     assert pilot_measurements(cached, [{"frames": 0.2}], wall_s=0.1) == ({}, {}, None)
 
 
-def test_pilot_videos_are_the_first_ones_without_cached_artifacts(tmp_path):
+def test_pilot_videos_are_the_first_ones_with_nothing_cached():
     from extraction.executor import pick_pilot
 
-    vids = [(tmp_path / f"{v}.mp4", {"platform_id": "youtube", "video_id": v}) for v in "abcde"]
-    (tmp_path / "out" / "youtube" / "a" / "cache").mkdir(parents=True)
-    (tmp_path / "out" / "youtube" / "c" / "cache").mkdir(parents=True)
-    assert pick_pilot(tmp_path / "out", vids, 2) == [1, 3]
-    assert pick_pilot(tmp_path / "out", vids[:3], 2) == [1]
-    assert pick_pilot(tmp_path / "out", [vids[0], vids[2]], 2) == []
+    cached = [{"frames", "visual"}, set(), {"metadata"}, set(), set()]
+    assert pick_pilot(cached, 2) == [1, 3]
+    assert pick_pilot(cached[:3], 2) == [1]
+    assert pick_pilot([{"text"}, {"frames"}], 2) == []
