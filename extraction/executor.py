@@ -127,7 +127,7 @@ def cached_per_video(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]]) ->
     return [cached_components(run, VideoInput(str(p), meta, s.fps, s.max_frames, s.max_side)) for p, meta in videos]
 
 
-BACKGROUND_SAMPLE_S = 0.25  # planning is part of every run's wall time: a quarter second of load sampling
+BACKGROUND_SAMPLE_S = 0.15  # planning is part of every run's wall time: load is sampled while it gathers inputs
 
 
 def discover_devices(background: float | None = None, own_pids: Iterable[int] = ()) -> list[Device]:
@@ -244,20 +244,28 @@ def find_checklist(profile: str, path: Path | None = None, root: Path = CHECKLIS
     return p
 
 
-def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checklist: Checklist | Path | None = None,
-             devices: Sequence[Device] | None = None, memory_budget: int | Mapping[str, int] | None = None,
-             safety_margin: float = DEFAULT_SAFETY_MARGIN,
-             max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
-             max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
-             max_instances: int | Mapping[str, int] | None = None,
-             time_factors: Mapping[str, float] | None = None, video_overhead_s: float | None = None,
-             cached: Sequence[set[str]] | None = None) -> BatchPlan:
-    """Plan ``run`` (an :class:`~extraction.runner.ExtractionRun`) over ``videos`` before any work starts.
+@dataclasses.dataclass
+class PlanInputs:
+    """What :func:`plan_run` gathers from the real world before the pure planner runs (reusable for a second plan
+    of a subset of the same videos: ``specs`` are per video, in order)."""
 
-    Resolves the run's models on the server, refuses a stale checklist, probes the videos and reads the free
-    memory now. Raises ``checklist_missing``/``checklist_stale``/``insufficient_memory`` before anything runs.
-    ``time_factors``/``video_overhead_s`` come from a pilot (:func:`run_pilot`). Work the cache already holds is
-    not planned (``cached``: per video, as :func:`cached_per_video` returns it; computed here when None)."""
+    checklist: Checklist
+    source: Path
+    specs: list[VideoSpec]
+    devices: list[Device]
+    loaded: set[str] | None
+    current_instances: dict[str, int]
+
+
+def plan_inputs(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], checklist: Checklist | Path | None = None,
+                devices: Sequence[Device] | None = None, cached: Sequence[set[str]] | None = None) -> PlanInputs:
+    """Resolve the run's models, refuse a stale checklist, probe the videos (container headers), look up what the
+    cache holds, read the free memory, the busy cores and this machine's speed now. The background load is
+    sampled over the time this takes (at least ``BACKGROUND_SAMPLE_S``), not in a separate wait."""
+    from extraction.checklist import BackgroundMeter  # noqa: PLC0415
+
+    meter = BackgroundMeter(lambda: [os.getpid()]).start() if devices is None else None
+    t0 = time.perf_counter()
     if not isinstance(checklist, Checklist):
         source = find_checklist(run.cfg.profile, checklist)
         cl = load_checklist(source)
@@ -265,7 +273,17 @@ def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checkli
         cl, source = checklist, Path("<in-memory>")
     handles = run.resolve_models()
     cl.check_signatures(model_signatures(handles), source=str(source))
-    devs = list(devices) if devices is not None else discover_devices()
+    ratio = speed_ratio(cl)  # this machine now vs when the checklist was measured
+    if cached is None:
+        cached = cached_per_video(run, videos)
+    specs = video_specs(videos, run.cfg, cl, cached, run.components)
+    control = getattr(run.provider, "client", None)
+    inst_now = current_instances(control, {c: h.name for c, h in handles.items()}) if control is not None else {}
+    if meter is not None:
+        time.sleep(max(0.0, BACKGROUND_SAMPLE_S - (time.perf_counter() - t0)))
+        devs = discover_devices(background=meter.busy_cores())
+    else:
+        devs = list(devices or [])
     now = loaded_models(run.provider)
     if now is not None:
         names = {c: h.name for c, h in handles.items()}
@@ -281,19 +299,31 @@ def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checkli
                 if d.kind == "cpu" else d for d in devs]
     else:
         loaded = None
-    ratio = speed_ratio(cl)  # this machine now vs when the checklist was measured
     devs = [dataclasses.replace(d, speed_ratio=ratio) if d.kind == "cpu" else d for d in devs]
-    if cached is None:
-        cached = cached_per_video(run, videos)
-    specs = video_specs(videos, run.cfg, cl, cached, run.components)
-    control = getattr(run.provider, "client", None)
-    inst_now = current_instances(control, {c: h.name for c, h in handles.items()}) if control is not None else {}
-    p = plan(specs, component_specs(run.components), devs, cl, safety_margin=safety_margin,
+    return PlanInputs(cl, source, specs, devs, loaded, inst_now)
+
+
+def plan_run(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *, checklist: Checklist | Path | None = None,
+             devices: Sequence[Device] | None = None, memory_budget: int | Mapping[str, int] | None = None,
+             safety_margin: float = DEFAULT_SAFETY_MARGIN,
+             max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
+             max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+             max_instances: int | Mapping[str, int] | None = None,
+             time_factors: Mapping[str, float] | None = None, video_overhead_s: float | None = None,
+             cached: Sequence[set[str]] | None = None, inputs: PlanInputs | None = None) -> BatchPlan:
+    """Plan ``run`` (an :class:`~extraction.runner.ExtractionRun`) over ``videos`` before any work starts.
+
+    Gathers :func:`plan_inputs` (or uses ``inputs``, gathered for exactly these videos) and calls the pure planner.
+    Raises ``checklist_missing``/``checklist_stale``/``insufficient_memory`` before anything runs.
+    ``time_factors``/``video_overhead_s`` come from a pilot (:func:`run_pilot`). Work the cache already holds is
+    not planned (``cached``: per video, as :func:`cached_per_video` returns it; looked up when None)."""
+    x = inputs if inputs is not None else plan_inputs(run, videos, checklist, devices, cached)
+    p = plan(x.specs, component_specs(run.components), x.devices, x.checklist, safety_margin=safety_margin,
              memory_budget=memory_budget, max_videos_in_parallel=max_videos_in_parallel,
-             max_loaded_models_per_device=max_loaded_models_per_device, loaded=loaded,
-             max_instances=max_instances, current_instances=inst_now, time_factors=time_factors,
+             max_loaded_models_per_device=max_loaded_models_per_device, loaded=x.loaded,
+             max_instances=max_instances, current_instances=x.current_instances, time_factors=time_factors,
              video_overhead_s=video_overhead_s)
-    p.checklist["path"] = str(source)
+    p.checklist["path"] = str(x.source)
     return p
 
 
@@ -641,12 +671,11 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
 
     run.resolve_models()  # an unreachable server or a missing model is reported before any checklist problem
     cl = checklist if isinstance(checklist, Checklist) else load_checklist(find_checklist(run.cfg.profile, checklist))
-    devs = list(devices) if devices is not None else discover_devices()
-    kw = dict(checklist=cl, devices=devs, memory_budget=memory_budget, safety_margin=safety_margin,
-              max_videos_in_parallel=max_videos_in_parallel,
-              max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
     cached = cached_per_video(run, videos)
-    p = plan_run(run, videos, **kw, cached=cached)
+    x = plan_inputs(run, videos, cl, devices, cached)
+    kw = dict(memory_budget=memory_budget, safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
+              max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
+    p = plan_run(run, videos, **kw, inputs=x)
     rest, pilot = list(videos), None
     picked = pick_pilot(cached, pilot_videos) if pilot_videos > 0 else []
     if pilot_videos <= 0:
@@ -662,8 +691,9 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
         pilot = run_pilot(run, [videos[i] for i in picked], p, cl, run_id)
         keep = [i for i in range(len(videos)) if i not in set(picked)]
         rest = [videos[i] for i in keep]
+        rest_inputs = dataclasses.replace(x, specs=[x.specs[i] for i in keep])  # same devices, speed, server
         p = plan_run(run, rest, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
-                     cached=[cached[i] for i in keep])
+                     inputs=rest_inputs)
         p.calibration.update(pilot.record())
         if not pilot.factors:
             p.calibration["skipped"] = "the pilot videos were all reused from the cache"

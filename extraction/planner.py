@@ -802,7 +802,8 @@ class _Planner:
 def _knapsack(items: Sequence[str], options: Mapping[str, Sequence[int]], mem, time, room: int
               ) -> dict[str, int] | None:
     """Pick one batch size per item minimising (summed time, summed requests) with summed memory <= room."""
-    best_each = {c: min(options[c], key=lambda b, c=c: (round(time(c, b)[0], 9), time(c, b)[1], b)) for c in items}
+    tr = {(c, b): (round(time(c, b)[0], 9), time(c, b)[1]) for c in items for b in options[c]}
+    best_each = {c: min(options[c], key=lambda b, c=c: (*tr[(c, b)], b)) for c in items}
     if sum(mem(c, b) for c, b in best_each.items()) <= room:
         return best_each
     unit = max(1.0, room / _DP_BUCKETS)
@@ -820,10 +821,11 @@ def _knapsack(items: Sequence[str], options: Mapping[str, Sequence[int]], mem, t
                 nb = bucket + w
                 if nb * unit > room:  # memory is rounded up to buckets: every kept state fits
                     continue
-                cand = (t0 + t, r0 + r, (*ch, b))
+                ct, cr = t0 + t, r0 + r
                 cur = nxt.get(nb)
-                if cur is None or (round(cand[0], 9), cand[1]) < (round(cur[0], 9), cur[1]):
-                    nxt[nb] = cand
+                # less time (beyond float noise), then fewer requests
+                if cur is None or ct < cur[0] - 1e-9 or (ct <= cur[0] + 1e-9 and cr < cur[1]):
+                    nxt[nb] = (ct, cr, (*ch, b))
         states = nxt
         if not states:
             return None
