@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--pilot", type=int, default=None,
-                    help="pilot videos before the planner plans the rest (default: the executor's; 0 = off)")
+                    help="pilot videos before the planner plans the rest (default: executor.pilot_size; 0 = off)")
     args = ap.parse_args(argv)
 
     from extraction import synth, triton_server  # noqa: PLC0415
@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     from extraction.checklist import run_profile  # noqa: PLC0415
     from extraction.config import load_profile  # noqa: PLC0415
     from extraction.executor import (  # noqa: PLC0415
-        PILOT_VIDEOS,
         find_checklist,
         model_signatures,
         placement_config,
@@ -107,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     from extraction.runner import ExtractionRun, discover_videos, extract  # noqa: PLC0415
 
     budget = parse_bytes(args.budget)
-    if args.pilot is None:
-        args.pilot = PILOT_VIDEOS
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-extraction-"))
     work.mkdir(parents=True, exist_ok=True)
     state_dir = work / "triton"

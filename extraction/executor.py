@@ -10,7 +10,7 @@
   models with Triton's explicit model control between passes -- tier-0 models stay loaded, tier-1 models are
   evicted least-recently-used -- and the per-pass manifests are merged into one manifest per video.
 * :func:`plan_and_execute` plans the whole corpus first (fail fast), then, for a corpus of at least
-  :data:`PILOT_MIN_VIDEOS`, runs a *pilot* (:func:`run_pilot`): the first :data:`PILOT_VIDEOS` videos one at a
+  :data:`PILOT_MIN_VIDEOS`, runs a *pilot* (:func:`run_pilot`): the first :func:`pilot_size` videos one at a
   time at the plan's batch sizes, for real (their artifacts are part of the run). Each component's measured time
   divided by the stage model's prediction for the same videos is a factor (this machine now, this corpus's
   content, client work the checklist does not see) that the planner applies when it plans the rest.
@@ -54,6 +54,7 @@ from extraction.planner import (
 AUDIO_RATE = 16000
 TEXT_UNITS = 2  # title + description
 PILOT_VIDEOS = 2  # processed one at a time before the rest of the corpus is planned with what they measured
+PILOT_MAX_VIDEOS = 8  # large corpora: up to this many (content varies between videos; 1% of the corpus)
 PILOT_MIN_VIDEOS = 12  # below this, serialising the pilot costs more than a better plan can win back
 FACTOR_BOUNDS = (0.5, 3.0)  # a pilot factor outside this range is clamped (one odd video must not wreck a plan)
 
@@ -412,6 +413,14 @@ def run_pilot(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Ba
                  summary=summary)
 
 
+def pilot_size(n_videos: int) -> int:
+    """Pilot videos for a corpus of ``n_videos``: 0 below :data:`PILOT_MIN_VIDEOS`, else 1% of the corpus within
+    [:data:`PILOT_VIDEOS`, :data:`PILOT_MAX_VIDEOS`] (16 videos: 2; 4,000: 8)."""
+    if n_videos < PILOT_MIN_VIDEOS:
+        return 0
+    return max(PILOT_VIDEOS, min(PILOT_MAX_VIDEOS, n_videos // 100))
+
+
 def pick_pilot(cached: Sequence[set[str]], k: int) -> list[int]:
     """Indices of the first ``k`` videos with nothing to reuse from the cache (``cached``: per video, the reused
     components; a reused artifact measures nothing); fewer, or none, when the corpus is (mostly) extracted."""
@@ -663,10 +672,10 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
                      max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
                      devices: Sequence[Device] | None = None, server_pid: int | None = None, on_plan=None,
                      run_id: str | None = None, max_instances: int | Mapping[str, int] | None = None,
-                     pilot_videos: int = PILOT_VIDEOS) -> Any:
+                     pilot_videos: int | None = None) -> Any:
     """Plan the whole corpus before any work (fail fast), run the pilot (see the module docstring; from
-    :data:`PILOT_MIN_VIDEOS` videos, single-pass plans, ``pilot_videos=0`` turns it off), plan the rest with its
-    factors, tell ``on_plan``, then execute. Returns the run summary of all videos (one run id)."""
+    :data:`PILOT_MIN_VIDEOS` videos, single-pass plans; ``pilot_videos`` None = :func:`pilot_size`, 0 = off), plan
+    the rest with its factors, tell ``on_plan``, then execute. Returns the run summary of all videos (one run id)."""
     from extraction.runner import new_run_id  # noqa: PLC0415
 
     run.resolve_models()  # an unreachable server or a missing model is reported before any checklist problem
@@ -677,8 +686,10 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
               max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
     p = plan_run(run, videos, **kw, inputs=x)
     rest, pilot = list(videos), None
+    if pilot_videos is None:
+        pilot_videos = pilot_size(len(videos))
     picked = pick_pilot(cached, pilot_videos) if pilot_videos > 0 else []
-    if pilot_videos <= 0:
+    if pilot_videos <= 0 and len(videos) >= PILOT_MIN_VIDEOS:
         p.calibration["skipped"] = "turned off"
     elif len(videos) < PILOT_MIN_VIDEOS:
         p.calibration["skipped"] = f"{len(videos)} videos; a pilot runs from {PILOT_MIN_VIDEOS}"

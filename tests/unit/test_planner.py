@@ -305,6 +305,14 @@ def test_pilot_measurements_skip_cache_hits_and_charge_unmodelled_work_per_video
     assert pilot_measurements(cached, [{"frames": 0.2}], wall_s=0.1) == ({}, {}, None)
 
 
+def test_pilot_size_grows_with_the_corpus_within_bounds():
+    from extraction.executor import PILOT_MAX_VIDEOS, PILOT_MIN_VIDEOS, PILOT_VIDEOS, pilot_size
+
+    assert pilot_size(PILOT_MIN_VIDEOS - 1) == 0
+    assert pilot_size(PILOT_MIN_VIDEOS) == pilot_size(16) == PILOT_VIDEOS
+    assert pilot_size(500) == 5 and pilot_size(4000) == PILOT_MAX_VIDEOS
+
+
 def test_pilot_videos_are_the_first_ones_with_nothing_cached():
     from extraction.executor import pick_pilot
 
