@@ -195,6 +195,8 @@ class BatchPlan:
             lines.append(f"  {d}: predicted peak {_gib(info['predicted_peak_bytes'])} of budget "
                          f"{_gib(info['budget_bytes'])} (free {_gib(info['free_bytes'])}, "
                          f"margin {self.safety_margin:.0%}"
+                         + (f", {info['estimate_margin']:.0%} of the budget kept for estimate error"
+                            if info.get("estimate_margin") else "")
                          + (f"; {info['background']:.2f} of {info['concurrency']:g} cores busy with other work"
                             f"; CPU x{info.get('speed_ratio', 1.0):.2f} the checklist's time"
                             if info["kind"] == "cpu" else "") + ")")
@@ -383,11 +385,14 @@ class _Planner:
                  max_instances: int | Mapping[str, int] | None = None,
                  current_instances: Mapping[str, int] | None = None,
                  time_factors: Mapping[str, float] | None = None,
-                 video_overhead_s: float | None = None) -> None:
+                 video_overhead_s: float | None = None, estimate_margin: float = 0.0) -> None:
         if not devices:
             raise ConfigError("the planner needs at least one device")
         if not 0 <= safety_margin < 1:
             raise ConfigError(f"safety_margin must be in [0, 1), got {safety_margin}")
+        if not 0 <= estimate_margin < 1:
+            raise ConfigError(f"estimate_margin must be in [0, 1), got {estimate_margin}")
+        self.estimate_margin = estimate_margin
         self.videos = list(videos)
         self.comps = _topo(components)
         self.by_name = {c.name: c for c in self.comps}
@@ -403,11 +408,13 @@ class _Planner:
                                   f"for component {c.name!r}; re-profile")
         self.cpu = next((d for d in devices if d.kind == "cpu"), None)
         self.classes = sorted({v.size_class for v in self.videos})
-        self.budget = {}
+        self.given: dict[str, int] = {}  # the budget: free memory less the safety margin, capped by memory_budget
+        self.budget: dict[str, int] = {}  # what predictions may fill: the budget less the estimate margin
         for d in devices:
             usable = int((d.free_bytes + d.loaded_bytes) * (1 - safety_margin))
             cap = memory_budget.get(d.name) if isinstance(memory_budget, Mapping) else memory_budget
-            self.budget[d.name] = min(usable, int(cap)) if cap is not None else usable
+            self.given[d.name] = min(usable, int(cap)) if cap is not None else usable
+            self.budget[d.name] = int(self.given[d.name] * (1 - estimate_margin))
         n = max(1, len(self.videos))
         self.parallel_options = sorted({p for p in parallel_options if 1 <= p <= min(n, max_videos_in_parallel)}
                                        or {1})
@@ -788,7 +795,8 @@ class _Planner:
                 by_dev.setdefault(best.assign[c], []).append(c)
             resident.append(by_dev)
         devices = {d.name: {"kind": d.kind, "free_bytes": d.free_bytes, "loaded_bytes": d.loaded_bytes,
-                            "budget_bytes": self.budget[d.name], "predicted_peak_bytes": best.peak[d.name],
+                            "budget_bytes": self.given[d.name], "plannable_bytes": self.budget[d.name],
+                            "estimate_margin": self.estimate_margin, "predicted_peak_bytes": best.peak[d.name],
                             "concurrency": d.concurrency, "background": d.background,
                             "speed_ratio": round(d.speed_ratio, 3)}
                    for d in self.devices.values()}
@@ -871,7 +879,7 @@ def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devic
          max_instances: int | Mapping[str, int] | None = None,
          current_instances: Mapping[str, int] | None = None,
          time_factors: Mapping[str, float] | None = None,
-         video_overhead_s: float | None = None) -> BatchPlan:
+         video_overhead_s: float | None = None, estimate_margin: float = 0.0) -> BatchPlan:
     """Choose the fastest plan that fits (see the module docstring).
 
     Args:
@@ -892,13 +900,15 @@ def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devic
             requests). Missing components: 1.
         video_overhead_s: measured per-video seconds outside the modelled stages (modules, manifests), replacing
             the checklist's ``client_overhead_s_per_video``.
+        estimate_margin: fraction of the budget the predicted peak must leave free for the memory model's own
+            error (the executor passes :data:`extraction.executor.ESTIMATE_MARGIN`, sized by the benchmark).
 
     Raises:
         InsufficientMemory: a component does not fit even at batch 1 for one video (names it, need, free).
     """
     p = _Planner(videos, components, devices, checklist, safety_margin, memory_budget, max_videos_in_parallel,
                  max_loaded_models_per_device, loaded, parallel_options, max_instances, current_instances,
-                 time_factors, video_overhead_s).run()
+                 time_factors, video_overhead_s, estimate_margin).run()
     if time_factors or video_overhead_s is not None:
         p.calibration.update(time_factors={c: round(f, 3) for c, f in (time_factors or {}).items()},
                              video_overhead_s=None if video_overhead_s is None else round(video_overhead_s, 4))

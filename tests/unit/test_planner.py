@@ -106,6 +106,17 @@ def test_tight_budget_shrinks_batches_and_parallelism_within_budget():
     assert exact.batch_sizes == {"od": 1, "sc": 1} and exact.videos_in_parallel == 1
 
 
+def test_estimate_margin_keeps_part_of_the_budget_free_for_the_memory_models_error():
+    cl, vids, gpu = seed_checklist(), videos(6, 32), [Device("gpu0", "gpu", 200 * GB)]
+    full = plan(vids, [FRAMES, OD, SC], gpu, cl, memory_budget=5 * GB)
+    kept = plan(vids, [FRAMES, OD, SC], gpu, cl, memory_budget=5 * GB, estimate_margin=0.2)
+    assert kept.predicted_peak("gpu0") <= 4 * GB < full.predicted_peak("gpu0") <= 5 * GB
+    assert kept.devices["gpu0"]["budget_bytes"] == 5 * GB and kept.devices["gpu0"]["plannable_bytes"] == 4 * GB
+    assert "20% of the budget kept for estimate error" in kept.describe()
+    with pytest.raises(InsufficientMemory):  # batch 1 of sc (1.5 GB) fits 2 GB, not 2 GB less 30%
+        plan(vids, [FRAMES, OD, SC], gpu, cl, memory_budget=2 * GB, estimate_margin=0.3)
+
+
 def test_fixed_model_memory_and_decode_memory_count_against_the_budget():
     cl = checklist(entry("od", per_unit_bytes=10**8, seconds_per_unit=0.01, overhead_s=0.01, fixed=2 * GB, kind="cpu"),
                    decode_bytes=10**7)
