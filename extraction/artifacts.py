@@ -99,8 +99,10 @@ def cache_index_path(root: Path, platform_id: str, video_id: str, cache_key: str
     return Path(root) / platform_id / video_id / "cache" / f"{cache_key}.json"
 
 
-def lookup_cache(root: Path, platform_id: str, video_id: str, cache_key: str) -> Path | None:
-    """Artifact previously produced under ``cache_key``, if it still exists and is readable."""
+def lookup_cache(root: Path, platform_id: str, video_id: str, cache_key: str, verify: bool = True) -> Path | None:
+    """Artifact previously produced under ``cache_key``, if it still exists and is readable. ``verify=False``
+    skips reading the artifact's meta (what a planner needs: 0.3 ms instead of 0.8 ms per lookup; the runner
+    verifies)."""
     idx = cache_index_path(root, platform_id, video_id, cache_key)
     if not idx.exists():
         return None
@@ -111,6 +113,8 @@ def lookup_cache(root: Path, platform_id: str, video_id: str, cache_key: str) ->
     path = Path(root) / entry["artifact"]
     if not path.exists():
         return None
+    if not verify:
+        return path
     try:
         meta = read_meta(path)
     except (OSError, ValueError, KeyError):

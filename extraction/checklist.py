@@ -228,6 +228,10 @@ class Checklist(BaseModel):
         "how much longer a model's requests took inside whole-video runs (components interleaved, caches cold, "
         "stubs waking up) than in the batch sweep, median over the calibration videos; server times are scaled "
         "by it"))
+    reuse_s_per_component: float = Field(default=0.0, ge=0, description=(
+        "seconds one component reused from the cache costs (link the artifact, read it, record it in the "
+        "manifest), from re-running each calibration video on its own cache; the planner charges it per reused "
+        "component (a re-run is not free)"))
     speed_probe_s: float | None = Field(default=None, gt=0, description=(
         "seconds of the fixed single-threaded speed_probe() workload on this machine when it was measured: the "
         "planner runs it again and scales CPU times by now/then outside SPEED_RATIO_DEADBAND"))
@@ -962,7 +966,7 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
 
     # 3. whole-video runs: per-video client overhead (artifact IO, modules, bookkeeping) beyond decode, preparation
     # and requests, and how much longer the requests take inside a real run than the batch sweep measured --------
-    overheads, request_ratios = [], []
+    overheads, request_ratios, reuse = [], [], []
     comp_of_model = {h.name: c for c, h in handles.items()}
     for cls, vs in prepared.items():
         for v in vs:
@@ -973,6 +977,11 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
             t0 = time.perf_counter()
             process_video(r, VideoJob(v, f"calib-{cls}"))
             wall = time.perf_counter() - t0
+            t0 = time.perf_counter()  # the same video again: every component is a cache hit
+            again = process_video(r, VideoJob(v, f"calib-{cls}-again"))
+            hits = sum(e["cache_hit"] for e in again["components"].values())
+            if hits:
+                reuse.append((time.perf_counter() - t0) / hits)
             units_prep = 0.0  # client preparation measured in step 1, per unit, times this video's units
             for c in client_s:
                 if cls in client_s[c]:
@@ -992,6 +1001,8 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
     run_factor = max(1.0, _median(request_ratios)) if request_ratios else 1.0
     log(f"requests inside whole-video runs took x{run_factor:.2f} the sweep's time "
         f"(median of {len(request_ratios)} videos; the planner scales server times by it)")
+    if reuse:
+        log(f"a component reused from the cache costs {_median(reuse) * 1000:.2f} ms (median of {len(reuse)} videos)")
     log(f"speed probe {min(probes) * 1000:.2f} ms (start {probes[0] * 1000:.2f}, end {probes[1] * 1000:.2f})")
     log(f"other processes kept {background:.2f} of {hw.cpu_cores} cores busy while profiling "
         "(CPU times are normalised with it)")
@@ -1008,6 +1019,7 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
                      client_overhead_s_per_video=round(_median(overheads), 4) if overheads else 0.0,
                      background_busy_cores=background, speed_probe_s=round(min(probes), 7),
                      request_time_factor=round(run_factor, 4),
+                     reuse_s_per_component=round(_median(reuse), 5) if reuse else 0.0,
                      decode=decode, models=models)
 
 

@@ -98,8 +98,13 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
     frame_comps = {c.name for c in components if c.uses_frames}
     audio_comps = {c.name for c in components if ComponentSpec.of(c).uses_audio}
     out = []
+    every = {c.name for c in components}
     for i, (path, meta) in enumerate(videos):
         vid = str(meta.get("video_id", Path(path).stem))
+        reused = cached[i] if cached is not None else set()
+        if every and every <= reused:  # all of it comes from the cache: nothing to probe
+            out.append(VideoSpec(vid, "360p", {c: 0 for c in checklist.models}, reused=len(reused)))
+            continue
         try:
             info = probe(str(path))
         except VideoDecodeFailed:
@@ -111,7 +116,6 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
                  for c, e in checklist.models.items()}
         decoded = int(round(float(targets[-1]) * (info.fps or 25.0))) + 1
         audio_s = info.duration_s if info.has_audio else 0.0
-        reused = cached[i] if cached is not None else set()
         if reused:
             units = {c: 0 if c in reused else u for c, u in units.items()}
             if frame_comps and frame_comps <= reused:
@@ -119,7 +123,7 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
             if audio_comps and audio_comps <= reused:
                 audio_s = 0.0
         out.append(VideoSpec(vid, size_class(info.width, info.height), units, decoded_frames=decoded,
-                             sampled_frames=n, audio_s=audio_s))
+                             sampled_frames=n, audio_s=audio_s, reused=len(reused)))
     return out
 
 

@@ -112,6 +112,8 @@ class VideoSpec:
         decoded_frames: source frames the decoder goes through to reach the last sampled frame.
         sampled_frames: frames kept by the sampling policy (held in memory while the video is processed).
         audio_s: seconds of audio to decode (0 without an audio track).
+        reused: components whose artifact comes from the cache (each costs the checklist's
+            ``reuse_s_per_component``; their units are 0).
     """
 
     video_id: str
@@ -120,6 +122,7 @@ class VideoSpec:
     decoded_frames: int = 0
     sampled_frames: int = 0
     audio_s: float = 0.0
+    reused: int = 0
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -664,6 +667,7 @@ class _Planner:
                 stages.append(Stage(server, demand, instance=f"{e.model}@{dev}", component=name))
             overhead = (self.video_overhead_s if self.video_overhead_s is not None
                         else self.cl.client_overhead_s_per_video * k)
+            overhead += v.reused * self.cl.reuse_s_per_component * k
             stages.append(Stage(overhead * share, ((cpu, 1.0),)))
             out.append(stages)
         return out

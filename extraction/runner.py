@@ -165,7 +165,7 @@ def cached_components(run: ExtractionRun, video: VideoInput) -> set[str]:
         if any(d not in keys for d in comp.dependencies):
             continue
         keys[comp.name] = component_key(run, video, comp, {d: keys[d] for d in comp.dependencies})[0]
-        if lookup_cache(run.out_root, video.platform_id, video.video_id, keys[comp.name]) is not None:
+        if lookup_cache(run.out_root, video.platform_id, video.video_id, keys[comp.name], verify=False) is not None:
             hits.add(comp.name)
     return hits
 

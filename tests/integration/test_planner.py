@@ -221,6 +221,7 @@ def test_profiler_measures_a_checklist_the_planner_accepts(triton_server, videos
         assert [p.batch for p in pts] == [1, 4] and all(p.seconds > 0 and p.mem_bytes > 0 for p in pts)
     assert back.models["visual"].curve("360p").input_shape == [112, 112, 3]
     assert back.models["text"].max_batch_size == 64
+    assert 0 < back.reuse_s_per_component < 0.1  # re-running a calibration video: every component a cache hit
     summary = run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url,
                              checklist=tmp_path / "measured.yaml", progress=False)
     assert summary.ok == 3 and json.dumps(summary.plan)

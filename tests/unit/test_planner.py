@@ -331,3 +331,15 @@ def test_pilot_videos_are_the_first_ones_with_nothing_cached():
     assert pick_pilot(cached, 2) == [1, 3]
     assert pick_pilot(cached[:3], 2) == [1]
     assert pick_pilot([{"text"}, {"frames"}], 2) == []
+
+
+def test_reused_components_cost_the_checklists_reuse_time_and_nothing_else():
+    cpu_cl = checklist(entry("od", per_unit_bytes=1e6, seconds_per_unit=0.01, kind="cpu"),
+                       entry("sc", per_unit_bytes=1e6, seconds_per_unit=0.02, kind="cpu"), decode_s=0.001)
+    cpu_cl = cpu_cl.model_copy(update={"reuse_s_per_component": 0.002})
+    dev = [Device("cpu", "cpu", 8 * GB, concurrency=2)]
+    cached = [VideoSpec(f"v{i}", "720p", {"od": 0, "sc": 0}, reused=3) for i in range(10)]
+    p = plan(cached, [FRAMES, OD, SC], dev, cpu_cl)
+    assert all(c.requests == 0 for c in p.components.values() if c.model)
+    # 10 videos x 3 reused components x 2 ms, spread over 2 cores (the lanes share them fairly)
+    assert p.predicted_makespan_s == pytest.approx(10 * 3 * 0.002 / 2, rel=0.05)
