@@ -28,7 +28,9 @@ How it decides:
    videos in order; a video's stages (decode, client preparation, one stage per model component) run in
    dependency order; a model's single instance serves one stage at a time; stages sharing a device share its
    capacity (CPU cores, or one GPU) in proportion to their demand. The fastest candidate wins; ties go to fewer
-   requests, then lower peak memory, then fewer videos in parallel.
+   requests, then lower peak memory, then fewer videos in parallel. Components reused from the cache cost the
+   checklist's ``reuse_s_per_component`` on the client's interpreter (one lane at a time); ``time_factors``
+   measured by a pilot on the corpus (``extraction.executor``) multiply each component's stages.
 """
 
 from __future__ import annotations
@@ -672,7 +674,8 @@ class _Planner:
                         else self.cl.client_overhead_s_per_video * k)
             stages.append(Stage(overhead * share, ((cpu, 1.0),)))
             if v.reused:
-                stages.append(Stage(v.reused * self.cl.reuse_s_per_component * k, ((cpu, 1.0), (CLIENT_GIL, 1.0))))
+                stages.append(Stage(v.reused * self.cl.reuse_s_per_component * share * k,
+                                    ((cpu, 1.0), (CLIENT_GIL, 1.0))))
             out.append(stages)
         return out
 
