@@ -311,7 +311,10 @@ def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], video
             with lock:
                 bar.update(1)
                 bar.set_postfix_str(f"{job.video.video_id}:{name}")
-        m = process_video(run, job, on_component=tick)
+        try:
+            m = process_video(run, job, on_component=tick)
+        finally:
+            job.video.release()  # the job list outlives the video: its decoded frames must not
         with lock:
             vbar.update(1)
         return m

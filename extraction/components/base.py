@@ -48,6 +48,12 @@ class VideoInput:
     def audio(self) -> np.ndarray | None:
         return decode_audio(self.path)
 
+    def release(self) -> None:
+        """Drop the decoded frames and audio (tens of MB per video). The runner calls it when the video is done:
+        a run's job list holds every video until the run ends (4,000 demo videos kept ~22 GB of frames)."""
+        self.__dict__.pop("frames", None)
+        self.__dict__.pop("audio", None)
+
 
 @dataclass
 class ComputeContext:
