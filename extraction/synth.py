@@ -888,28 +888,37 @@ def write_tables(specs: list[VideoSpec], out: Path, seed: int, cfg: SynthConfig)
                 "n": len(specs), "kinds": kinds, "faces": sum(s.has_faces for s in specs),
                 "no_audio": sum(s.audio is None for s in specs),
                 "face_source": "matplotlib mpl-data/sample_data/grace_hopper.jpg",
-                "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str))}
+                "config": _config_record(cfg)}
     _atomic_write_bytes(out / "synth.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _already_rendered(spec: VideoSpec, videos: Path, out: Path, seed: int, cfg: SynthConfig) -> bool:
-    """True when ``spec``'s video is on disk from a corpus of the same generator version, seed and config.
+def _config_record(cfg: SynthConfig) -> dict[str, Any]:
+    """The config as ``synth.json`` records it (JSON types)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
-    A video is a pure function of its spec and the config (bytes do not depend on the worker count), so growing a
-    corpus (``--n 2000`` then ``--n 4000``: the first 2,000 specs are the same) renders only the new videos. Any
-    doubt renders again: a missing or different sidecar, a missing video, or a ``synth.json`` of another
-    generator version, seed or config.
-    """
-    mp4, sidecar = videos / spec.filename, videos / f"{spec.video_id}.json"
-    if not (mp4.is_file() and mp4.stat().st_size > 0 and sidecar.is_file()):
-        return False
+
+def _same_corpus(out: Path, seed: int, cfg: SynthConfig) -> bool:
+    """Whether ``out/synth.json`` was written by this generator version with this seed and config."""
     try:
         manifest = json.loads((out / "synth.json").read_text())
     except (OSError, ValueError):
         return False
-    same_corpus = (manifest.get("generator_version") == GENERATOR_VERSION and manifest.get("seed") == seed
-                   and manifest.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
-    return same_corpus and sidecar.read_bytes() == _sidecar_bytes(spec)
+    return (manifest.get("generator_version") == GENERATOR_VERSION and manifest.get("seed") == seed
+            and manifest.get("config") == _config_record(cfg))
+
+
+def _already_rendered(spec: VideoSpec, videos: Path) -> bool:
+    """True when ``spec``'s video and its identical sidecar are on disk (call only for the same corpus,
+    :func:`_same_corpus`).
+
+    A video is a pure function of its spec and the config (bytes do not depend on the worker count), so growing a
+    corpus (``--n 2000`` then ``--n 4000``: the first 2,000 specs are the same) renders only the new videos. Any
+    doubt renders again: a missing or different sidecar, or a missing video.
+    """
+    mp4, sidecar = videos / spec.filename, videos / f"{spec.video_id}.json"
+    if not (mp4.is_file() and mp4.stat().st_size > 0 and sidecar.is_file()):
+        return False
+    return sidecar.read_bytes() == _sidecar_bytes(spec)
 
 
 def _sidecar_bytes(spec: VideoSpec) -> bytes:
@@ -1050,7 +1059,8 @@ def generate(n: int, out: Path | str, seed: int = 0, *, config: SynthConfig | No
     specs = sample_specs(n, seed, cfg)
     videos = out / "videos"
     _prepare(videos, {s.video_id for s in specs}, clean)
-    todo = [i for i, s in enumerate(specs) if not _already_rendered(s, videos, out, seed, cfg)]
+    same = _same_corpus(out, seed, cfg)  # else everything is rendered again
+    todo = [i for i, s in enumerate(specs) if not (same and _already_rendered(s, videos))]
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if len(todo) >= 8 else 1
     workers = max(1, min(workers, len(todo) or 1))
