@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if result["status"] != 200:
             return 1
         print("\nMLflow UI on this store: " + MLFLOW_UI)
+        print(f"Triton keeps running (pid {state.pid}); stop it with: make triton-stop")
     except TrendflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
