@@ -38,6 +38,10 @@ class Gates(_Strict):
     split_keys: list[str] = Field(default_factory=lambda: ["split_hash", "dataset_hash", "dataset_sha256",
                                                                   "data.split.test", "split.test_rows"])
     require_split_identity: bool = True
+    # Test splits differ: re-score candidate and stable on the candidate's test rows after the stable's test cut
+    # (registry/rescore.py), refusing when fewer than rescore_min_rows remain. False: refuse outright.
+    rescore_on_split_change: bool = True
+    rescore_min_rows: int = Field(200, ge=1)
     serving_spec: str = "feature_spec.yaml"
     sanity_rows: int = Field(8, ge=1)
 

@@ -1,7 +1,8 @@
 """Promotion gates. Each returns a :class:`GateResult`; all gates run so a refusal names every reason.
 
 - ``metadata``          the version carries the tags the platform relies on (type, semver, run, schema version)
-- ``metrics``           test metrics no worse than the current stable's, on the same test split (tolerance)
+- ``metrics``           test metrics no worse than the current stable's, on the same test split (tolerance); when
+                        the splits differ, both re-scored on rows neither has seen (:mod:`registry.rescore`)
 - ``coverage``          empirical interval coverage within tolerance of nominal
 - ``schema``            the model's feature schema is compatible with the serving ``feature_spec.yaml``
 - ``loads_and_predicts`` the artifacts load and predict on the logged input example, output per the contract
@@ -87,16 +88,28 @@ def gate_metrics(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion,
     shared = [k for k in cfg.gates.split_keys if k in cfacts and k in sfacts]
     differing = {k: (cfacts[k], sfacts[k]) for k in shared if cfacts[k] != sfacts[k]}
     if differing:
-        return GateResult("metrics", False, f"different test split than stable v{stable.version}: "
-                          + ", ".join(f"{k} {a} != {b}" for k, (a, b) in differing.items()),
-                          {"split_differs": differing})
+        why = (f"different test split than stable v{stable.version}: "
+               + ", ".join(f"{k} {a} != {b}" for k, (a, b) in differing.items()))
+        if not cfg.gates.rescore_on_split_change:
+            return GateResult("metrics", False, why, {"split_differs": differing})
+        return _gate_rescored(client, cfg, cand, stable, cfacts.get("split_hash"), why, differing)
     if not shared and cfg.gates.require_split_identity:
         return GateResult("metrics", False, f"cannot tell whether the test split equals stable v{stable.version}'s "
                           f"(neither run records one of {cfg.gates.split_keys})", {})
+    worse, table = compare_metrics(cfg, {m: cm[m] for m in cfg.gates.metrics}, sm, stable.version)
+    reason = ("; ".join(worse) if worse
+              else f"no worse than stable v{stable.version} on {len(cfg.gates.metrics)} metrics"
+              + ("" if shared else " (split identity not recorded by both runs)"))
+    return GateResult("metrics", not worse, reason, {"metrics": table, "split_keys_checked": shared})
+
+
+def compare_metrics(cfg: RegistryConfig, cand: dict[str, float], stable: dict[str, float], stable_version: str
+                    ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """``(what is worse, per-metric table)``: a candidate metric may exceed the stable's by the tolerances."""
     worse, table = [], {}
     rel, abs_ = cfg.gates.metric_rel_tolerance, cfg.gates.metric_abs_tolerance
     for m in cfg.gates.metrics:
-        c, s = cm[m], sm.get(m)
+        c, s = cand[m], stable.get(m)
         if s is None or not math.isfinite(s):
             table[m] = {"candidate": c, "stable": s, "ok": True}
             continue
@@ -104,11 +117,30 @@ def gate_metrics(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion,
         ok = math.isfinite(c) and c <= limit
         table[m] = {"candidate": c, "stable": s, "limit": limit, "ok": ok}
         if not ok:
-            worse.append(f"{m} {c:.4f} > {limit:.4f} (stable v{stable.version} {s:.4f} +{rel:.0%})")
-    reason = ("; ".join(worse) if worse
-              else f"no worse than stable v{stable.version} on {len(cfg.gates.metrics)} metrics"
-              + ("" if shared else " (split identity not recorded by both runs)"))
-    return GateResult("metrics", not worse, reason, {"metrics": table, "split_keys_checked": shared})
+            worse.append(f"{m} {c:.4f} > {limit:.4f} (stable v{stable_version} {s:.4f} +{rel:.0%})")
+    return worse, table
+
+
+def _gate_rescored(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion, stable: ModelVersion,
+                   split_hash: str | None, why: str, differing: dict[str, Any]) -> GateResult:
+    """The metrics gate when the test splits differ: both versions re-scored on rows neither has seen."""
+    from registry.rescore import RescoreRefused, rescore  # noqa: PLC0415
+
+    try:
+        cm, sm, info = rescore(client, cfg, cand.name, cand, stable, version_run_id(cand),
+                               version_run_id(stable), split_hash)
+    except RescoreRefused as exc:
+        return GateResult("metrics", False, f"{why}; re-scoring refused: {exc}",
+                          {"split_differs": differing, "method": "rescore_refused"})
+    worse, table = compare_metrics(cfg, cm, sm, stable.version)
+    mean = {k: sum(v.values()) / len(v) for k, v in (("candidate", cm), ("stable", sm))}
+    where = (f"re-scored both on the {info['rows']} candidate test rows published after stable "
+             f"v{stable.version}'s test cut {info['stable_test_cut']} (mean of the gate metrics: candidate "
+             f"{mean['candidate']:.4f}, stable {mean['stable']:.4f})")
+    reason = (f"{why}; {where}: " + ("; ".join(worse) if worse
+                                     else f"no worse than stable v{stable.version} on {len(cfg.gates.metrics)} metrics"))
+    return GateResult("metrics", not worse, reason,
+                      {"split_differs": differing, "method": "rescored", "rescore": info, "metrics": table})
 
 
 # ---- coverage -------------------------------------------------------------------------------------------

@@ -193,6 +193,61 @@ def time_split(df: pd.DataFrame, time_column: str, fractions: dict[str, float], 
     return idx, record
 
 
+@dataclass
+class SplitTable:
+    """A run's training table, split exactly as the run splits it (what :func:`load_split` returns).
+
+    Attributes:
+        path: the Parquet file.
+        spec: the loaded feature spec; ``cols`` its column roles.
+        df: the table (after ``data.max_rows``); ``idx`` row positions per split; ``parts`` the split frames.
+        record: the split record (cuts, counts, ``split_hash``, ``dataset_sha256``, ``dataset_hash``).
+        table_meta: the table's feature metadata (:func:`parquet_metadata`).
+    """
+
+    path: Path
+    spec: Any
+    cols: Columns
+    df: pd.DataFrame
+    idx: dict[str, np.ndarray]
+    parts: dict[str, pd.DataFrame]
+    record: dict[str, Any]
+    table_meta: dict[str, str]
+
+
+def load_split(c: Any) -> SplitTable:
+    """Load the table a validated :class:`training.config.TrainConfig` names and split it by time.
+
+    The one place that turns a config into the train/val/calib/test frames: training uses it, and the
+    registry uses it to rebuild a run's test split from the run's resolved config (champion/challenger re-scoring).
+
+    Raises:
+        FileNotFoundError: no table at ``data.path`` (with the command that builds one).
+        ValueError: the table was built with another feature spec, lacks a column, or a split is empty.
+    """
+    import features  # noqa: PLC0415
+
+    spec = features.load_spec(c.paths.resolve(c.paths.spec))
+    cols = columns_from_spec(spec, c.intervals.group_by)
+    path = c.paths.resolve(c.data.path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training table. Build it with `python -m features build "
+                                f"--artifacts data/artifacts --labels data/demo/labels.csv --out {c.data.path}` "
+                                f"or generate one with `python -m training.synthetic --out {c.data.path}`")
+    table_meta = parquet_metadata(path)
+    if table_meta.get("feature_spec_hash") and table_meta["feature_spec_hash"] != spec.spec_hash:
+        raise ValueError(f"{path} was built with feature spec {table_meta['feature_spec_hash']}, the spec "
+                         f"here is {spec.spec_hash}: rebuild the table (python -m features build ...)")
+    dataset_sha256 = file_hash(path)  # provenance: exactly which file
+    df = load_table(path, cols, c.data.time_column, c.data.max_rows)
+    fractions = {s: getattr(c.data.split, s) for s in SPLITS}
+    idx, record = time_split(df, c.data.time_column, fractions, c.data.split.embargo_days, c.data.channel_column)
+    record["dataset_sha256"] = dataset_sha256
+    record["dataset_hash"] = content_hash(df)  # identity: which rows and values (what "same split" compares)
+    parts = {s: df.iloc[idx[s]].reset_index(drop=True) for s in SPLITS}
+    return SplitTable(path, spec, cols, df, idx, parts, record, table_meta)
+
+
 def check_no_channel_leakage(df: pd.DataFrame, idx: dict[str, np.ndarray], time_column: str,
                              channel_column: str) -> None:
     """Raise if any channel has a row in an earlier split published after one of its rows in a later split."""

@@ -22,15 +22,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import TrainConfig, validate
-from training.data import (
-    SPLITS,
-    columns_from_spec,
-    content_hash,
-    file_hash,
-    load_table,
-    parquet_metadata,
-    time_split,
-)
+from training.data import load_split
 from training.intervals import IntervalCalibrator
 from training.metrics import (
     LogLinearPredictor,
@@ -153,26 +145,9 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
     import features  # noqa: PLC0415
 
     spec_path = c.paths.resolve(c.paths.spec)
-    spec = features.load_spec(spec_path)
-    cols = columns_from_spec(spec, c.intervals.group_by)
-    data_path = c.paths.resolve(c.data.path)
-    if not data_path.exists():
-        raise FileNotFoundError(f"{data_path}: no training table. Build it with `python -m features build "
-                                f"--artifacts data/artifacts --labels data/demo/labels.csv --out {c.data.path}` "
-                                f"or generate one with `python -m training.synthetic --out {c.data.path}`")
-    table_meta = parquet_metadata(data_path)
-    if table_meta.get("feature_spec_hash") and table_meta["feature_spec_hash"] != spec.spec_hash:
-        raise ValueError(f"{data_path} was built with feature spec {table_meta['feature_spec_hash']}, the spec "
-                         f"here is {spec.spec_hash}: rebuild the table (python -m features build ...)")
-    dataset_sha256 = file_hash(data_path)  # provenance: exactly which file
-    df = load_table(data_path, cols, c.data.time_column, c.data.max_rows)
-    dataset_hash = content_hash(df)  # identity: which rows and values (what "same split" compares)
-    fractions = {s: getattr(c.data.split, s) for s in SPLITS}
-    idx, split_record = time_split(df, c.data.time_column, fractions, c.data.split.embargo_days,
-                                   c.data.channel_column)
-    parts = {s: df.iloc[idx[s]].reset_index(drop=True) for s in SPLITS}
-    split_record["dataset_sha256"] = dataset_sha256
-    split_record["dataset_hash"] = dataset_hash
+    table = load_split(c)
+    spec, cols, parts, split_record, table_meta = table.spec, table.cols, table.parts, table.record, table.table_meta
+    dataset_sha256, dataset_hash = split_record["dataset_sha256"], split_record["dataset_hash"]
 
     mcfg = c.model
     family, kind = mcfg.family, mcfg.name

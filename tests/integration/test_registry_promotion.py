@@ -81,6 +81,9 @@ def test_metrics_on_a_different_test_split_are_not_comparable(registry_store) ->
     res = ops.promote(s.client, s.cfg, "v1", b.version, "better?")
     assert not res.ok and "different test split" in _gate(res, "metrics").reason
     assert "split_hash bbbb != aaaa" in _gate(res, "metrics").reason
+    # re-scoring needs the run's resolved training config, which a reference model's run does not log
+    assert "re-scoring refused: run " in _gate(res, "metrics").reason
+    assert "has no config/resolved.yaml artifact" in _gate(res, "metrics").reason
     c = s.log("v1", run_tags={"split_hash": None}, metrics=default_metrics(mae=0.1)).version
     res = ops.promote(s.client, s.cfg, "v1", c.version, "no split recorded")
     assert not res.ok and "cannot tell whether the test split" in _gate(res, "metrics").reason
