@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd  # at run time: MLflow reads predict's type hints to validate inputs
 
 from registry.contract import QUANTILE_LEVELS, QUANTILES, TARGETS
 
 if TYPE_CHECKING:
-    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
@@ -34,8 +34,6 @@ assert set(_Z) == set(QUANTILE_LEVELS)
 
 def synthetic_table(columns: list[str], n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows of raw features (masks = 1, ~5% optional NaN) and log1p targets (N, 6) that depend on them."""
-    import pandas as pd  # noqa: PLC0415
-
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, len(columns)))
     frame = pd.DataFrame(x, columns=columns)
@@ -76,8 +74,6 @@ class ReferenceModel(PythonModel):
         return cls(list(frame.columns), coef, intercept, med, sigma, **kw)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        import pandas as pd  # noqa: PLC0415
-
         if self.fail_predict:
             raise RuntimeError("reference model logged with fail_predict=True")
         x = model_input[self.columns].to_numpy(dtype=np.float64)  # (N, F)
