@@ -10,9 +10,8 @@
   models with Triton's explicit model control between passes -- tier-0 models stay loaded, tier-1 models are
   evicted least-recently-used -- and the per-pass manifests are merged into one manifest per video.
 * :func:`plan_and_execute` plans the whole corpus first (fail fast), then, for a corpus of at least
-  :data:`PILOT_MIN_VIDEOS`, runs a *pilot* (:func:`run_pilot`): :func:`pilot_size` videos, a sample stratified by
-  size (:func:`pick_pilot`), one at a time at the plan's batch sizes, for real (their artifacts are part of the
-  run). Each component's measured time
+  :data:`PILOT_MIN_VIDEOS`, runs a *pilot* (:func:`run_pilot`): the first :func:`pilot_size` videos one at a
+  time at the plan's batch sizes, for real (their artifacts are part of the run). Each component's measured time
   divided by the stage model's prediction for the same videos is a factor (this machine now, this corpus's
   content, client work the checklist does not see) that the planner applies when it plans the rest.
 """
@@ -431,25 +430,10 @@ def pilot_size(n_videos: int) -> int:
     return max(PILOT_VIDEOS, min(PILOT_MAX_VIDEOS, n_videos // 100))
 
 
-def pick_pilot(cached: Sequence[set[str]], k: int, size: Sequence[Any] | None = None) -> list[int]:
-    """Indices of ``k`` videos with nothing to reuse from the cache (``cached``: per video, the reused components;
-    a reused artifact measures nothing); fewer, or none, when the corpus is (mostly) extracted.
-
-    ``size`` (per video, sortable: :func:`pilot_size_key`) makes the pilot a stratified sample: the candidates
-    sorted by size are cut into ``k`` equal strata and the middle video of each is picked, so a pilot measures
-    small, middle and large videos in the corpus's proportions rather than whatever happens to come first.
-    Without it: the first ``k``. Returned in corpus order."""
-    free = [i for i, hits in enumerate(cached) if not hits]
-    if size is None or k >= len(free):
-        return free[:k]
-    ranked = sorted(free, key=lambda i: (size[i], i))
-    return sorted(ranked[(2 * j + 1) * len(ranked) // (2 * k)] for j in range(k))
-
-
-def pilot_size_key(spec: VideoSpec) -> tuple[int, int]:
-    """How big a video is for the pilot's strata: resolution class (pixels' rows), then decoded frames."""
-    digits = "".join(ch for ch in spec.size_class if ch.isdigit())
-    return int(digits or 0), spec.decoded_frames
+def pick_pilot(cached: Sequence[set[str]], k: int) -> list[int]:
+    """Indices of the first ``k`` videos with nothing to reuse from the cache (``cached``: per video, the reused
+    components; a reused artifact measures nothing); fewer, or none, when the corpus is (mostly) extracted."""
+    return [i for i, hits in enumerate(cached) if not hits][:k]
 
 
 def merge_summaries(a: Any, b: Any) -> Any:
@@ -713,7 +697,7 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     rest, pilot = list(videos), None
     if pilot_videos is None:
         pilot_videos = pilot_size(len(videos))
-    picked = pick_pilot(cached, pilot_videos, [pilot_size_key(v) for v in x.specs]) if pilot_videos > 0 else []
+    picked = pick_pilot(cached, pilot_videos) if pilot_videos > 0 else []
     if pilot_videos <= 0 and len(videos) >= PILOT_MIN_VIDEOS:
         p.calibration["skipped"] = "turned off"
     elif len(videos) < PILOT_MIN_VIDEOS:

@@ -333,26 +333,6 @@ def test_pilot_videos_are_the_first_ones_with_nothing_cached():
     assert pick_pilot([{"text"}, {"frames"}], 2) == []
 
 
-def test_pilot_is_a_sample_stratified_by_video_size():
-    from extraction.executor import pick_pilot, pilot_size_key
-    from extraction.planner import VideoSpec
-
-    # 12 videos, sizes shuffled; #0 is cached. Strata of the 11 candidates by size: the middle of each is picked.
-    frames = [900, 100, 1200, 300, 50, 700, 1000, 200, 600, 400, 800, 500]
-    specs = [VideoSpec(f"v{i}", "720p", {}, decoded_frames=f) for i, f in enumerate(frames)]
-    cached = [{"frames"}] + [set()] * 11
-    picked = pick_pilot(cached, 2, [pilot_size_key(v) for v in specs])
-    # candidates sorted: 50 100 200 300 400 | 500 600 700 800 1000 1200 -> positions 11 // 4 = 2 and 33 // 4 = 8
-    assert sorted(frames[i] for i in picked) == [200, 800]
-    assert 0 not in picked and picked == sorted(picked)
-    assert sorted(frames[i] for i in pick_pilot(cached, 3, [pilot_size_key(v) for v in specs])) == [100, 500, 1000]
-    # resolution ranks before length
-    assert pilot_size_key(VideoSpec("x", "1080p", {}, decoded_frames=7)) == (1080, 7)
-    assert pilot_size_key(VideoSpec("x", "1080p", {}, decoded_frames=7)) > pilot_size_key(specs[2])
-    # as many or more pilot slots than candidates: all candidates
-    assert pick_pilot(cached[:3], 5, [pilot_size_key(v) for v in specs[:3]]) == [1, 2]
-
-
 def test_reused_components_cost_the_checklists_reuse_time_and_nothing_else():
     cpu_cl = checklist(entry("od", per_unit_bytes=1e6, seconds_per_unit=0.01, kind="cpu"),
                        entry("sc", per_unit_bytes=1e6, seconds_per_unit=0.02, kind="cpu"), decode_s=0.001)
