@@ -127,8 +127,7 @@ def _gate_rescored(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion
     from registry.rescore import RescoreRefused, rescore  # noqa: PLC0415
 
     try:
-        cm, sm, info = rescore(client, cfg, cand.name, cand, stable, version_run_id(cand),
-                               version_run_id(stable), split_hash)
+        cm, sm, info = rescore(client, cfg, cand, stable, split_hash)
     except RescoreRefused as exc:
         return GateResult("metrics", False, f"{why}; re-scoring refused: {exc}",
                           {"split_differs": differing, "method": "rescore_refused"})

@@ -59,12 +59,14 @@ def common_unseen_rows(client: MlflowClient, cand_run: str, stable_run: str,
     from training.config import validate  # noqa: PLC0415
     from training.data import load_split  # noqa: PLC0415
 
+    if not split_hash:
+        raise RescoreRefused("the candidate run records no split_hash to check its rebuilt split against")
     resolved = yaml.safe_load(_run_text(client, cand_run, "config/resolved.yaml"))
     try:
         table = load_split(validate(resolved))
     except (FileNotFoundError, ValueError) as exc:
         raise RescoreRefused(f"cannot rebuild the candidate's split: {exc}") from None
-    if split_hash and table.record["split_hash"] != split_hash:
+    if table.record["split_hash"] != split_hash:
         raise RescoreRefused(f"{table.path} no longer reproduces the candidate's split (split_hash "
                              f"{table.record['split_hash']} != recorded {split_hash}): the table changed since "
                              f"training")
@@ -101,20 +103,23 @@ def score_version(name: str, version: str, rows: pd.DataFrame, cols: Any) -> dic
     return point_metrics(y, mu, labels)
 
 
-def rescore(client: MlflowClient, cfg: RegistryConfig, name: str, cand: ModelVersion, stable: ModelVersion,
-            cand_run: str, stable_run: str, split_hash: str | None) -> tuple[dict[str, float], dict[str, float],
-                                                                               dict[str, Any]]:
+def rescore(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion, stable: ModelVersion,
+            split_hash: str | None) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
     """Both versions' gate metrics on the common unseen rows: ``(candidate, stable, info)``.
+
+    ``split_hash``: what the candidate's run recorded; the rebuilt split must reproduce it.
 
     Raises:
         RescoreRefused: naming why no honest comparison is possible.
     """
-    rows, cols, info = common_unseen_rows(client, cand_run, stable_run, split_hash)
+    from registry.gates import version_run_id  # noqa: PLC0415 - gates imports this module lazily
+
+    rows, cols, info = common_unseen_rows(client, version_run_id(cand), version_run_id(stable), split_hash)
     if len(rows) < cfg.gates.rescore_min_rows:
         raise RescoreRefused(f"only {len(rows)} of the candidate's {info['candidate_test_rows']} test rows were "
                              f"published after stable v{stable.version}'s test cut {info['stable_test_cut']} "
                              f"(gates.rescore_min_rows={cfg.gates.rescore_min_rows})")
-    scores = {v: score_version(name, v, rows, cols) for v in (cand.version, stable.version)}
+    scores = {v: score_version(cand.name, v, rows, cols) for v in (cand.version, stable.version)}
     want = {m: m.split("/", 1)[-1] for m in cfg.gates.metrics}
     lacking = [m for m, k in want.items() if k not in scores[cand.version]]
     if lacking:
