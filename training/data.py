@@ -200,7 +200,7 @@ class SplitTable:
     Attributes:
         path: the Parquet file.
         spec: the loaded feature spec; ``cols`` its column roles.
-        df: the table (after ``data.max_rows``); ``idx`` row positions per split; ``parts`` the split frames.
+        parts: the split frames (train, val, calib, test) of the table after ``data.max_rows``.
         record: the split record (cuts, counts, ``split_hash``, ``dataset_sha256``, ``dataset_hash``).
         table_meta: the table's feature metadata (:func:`parquet_metadata`).
     """
@@ -208,8 +208,6 @@ class SplitTable:
     path: Path
     spec: Any
     cols: Columns
-    df: pd.DataFrame
-    idx: dict[str, np.ndarray]
     parts: dict[str, pd.DataFrame]
     record: dict[str, Any]
     table_meta: dict[str, str]
@@ -245,7 +243,7 @@ def load_split(c: Any) -> SplitTable:
     record["dataset_sha256"] = dataset_sha256
     record["dataset_hash"] = content_hash(df)  # identity: which rows and values (what "same split" compares)
     parts = {s: df.iloc[idx[s]].reset_index(drop=True) for s in SPLITS}
-    return SplitTable(path, spec, cols, df, idx, parts, record, table_meta)
+    return SplitTable(path, spec, cols, parts, record, table_meta)
 
 
 def check_no_channel_leakage(df: pd.DataFrame, idx: dict[str, np.ndarray], time_column: str,
