@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast bench triton-start triton-stop clean
+.PHONY: setup demo test test-fast lint bench triton-start triton-stop clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Pure unit tests only: no server, no encoding, no subprocess (< 60 s).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q tests/unit
+
+# ruff (rules in pyproject.toml) + import-linter (the allowed imports in .importlinter, docs/architecture.md).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) -m benchmarks.extraction

@@ -4,7 +4,7 @@ and the planner's predictions vs what happened. Numbers, not a timed test.
 ``python -m benchmarks.extraction`` (about 8-10 minutes on 2 cores) does everything itself in a temporary folder:
 
 1. starts its own Triton (``extraction.triton_server``, explicit model control) and renders two corpora with
-   ``extraction.synth``: the main one (``--n`` 16 videos, 360p/720p/1080p, 3-20 s, landscape and portrait) and a
+   ``demo.synth``: the main one (``--n`` 16 videos, 360p/720p/1080p, 3-20 s, landscape and portrait) and a
    smaller one for the oracle (``--oracle-n`` 6 videos, same distribution, another seed);
 2. uses this hardware's committed checklist (``conf/checklist/<hardware>/<profile>.yaml``) if the server's model
    signatures match it, else profiles one into the temporary folder first (and says so);
@@ -49,7 +49,7 @@ class PeakMemory:
     """Peak RSS of a run: the plan's model stubs (whole), plus growth of the Triton main process and this client."""
 
     def __init__(self, server_pid: int, models: list[str]) -> None:
-        from extraction.checklist import _status_kb, model_processes, reset_peaks  # noqa: PLC0415
+        from planning.checklist import _status_kb, model_processes, reset_peaks
 
         self._kb, self._stubs = _status_kb, model_processes
         self.server_pid, self.models = server_pid, models
@@ -68,7 +68,7 @@ class PeakMemory:
 
 def _reset_instances(control: Any, models: list[str]) -> None:
     """Every model back to its repository config's instance count (1 here), reloading only those that differ."""
-    from extraction.executor import current_instances, placement_config  # noqa: PLC0415
+    from planning.executor import current_instances, placement_config
 
     for m, n in current_instances(control, {m: m for m in models}).items():
         if n != 1:
@@ -90,20 +90,26 @@ def main(argv: list[str] | None = None) -> int:
                     help="pilot videos before the planner plans the rest (default: executor.pilot_size; 0 = off)")
     args = ap.parse_args(argv)
 
-    from extraction import synth, triton_server  # noqa: PLC0415
-    from extraction.__main__ import parse_bytes  # noqa: PLC0415
-    from extraction.checklist import ChecklistMissing, ChecklistStale, background_busy_cores, load_checklist  # noqa: PLC0415
-    from extraction.checklist import run_profile  # noqa: PLC0415
-    from extraction.config import load_profile  # noqa: PLC0415
-    from extraction.executor import (  # noqa: PLC0415
+    from demo import synth
+    from extraction import triton_server
+    from extraction.__main__ import parse_bytes
+    from extraction.config import load_profile
+    from extraction.provider import TritonModelProvider
+    from extraction.runner import ExtractionRun, discover_videos, extract
+    from planning.checklist import (
+        ChecklistMissing,
+        ChecklistStale,
+        background_busy_cores,
+        load_checklist,
+        run_profile,
+    )
+    from planning.executor import (
         find_checklist,
         model_signatures,
         placement_config,
         plan_and_execute,
         video_specs,
     )
-    from extraction.provider import TritonModelProvider  # noqa: PLC0415
-    from extraction.runner import ExtractionRun, discover_videos, extract  # noqa: PLC0415
 
     budget = parse_bytes(args.budget)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-extraction-"))
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             out = work / "out" / tag
             shutil.rmtree(out, ignore_errors=True)
             run = ExtractionRun(cfg=cfg, out_root=out, provider=provider, progress=False,
-                                batch_sizes={c: batch for c in MODEL_COMPONENTS})
+                                batch_sizes=dict.fromkeys(MODEL_COMPONENTS, batch))
             bg = background_busy_cores(0.5, [state.pid])
             t0 = time.perf_counter()
             s = extract(run, vids, videos_in_parallel=parallel)
@@ -250,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"planner round {i + 1}: plan {x['plan_s'] - pilot_s:.2f}s + pilot {pilot_s:.2f}s + execute the "
                   f"remaining {x['plan'].videos} videos {x['exec_s']:.2f}s "
                   f"(predicted {x['plan'].predicted_makespan_s:.2f}s, error {errs[i]:.0f}%), peak "
-                  f"{x['peak'] / 2**20:.0f} MiB (predicted {x['plan'].devices['cpu']['predicted_peak_bytes'] / 2**20:.0f}"
+                  f"{x['peak'] / 2**20:.0f} MiB (predicted "
+                  f"{x['plan'].devices['cpu']['predicted_peak_bytes'] / 2**20:.0f}"
                   f" MiB, budget {budget / 2**20:.0f} MiB), batch sizes in the manifest {x['manifest_batches']}")
         if oracle:
             print(f"oracle grid on {len(small_vids)} videos ({len(oracle)} plans; p=videos in parallel, b=batch, "

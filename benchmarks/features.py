@@ -3,7 +3,7 @@
     python -m benchmarks.features [--n 10000] [--root data/bench/features-10000-s0] [--loop-n N]
 
 The corpus is ``n`` runs' artifacts written directly in the components' schemas with
-:func:`extraction.artifacts.write_artifact` (:mod:`features.testing`, no video decoded), generated once with
+:func:`extraction.artifacts.write_artifact` (:mod:`testsupport.artifacts`, no video decoded), generated once with
 4 processes (fsync-bound) and reused while its stamp matches. Both paths then build the same feature table from the same
 run folders, one after the other in this process, on a warm page cache (a first pass reads every byte):
 
@@ -30,19 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
-GENERATOR_VERSION = "1"  # bump when features.testing changes what it writes
+GENERATOR_VERSION = "1"  # bump when testsupport.artifacts changes what it writes
 
 
 def ensure_corpus(root: Path, n: int, seed: int, workers: int) -> tuple[float, bool]:
     """(seconds spent generating, reused?)"""
-    from features.testing import fabricate_corpus  # noqa: PLC0415
+    from testsupport.artifacts import fabricate_corpus
 
     stamp = root / "corpus.json"
     want = {"n": n, "seed": seed, "generator": GENERATOR_VERSION}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return 0.0, True
     if root.exists():
-        import shutil  # noqa: PLC0415
+        import shutil
 
         shutil.rmtree(root)
     t0 = time.perf_counter()
@@ -61,15 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", type=Path, default=None, help="corpus folder (default data/bench/features-<n>-s<seed>)")
     p.add_argument("--loop-n", type=int, default=None, help="runs the loop baseline processes (default: all)")
-    p.add_argument("--workers", type=int, default=4, help="processes generating the corpus (fsync-bound: > cores helps)")
+    p.add_argument("--workers", type=int, default=4,
+                   help="processes generating the corpus (fsync-bound: > cores helps)")
     args = p.parse_args(argv)
 
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
-    from features.build import BuildReport, build_features, discover_runs  # noqa: PLC0415
-    from features.io import read_run  # noqa: PLC0415
-    from features.reference import row_dict  # noqa: PLC0415
-    from features.spec import load_spec  # noqa: PLC0415
+    from features.build import BuildReport, build_features, discover_runs
+    from features.io import read_run
+    from features.spec import load_spec
+    from testsupport.reference_features import row_dict
 
     root = args.root or Path("data/bench") / f"features-{args.n}-s{args.seed}"
     gen_s, reused = ensure_corpus(root, args.n, args.seed, args.workers)

@@ -105,10 +105,10 @@ def run_load(port: int, path: str, body: dict[str, Any], clients: int, duration:
 
 def quick_train(folder: Path, rows: int, seed: int = 0) -> str:
     """Train all three families with ``training.train.run`` (small settings) into a store under ``folder``."""
-    import features  # noqa: PLC0415
-    from training.config import compose  # noqa: PLC0415
-    from training.synthetic import generate_table, write_table  # noqa: PLC0415
-    from training.train import run  # noqa: PLC0415
+    import features
+    from demo.synthetic_table import generate_table, write_table
+    from training.config import compose
+    from training.train import run
 
     spec = features.load_spec()
     table = folder / "table.parquet"
@@ -125,9 +125,9 @@ def quick_train(folder: Path, rows: int, seed: int = 0) -> str:
 
 def pick_versions(uri: str) -> dict[str, dict[str, Any]]:
     """type -> {name, version, alias} (stable alias if set, else newest)."""
-    from registry import ops  # noqa: PLC0415
-    from registry.config import load_config  # noqa: PLC0415
-    from registry.store import connect  # noqa: PLC0415
+    from registry import ops
+    from registry.config import load_config
+    from registry.store import connect
 
     cfg = load_config(tracking_uri=uri)
     client = connect(cfg)
@@ -143,7 +143,7 @@ def pick_versions(uri: str) -> dict[str, dict[str, Any]]:
 
 def example_row(uri: str, name: str, version: str) -> dict[str, float]:
     """One complete row of the model's logged input example (NaN -> 0 so both servers parse the same JSON)."""
-    import mlflow.pyfunc  # noqa: PLC0415
+    import mlflow.pyfunc
 
     os.environ["MLFLOW_TRACKING_URI"] = uri
     ex = mlflow.pyfunc.load_model(f"models:/{name}/{version}").input_example
@@ -155,14 +155,14 @@ def example_row(uri: str, name: str, version: str) -> dict[str, float]:
 # ---- servers --------------------------------------------------------------------------------------------
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> float:
-    import urllib.request  # noqa: PLC0415
+    import urllib.request
 
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout_s:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return time.perf_counter() - t0
         except OSError:
@@ -173,7 +173,7 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> floa
 
 def start_ours(uri: str, versions: dict[str, dict[str, Any]], folder: Path, modes: list[str],
                log: Path) -> tuple[subprocess.Popen, int, float]:
-    from inference.server import free_port  # noqa: PLC0415
+    from inference.server import free_port
 
     raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
     chain = [t for t in ("v2", "v1", "baseline") if t in versions]
@@ -183,20 +183,20 @@ def start_ours(uri: str, versions: dict[str, dict[str, Any]], folder: Path, mode
     cfg_path = folder / "inference.yaml"
     cfg_path.write_text(yaml.safe_dump(raw))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "inference", "serve", "--config", str(cfg_path), "--port",  # noqa: S603
-                             str(port)], cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "inference", "serve", "--config", str(cfg_path), "--port",
+                             str(port)], cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     return proc, port, _wait_http(f"http://127.0.0.1:{port}/health/live", proc)
 
 
 def start_mlflow(uri: str, name: str, version: str, log: Path) -> tuple[subprocess.Popen, int, float]:
-    from inference.server import free_port  # noqa: PLC0415
+    from inference.server import free_port
 
     port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", f"models:/{name}/{version}",  # noqa: S603
+    proc = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", f"models:/{name}/{version}",
                              "--env-manager", "local", "--workers", "1", "--host", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true",
                                  # mlflow runs `bash -c "exec uvicorn ..."`: the venv's bin must be on PATH
                                  "PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"})
@@ -216,9 +216,9 @@ def stop(proc: subprocess.Popen) -> None:
 # ---- video end to end -----------------------------------------------------------------------------------
 
 def video_e2e(port: int, videos: list[Path]) -> list[dict[str, Any]]:
-    import logging  # noqa: PLC0415
+    import logging
 
-    import httpx  # noqa: PLC0415
+    import httpx
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
-    from registry.config import load_config  # noqa: PLC0415
+    from registry.config import load_config
 
     uri = args.tracking_uri or load_config().resolved_tracking_uri()
     types = [t for t in args.types.split(",") if t]
@@ -293,13 +293,13 @@ def main(argv: list[str] | None = None) -> int:
             stop(proc)
 
     if not args.no_video:
-        from extraction import triton_server  # noqa: PLC0415
+        from extraction import triton_server
 
         videos = args.video
         if videos is None:
             demo = sorted((ROOT / "data" / "demo" / "videos").glob("*.mp4"))[3:6]
             if not demo:
-                from extraction import synth  # noqa: PLC0415
+                from demo import synth
 
                 synth.generate(n=6, out=work / "corpus", seed=0, progress=False)
                 demo = sorted((work / "corpus" / "videos").glob("*.mp4"))[3:6]
@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nvideo path -> prediction (fresh artifacts, {len(videos)} videos)")
             print(f"{'video':<28}{'status':>7}{'extract ms':>12}{'features ms':>13}{'model ms':>10}{'total ms':>10}")
             for v in results["video"]:
-                f = lambda x: f"{x:.1f}" if isinstance(x, int | float) else "-"  # noqa: E731
+                def f(x):
+                    return f"{x:.1f}" if isinstance(x, int | float) else "-"
                 print(f"{v['video'][:27]:<28}{v['status']:>7}{f(v['extraction']):>12}{f(v['features']):>13}"
                       f"{f(v['model']):>10}{f(v['total']):>10}")
         else:

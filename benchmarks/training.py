@@ -7,7 +7,7 @@ Tables:
 
 * the demo table (``--demo``, default ``data/dataset.parquet``, skipped with a note when absent), trained with
   :data:`training.demo.DEMO_SETTINGS`;
-* a generated table of ``--n`` rows (default 100,000) with the real spec's columns (:mod:`training.synthetic`,
+* a generated table of ``--n`` rows (default 100,000) with the real spec's columns (:mod:`demo.synthetic_table`,
   seeded; written once to ``data/bench/training-synthetic-<n>-s<seed>.parquet`` and reused), trained with
   :data:`BENCH_SETTINGS` (the defaults, with fewer boosting rounds / epochs so the run fits in ~15 minutes on 2
   shared CPU cores).
@@ -49,9 +49,8 @@ BENCH_SETTINGS: dict[str, list[str]] = {
 
 def ensure_table(n: int, seed: int) -> tuple[Path, float]:
     """The generated table (reused when present); returns (path, seconds spent generating)."""
-    import features  # noqa: PLC0415
-
-    from training.synthetic import generate_table, write_table  # noqa: PLC0415
+    import features
+    from demo.synthetic_table import generate_table, write_table
 
     path = ROOT / "data" / "bench" / f"training-synthetic-{n}-s{seed}.parquet"
     if path.exists():
@@ -63,7 +62,7 @@ def ensure_table(n: int, seed: int) -> tuple[Path, float]:
 
 
 def inference_rate(model: Any, frame: Any, rows: int = 20_000) -> float:
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     batch = pd.concat([frame] * (rows // len(frame) + 1), ignore_index=True).head(rows)
     model.predict(batch.head(100))  # warm-up
@@ -73,8 +72,8 @@ def inference_rate(model: Any, frame: Any, rows: int = 20_000) -> float:
 
 
 def bench_table(path: Path, families: list[str], settings: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-    from training.config import compose  # noqa: PLC0415
-    from training.train import run  # noqa: PLC0415
+    from training.config import compose
+    from training.train import run
 
     out = {}
     for fam in families:
@@ -118,7 +117,7 @@ def report(name: str, results: dict[str, dict[str, float]], coverage_band: tuple
                            for t in labels)
     print(f"MAE vs naive per target ({'/'.join(results)}): {per_target}")
     print("90% interval per age bucket (test split):")
-    from training.metrics import bucket_lines  # noqa: PLC0415
+    from training.metrics import bucket_lines
 
     print("\n".join(bucket_lines(results)))
     print("quality floor: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)))
@@ -133,13 +132,13 @@ def generator_noise_coverage(table: Path, truth: Path, split_overrides: list[str
     ``generation_truth.csv`` (``noise``, ``noise_sigma``). An oracle that knew sigma_v covers that term at the
     nominal level on average; on one split of n videos the realised share scatters by sqrt(l (1 - l) / n). A
     calib split with heavier draws than the test split makes any calibrated interval over-cover the test split."""
-    import numpy as np  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
-    from scipy.stats import norm  # noqa: PLC0415
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import norm
 
-    from training.data import SPLITS, time_split  # noqa: PLC0415
+    from training.data import SPLITS, time_split
 
-    fractions = {s: 0.0 for s in SPLITS}
+    fractions = dict.fromkeys(SPLITS, 0.0)
     for o in split_overrides:
         key, _, value = o.partition("=")
         if key.startswith("data.split.") and key.rsplit(".", 1)[1] in fractions:
@@ -153,8 +152,8 @@ def generator_noise_coverage(table: Path, truth: Path, split_overrides: list[str
 
 def compare_grouping(path: Path) -> None:
     """CatBoost point model: one MultiRMSEWithMissingValues over six targets vs one per metric."""
-    from training.config import compose  # noqa: PLC0415
-    from training.train import run  # noqa: PLC0415
+    from training.config import compose
+    from training.train import run
 
     print("\n## CatBoost point model grouping (point model only, split-conformal intervals)")
     for grouping in ("all", "per_metric"):
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare-grouping", action="store_true")
     args = p.parse_args(argv)
     families = args.families.split(",")
-    from training.demo import DEMO_SETTINGS  # noqa: PLC0415
+    from training.demo import DEMO_SETTINGS
 
     failures: list[str] = []
     if args.demo.exists():
@@ -189,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                            coverage_band=COVERAGE_BAND_90)
         truth = args.demo_truth
         if truth.exists():
-            from training.demo import DEMO_SPLIT  # noqa: PLC0415
+            from training.demo import DEMO_SPLIT
 
             share = generator_noise_coverage(args.demo, truth, DEMO_SPLIT)
             print("generator noise inside its own central band, per split (what an oracle that knew each video's "

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 
 ROOT = Path(__file__).resolve().parent.parent
 MLFLOW_UI = (".venv/bin/mlflow ui --backend-store-uri sqlite:///.trendflow/mlflow/mlflow.db "
@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     demo_dir, artifacts = args.data / "demo", args.data / "artifacts"
     try:
-        from extraction import synth, triton_server  # noqa: PLC0415
-        from extraction.api import ensure_checklist, run_extraction  # noqa: PLC0415
+        from demo import synth
+        from extraction import triton_server
+        from planning.api import ensure_checklist, run_extraction
 
         t = _step(f"1. demo corpus: {args.n} videos -> {demo_dir}")
         if (demo_dir / "labels.csv").exists() and len(list((demo_dir / "videos").glob("*.mp4"))) >= args.n:
@@ -56,21 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"videos={summary.videos} ok={summary.ok} failed={summary.failed} computed={summary.computed} "
               f"cache_hits={summary.cache_hits} in {summary.seconds:.1f}s")
 
-        from features import build_dataset  # noqa: PLC0415
+        from features import build_dataset
 
         t = _step("4. features: training table")
         ds = build_dataset(artifacts, demo_dir / "labels.csv", args.data / "dataset.parquet")
         print("\n".join(ds.lines()))
         print(f"done in {time.perf_counter() - t:.1f}s")
 
-        from training.demo import comparison_table, train_all  # noqa: PLC0415
+        from training.demo import comparison_table, train_all
 
         t = _step("5. training: baseline, v1, v2 (tracked and registered in the embedded MLflow store)")
         results = train_all(args.data / "dataset.parquet")
         print(f"\n--- test metrics, all three families ({time.perf_counter() - t:.0f}s) ---")
         print(comparison_table(results))
 
-        from inference.demo import run_demo  # noqa: PLC0415
+        from inference.demo import run_demo
 
         t = _step("6. registry promotion, service on the pinned versions, one prediction for a video by path")
         video = sorted((demo_dir / "videos").glob("*.mp4"))[0]

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from common.errors import TrendflowError
 from extraction import triton_server
-from extraction.errors import TrendflowError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--profile", default="fast", help="analysis profile (fast | quality)")
     c.add_argument("--videos", type=Path, default=None, help="calibration corpus (default: render a few videos)")
     c.add_argument("--out", type=Path, default=None,
-                   help="checklist file written (profile) or read (check); default conf/checklist/<hardware>/<profile>.yaml")
+                   help="checklist file written (profile) or read (check); "
+                        "default conf/checklist/<hardware>/<profile>.yaml")
     c.add_argument("--quick", action="store_true", help="fewer batch sizes, shorter windows")
     c.add_argument("--calibration-videos", type=int, default=None,
                    help="videos per size class (default 6; quick 1)")
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "checklist":
             return _checklist(args)
-        from extraction.api import ensure_checklist, run_extraction  # noqa: PLC0415
+        from planning.api import ensure_checklist, run_extraction
 
         checklist = args.checklist
         if checklist is None and not args.no_plan:
@@ -102,7 +103,7 @@ def parse_bytes(text: str) -> int:
 
 
 def _checklist(args: argparse.Namespace) -> int:
-    from extraction.checklist import load_checklist, run_profile  # noqa: PLC0415
+    from planning.checklist import load_checklist, run_profile
 
     if args.action == "profile":
         run_profile(args.profile, url=args.triton_url, state_dir=args.state_dir, videos_dir=args.videos,
@@ -110,8 +111,8 @@ def _checklist(args: argparse.Namespace) -> int:
                     per_class=args.calibration_videos,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
         return 0
-    from extraction.api import served_signatures  # noqa: PLC0415
-    from extraction.executor import find_checklist  # noqa: PLC0415
+    from planning.api import served_signatures
+    from planning.executor import find_checklist
 
     path = find_checklist(args.profile, args.out)
     cl = load_checklist(path)

@@ -7,17 +7,15 @@ profiles (``fast``, ``quality``) that pick variants and parameters. :func:`load_
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from extraction.errors import ConfigError
+from common.errors import ConfigError
+from common.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAPPING = REPO_ROOT / "conf" / "triton_models.yaml"
 
 
@@ -66,12 +64,6 @@ class ExtractionConfig(BaseModel):
     def params(self, component: str) -> dict[str, Any]:
         p = self.components.get(component)
         return p.model_dump() if p else {}
-
-
-def stable_hash(obj: Any, n: int = 16) -> str:
-    """Short sha256 of a JSON-serialisable object (sorted keys), used for config hashes and cache keys."""
-    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
 
 
 def load_profile(profile: str, mapping_path: Path = DEFAULT_MAPPING, seed: int = 0,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extraction.errors import VideoDecodeFailed
+from common.errors import VideoDecodeFailed
 
 SAMPLING_POLICY_VERSION = "uniform-fps-v1"
 AUDIO_SAMPLE_RATE = 16000
@@ -39,7 +39,7 @@ class SampledFrames:
 
 
 def _open(path: str):
-    import av  # noqa: PLC0415
+    import av
 
     try:
         return av.open(str(path))
@@ -73,7 +73,7 @@ def target_times(duration_s: float, fps: float, max_frames: int) -> np.ndarray:
 
 
 def _resize(img: np.ndarray, max_side: int) -> np.ndarray:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = img.shape[:2]
     scale = max_side / max(h, w)
@@ -84,7 +84,7 @@ def _resize(img: np.ndarray, max_side: int) -> np.ndarray:
 
 def sample_frames(path: str, fps: float, max_frames: int, max_side: int) -> SampledFrames:
     """Decode ``path`` once and keep the frames of the sampling policy."""
-    import av  # noqa: PLC0415
+    import av
 
     info = probe(path)
     targets = target_times(max(info.duration_s, 1.0 / fps), fps, max_frames)
@@ -121,7 +121,7 @@ def sample_frames(path: str, fps: float, max_frames: int, max_side: int) -> Samp
 
 def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray | None:
     """Mono float32 waveform at ``sample_rate``; None when the file has no audio stream."""
-    import av  # noqa: PLC0415
+    import av
 
     with _open(path) as c:
         if not c.streams.audio:

@@ -31,7 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from common.paths import REPO_ROOT
+
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 KERNEL_PACKAGE = "extraction.kernels"
 _SKIP_PARTS = {"__pycache__", ".ipynb_checkpoints"}
@@ -123,7 +124,7 @@ def _asset_files(module: str) -> list[tuple[str, Path]]:
     return list(importlib.import_module(module).asset_files())
 
 
-def _update(h: "hashlib._Hash", label: str, data: bytes) -> None:
+def _update(h: hashlib._Hash, label: str, data: bytes) -> None:
     h.update(label.encode())
     h.update(b"\0")
     h.update(str(len(data)).encode())

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from extraction.errors import ModelNotFound, TritonUnavailable, TrendflowError
+from common.errors import ModelNotFound, TrendflowError, TritonUnavailable
 from extraction.schemas import ModelUsed
 
 _TRANSIENT = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "Socket closed", "Connection reset",
@@ -78,7 +78,7 @@ class ModelProvider(Protocol):
 
 
 def _np_to_triton(arr: np.ndarray) -> str:
-    from tritonclient.utils import np_to_triton_dtype  # noqa: PLC0415
+    from tritonclient.utils import np_to_triton_dtype
 
     return np_to_triton_dtype(arr.dtype)
 
@@ -87,7 +87,7 @@ class TritonModelProvider:
     """gRPC client for the local (or any) Triton server."""
 
     def __init__(self, url: str, max_retries: int = 3, backoff_s: float = 0.2, timeout_s: float = 120.0) -> None:
-        import tritonclient.grpc as grpcclient  # noqa: PLC0415 - keep imports out of module import
+        import tritonclient.grpc as grpcclient
 
         self._grpc = grpcclient
         self.url = url
@@ -108,7 +108,7 @@ class TritonModelProvider:
     def server_ready(self) -> bool:
         try:
             return bool(self.client.is_server_ready(client_timeout=5))
-        except Exception:  # noqa: BLE001 - any transport error means "not ready"
+        except Exception:
             return False
 
     def get_model(self, name: str, version: str, logical: str = "") -> ModelHandle:
@@ -120,7 +120,7 @@ class TritonModelProvider:
                                     "(start it with `python -m extraction triton start`)", url=self.url)
         try:
             ready = self.client.is_model_ready(name, version, client_timeout=5)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise TritonUnavailable(f"Triton at {self.url} failed while checking {name}:{version}: {exc}") from exc
         if not ready:
             raise ModelNotFound(f"model {name}:{version} is not loaded on Triton at {self.url}",
@@ -157,7 +157,7 @@ class TritonModelProvider:
     def infer(self, handle: ModelHandle, inputs: dict[str, np.ndarray], batch_size: int,
               stats: InferStats | None = None) -> dict[str, np.ndarray]:
         """Run ``inputs`` (each with a leading item axis of equal length) in requests of ``batch_size``."""
-        from tritonclient.utils import InferenceServerException  # noqa: PLC0415
+        from tritonclient.utils import InferenceServerException
 
         n = len(next(iter(inputs.values())))
         if handle.max_batch_size:

@@ -14,9 +14,7 @@ decoded is recorded as ``video_decode_failed`` while the others complete.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
 import sys
 import threading
 import time
@@ -29,21 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from extraction.artifacts import atomic_write_json, lookup_cache, read_artifact, record_cache, run_dir, write_artifact
+from common.clock import now_iso
+from common.errors import ConfigError, ModelNotFound, TrendflowError, TritonUnavailable, VideoDecodeFailed
+from common.fsio import atomic_write_json, link_or_copy
+from common.hashing import json_hash
+from extraction.artifacts import lookup_cache, read_artifact, record_cache, run_dir, write_artifact
 from extraction.components import Component, ComputeContext, VideoInput, default_components
 from extraction.components.base import ComponentResult, model_signature
-from extraction.config import ExtractionConfig, stable_hash
+from extraction.config import ExtractionConfig
 from extraction.decode import SAMPLING_POLICY_VERSION
-from extraction.errors import ConfigError, ModelNotFound, TritonUnavailable, TrendflowError, VideoDecodeFailed
 from extraction.provider import InferStats, ModelHandle, ModelProvider
 from extraction.schemas import ArtifactMeta
 
 FATAL = (TritonUnavailable, ModelNotFound)
 DEFAULT_BATCH = 8
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_run_id() -> str:
@@ -52,10 +49,10 @@ def new_run_id() -> str:
 
 def runtime_environment() -> dict[str, str]:
     """Versions that can change numbers; hashed into every artifact's ``runtime_env_hash``."""
-    import av  # noqa: PLC0415
-    import cv2  # noqa: PLC0415
+    import av
+    import cv2
 
-    from extraction import __version__  # noqa: PLC0415
+    from extraction import __version__
 
     return {"python": platform.python_version(), "numpy": np.__version__, "av": av.__version__,
             "opencv": cv2.__version__, "machine": platform.machine(), "extraction": __version__}
@@ -97,7 +94,7 @@ class ExtractionRun:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.env_hash = stable_hash(self.env)
+        self.env_hash = json_hash(self.env)
 
     def resolve_models(self) -> dict[str, ModelHandle]:
         """Check every model this run needs, once, before any work (fail fast): first the mapping against what
@@ -123,21 +120,12 @@ class ExtractionRun:
         return max(1, min(want, h.max_batch_size)) if h and h.max_batch_size else want
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
-
-
 def cache_key(platform_id: str, video_id: str, component: str, config_hash: str, sampling_policy_version: str,
               producer_version: str, schema_version: str, model_signature: str,
               dependencies: dict[str, str]) -> str:
     """The artifact's cache key: a hash of every input that can change its content. ``dependencies`` maps each
     input component to its own key (its signature), so a change anywhere upstream changes every key below it."""
-    return stable_hash({"platform_id": platform_id, "video_id": video_id, "component": component,
+    return json_hash({"platform_id": platform_id, "video_id": video_id, "component": component,
                         "config_hash": config_hash, "sampling_policy_version": sampling_policy_version,
                         "producer_version": producer_version, "schema_version": schema_version,
                         "model_signature": model_signature, "dependencies": dependencies}, n=32)
@@ -148,7 +136,7 @@ def component_key(run: ExtractionRun, video: VideoInput, comp: Component, dep_ke
     """``(cache key, config hash, model signature)`` of ``comp`` for ``video`` given its dependencies' keys."""
     handle = run.handles.get(comp.name)
     msig = model_signature([handle.used] if handle else [])
-    config_hash = stable_hash(comp.config_for_key(video, run.cfg.params(comp.name)))
+    config_hash = json_hash(comp.config_for_key(video, run.cfg.params(comp.name)))
     key = cache_key(video.platform_id, video.video_id, comp.name, config_hash,
                     SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a", comp.producer_version,
                     comp.schema_version, msig, dep_keys)
@@ -178,7 +166,7 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
     manifest: dict[str, Any] = {
         "run_id": job.run_id, "platform_id": video.platform_id, "video_id": video.video_id,
         "video_path": str(video.path), "profile": cfg.profile, "started_at": now_iso(),
-        "metadata": video.metadata, "config_hash": stable_hash(cfg.model_dump()), "seed": cfg.seed,
+        "metadata": video.metadata, "config_hash": json_hash(cfg.model_dump()), "seed": cfg.seed,
         "sampling_policy_version": SAMPLING_POLICY_VERSION, "runtime_env": run.env, "runtime_env_hash": run.env_hash,
         "resolved_models": {c: {"model": h.name, "version": h.version, "weights_digest": h.used.weights_digest}
                             for c, h in run.handles.items()},
@@ -220,7 +208,7 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
         hit = lookup_cache(run.out_root, video.platform_id, video.video_id, key)
         if hit is not None:
             if hit.resolve() != dst.resolve():
-                _link_or_copy(hit, dst)
+                link_or_copy(hit, dst)
             arrays, meta = read_artifact(dst)
             loaded[comp.name] = arrays
             entry.update(status=meta.status, cache_hit=True, artifact=dst.name, batch_size=meta.batch_size,
@@ -293,7 +281,7 @@ class RunSummary:
 def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], videos_in_parallel: int = 1,
             run_id: str | None = None) -> RunSummary:
     """Process ``videos`` under ``run``; ``videos_in_parallel`` threads share the Triton client."""
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     run_id = run_id or new_run_id()
     t0 = time.perf_counter()

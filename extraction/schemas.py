@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from extraction.errors import SchemaValidationError
+from common.errors import SchemaValidationError
 
 Status = Literal["ok", "empty", "degraded", "error"]
 STATUSES: tuple[str, ...] = ("ok", "empty", "degraded", "error")
@@ -74,7 +74,7 @@ def _s(kind: str, *shape: int | str, description: str = "") -> ArraySchema:
     return ArraySchema(kind, tuple(shape), description)
 
 
-F, I, U = "f", "i", "U"
+F, INT, U = "f", "i", "U"
 
 # Component name -> schema. Keep these in step with each component's ``schema_version``.
 SCHEMAS: dict[str, ComponentSchema] = {
@@ -92,7 +92,7 @@ SCHEMAS: dict[str, ComponentSchema] = {
         }),
         ComponentSchema("frames", "1.0.0", {
             "timestamps": _s(F, "N", description="seconds of each sampled frame"),
-            "frame_index": _s(I, "N", description="index of the sampled frame in decode order"),
+            "frame_index": _s(INT, "N", description="index of the sampled frame in decode order"),
             "brightness": _s(F, "N", description="mean luma in [0, 1]"),
             "colorfulness": _s(F, "N", description="Hasler-Suesstrunk colorfulness / 100"),
             "duration_s": _s(F),
@@ -114,10 +114,10 @@ SCHEMAS: dict[str, ComponentSchema] = {
         }),
         ComponentSchema("faces", "1.0.0", {
             "timestamps": _s(F, "N"),
-            "face_count": _s(I, "N"),
+            "face_count": _s(INT, "N"),
             "max_face_area": _s(F, "N", description="largest face box area / frame area (0 if none)"),
             "boxes": _s(F, "M", 4, description="normalised x, y, w, h"),
-            "box_frame": _s(I, "M", description="sampled-frame index of each box"),
+            "box_frame": _s(INT, "M", description="sampled-frame index of each box"),
             "scores": _s(F, "M", description="detection confidence in [0, 1]"),
         }),
         ComponentSchema("audio", "1.0.0", {

@@ -6,7 +6,7 @@ start-up, so the planner can unload/load later), waits until ready, and records 
 state file. ``status`` reports server and per-model readiness; ``stop`` terminates the process.
 
 Nothing here falls back to running models in-process: when the server is down, callers get
-:class:`~extraction.errors.TritonUnavailable`.
+:class:`~common.errors.TritonUnavailable`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from extraction.errors import TritonUnavailable, TrendflowError
+from common.errors import TrendflowError, TritonUnavailable
+from common.fsio import atomic_write_json
+from common.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 DEFAULT_STATE_DIR = REPO_ROOT / ".trendflow" / "triton"
 
@@ -54,7 +55,7 @@ class ServerState:
 
 
 def _site_packages() -> Path:
-    import pytriton  # noqa: PLC0415 - only needed when starting a server
+    import pytriton
 
     return Path(pytriton.__file__).resolve().parent.parent
 
@@ -135,7 +136,7 @@ def _pid_alive(pid: int) -> bool:
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """GET ``url``; returns (status, body), status 0 when the connection fails."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -182,8 +183,8 @@ def start(
         "--strict-readiness=false",  # ready = server up; per-model readiness is asked per model
     ]
     cmd += [f"--load-model={m}" for m in (models or ["*"])]
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(  # noqa: S603
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env(), start_new_session=True
     )
     state = ServerState(
@@ -211,9 +212,7 @@ def start(
                     raise TrendflowError(
                         "models failed to load: " + "; ".join(f"{k}: {v[:300]}" for k, v in failed.items())
                         + f" (full log: {log_path})", code="model_load_failed", log_path=str(log_path))
-                tmp = _state_file(state_dir).with_suffix(".tmp")
-                tmp.write_text(json.dumps(asdict(state), indent=2))
-                os.replace(tmp, _state_file(state_dir))
+                atomic_write_json(_state_file(state_dir), asdict(state))
                 return state
         time.sleep(0.5)
     _kill_group(proc.pid)
@@ -223,7 +222,7 @@ def start(
 def _repository_index(http_url: str) -> list[dict[str, str]]:
     req = urllib.request.Request(f"http://{http_url}/v2/repository/index", data=b"{}", method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
     except (urllib.error.URLError, OSError, json.JSONDecodeError):
         return []

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,22 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--spec", type=Path, default=None)
     args = p.parse_args(argv)
     try:
-        from features.spec import load_spec  # noqa: PLC0415
+        from features.spec import load_spec
 
         if args.cmd == "build":
-            from features.build import build_dataset  # noqa: PLC0415
+            from features.build import build_dataset
 
             summary = build_dataset(args.artifacts, args.labels, args.out, load_spec(args.spec), errors=args.errors)
             print("\n".join(summary.lines()))
             return 0
         if args.cmd == "check-compat":
-            from features.compat import check_compatibility  # noqa: PLC0415
+            from features.compat import check_compatibility
 
             result = check_compatibility(load_spec(args.old), load_spec(args.new))
             print(json.dumps(result.to_dict(), indent=2))
             return 0 if result.compatible else 1
         spec = load_spec(args.spec)
-        from features.spec import raw_columns, target_columns  # noqa: PLC0415
+        from features.spec import raw_columns, target_columns
 
         print(json.dumps({"feature_schema_version": spec.feature_schema_version, "spec_hash": spec.spec_hash,
                           "features": len(spec.features), "raw_columns": len(raw_columns(spec)),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from common.fsio import atomic_path
 from extraction import __version__ as extraction_version
 from extraction.artifacts import latest_runs
 from extraction.schemas import ArtifactMeta
@@ -39,7 +40,7 @@ LoadedRun = tuple[dict[str, Any], dict[str, tuple[dict[str, np.ndarray], Artifac
 
 def feature_extractor_version() -> str:
     """Version of the code that turns artifacts into features (this package), with the extractor's."""
-    from features import __version__  # noqa: PLC0415
+    from features import __version__
 
     return f"features-{__version__}+extraction-{extraction_version}"
 
@@ -63,7 +64,7 @@ class FeatureRow:
 
     def to_frame(self, spec: FeatureSpec):
         """One-row pandas frame with ``raw_columns(spec)`` in the table's dtypes (what a model consumes)."""
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         dtypes = {c: f.dtype for f in spec.features for c in f.columns}
         data = {c: np.asarray([v], dtype=dtypes[c]) for c, v in zip(self.columns, self.values, strict=True)}
@@ -216,7 +217,7 @@ def build_features(run_dirs: Sequence[str | Path], spec: FeatureSpec, *, chunk: 
 
 def read_labels(path: str | Path):
     """The labels CSV as a pandas frame (ids as strings)."""
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     return pd.read_csv(path, dtype={"platform_id": str, "video_id": str, "channel_id": str})
 
@@ -226,7 +227,7 @@ def attach_targets(table: pa.Table, labels, spec: FeatureSpec, report: BuildRepo
     """Inner-join the labels on (platform_id, video_id), add ``spec.targets`` (transformed), drop rows
     missing a non-optional target. Counts what was dropped in ``report``; ``run_keys`` (every run found,
     dropped ones included) tells labels without any run apart from labels of dropped rows."""
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     lab = labels.drop_duplicates(["platform_id", "video_id"], keep="last").set_index(["platform_id", "video_id"])
     keys = pd.MultiIndex.from_arrays([table.column("platform_id").to_pylist(), table.column("video_id").to_pylist()])
@@ -305,28 +306,17 @@ def build_table(artifacts_root: str | Path | None, spec: FeatureSpec, labels=Non
 
 def write_parquet(table: pa.Table, path: str | Path) -> Path:
     """Write ``table`` (metadata included) atomically."""
-    import os  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # 0644: the dataset is read by other tools/users
         pq.write_table(table, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the dataset is read by other tools/users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
 def read_table_metadata(path: str | Path) -> dict[str, str]:
     """The feature metadata of a Parquet file written by :func:`write_parquet`."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq
 
     md = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in md.items() if not k.startswith(b"ARROW:") and k != b"pandas"}
@@ -368,8 +358,8 @@ def build_dataset(artifacts_root: str | Path, labels: str | Path | None, out: st
                   spec: FeatureSpec | None = None, *, errors: str = "drop") -> DatasetSummary:
     """Build the training table from the extractor's output, write it as Parquet, summarise (the CLI's and the
     demo's entry point)."""
-    from features.impute import Imputer  # noqa: PLC0415
-    from features.spec import load_spec  # noqa: PLC0415
+    from features.impute import Imputer
+    from features.spec import load_spec
 
     spec = spec if spec is not None else load_spec()
     report = BuildReport()

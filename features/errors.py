@@ -1,8 +1,8 @@
-"""Errors of the features library (subclasses of :class:`extraction.errors.TrendflowError`)."""
+"""Errors of the features library (subclasses of :class:`common.errors.TrendflowError`)."""
 
 from __future__ import annotations
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 
 
 class FeatureSpecError(TrendflowError):

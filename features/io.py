@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import SchemaValidationError
 from extraction.artifacts import load_run
-from extraction.errors import SchemaValidationError
 from extraction.schemas import SCHEMAS, ArtifactMeta
 
 # statuses a component can have in a RunData: the artifact's own, or "error" (manifest says error: no

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 
 
 def _json_arg(value: str | None) -> Any:
@@ -62,7 +62,7 @@ def _post(url: str, body: dict[str, Any] | None) -> tuple[int, Any]:
     req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
                                  headers={"content-type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=600) as r:  # noqa: S310 - user-given service URL
+        with urllib.request.urlopen(req, timeout=600) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -70,12 +70,12 @@ def _post(url: str, body: dict[str, Any] | None) -> tuple[int, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from inference.config import load_config  # noqa: PLC0415
+    from inference.config import load_config
 
     try:
         config = getattr(args, "config_sub", None) or args.config
         if args.cmd == "serve":
-            from inference.server import serve  # noqa: PLC0415
+            from inference.server import serve
 
             cfg = load_config(config, tracking_uri=args.tracking_uri)
             if args.host:
@@ -102,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(payload, indent=2))
             return 0 if status == 200 else 1
         if args.cmd == "schema":
-            from features import load_spec  # noqa: PLC0415
-
-            from inference.contract import FeatureContract  # noqa: PLC0415
-            from inference.schemas import ErrorResponse, PredictResponse, request_schema  # noqa: PLC0415
+            from features import load_spec
+            from inference.contract import FeatureContract
+            from inference.schemas import ErrorResponse, PredictResponse, request_schema
 
             cfg = load_config(config)
             c = FeatureContract.from_spec(load_spec(cfg.path(cfg.spec)))
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                               "response": PredictResponse.model_json_schema(),
                               "error": ErrorResponse.model_json_schema()}, indent=2))
             return 0
-        from inference.demo import run_demo  # noqa: PLC0415
+        from inference.demo import run_demo
 
         result = run_demo(args.video, _json_arg(args.metadata), config_path=config, promote=not args.no_promote,
                           tracking_uri=args.tracking_uri)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 from inference.schemas import ErrorResponse, PredictResponse, request_schema
 from inference.service import Service
 
@@ -32,7 +32,7 @@ def create_app(service: Service, handle_signals: bool = False) -> FastAPI:
     """The ASGI app; models load in its lifespan (Tier-0 preload) before it accepts requests."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         await service.start()
         if handle_signals:
             try:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-
 Row = dict[str, float]
 
 
@@ -85,7 +84,7 @@ class MicroBatcher:
             for (_, fut), out in zip(batch, outs, strict=True):
                 if not fut.done():
                     fut.set_result((out, secs, len(batch)))
-        except Exception as exc:  # noqa: BLE001 - delivered to the waiting requests
+        except Exception as exc:
             if len(batch) == 1:
                 if not batch[0][1].done():
                     batch[0][1].set_exception(exc)
@@ -95,7 +94,7 @@ class MicroBatcher:
                     (out,), secs = await self._call([row])
                     if not fut.done():
                         fut.set_result((out, secs, 1))
-                except Exception as one_exc:  # noqa: BLE001
+                except Exception as one_exc:
                     if not fut.done():
                         fut.set_exception(one_exc)
 
@@ -115,7 +114,7 @@ class MicroBatcher:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
         if self._queue is not None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from extraction.errors import ConfigError
+from common.errors import ConfigError
 from registry.config import REPO_ROOT, resolve_path
 
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "inference.yaml"

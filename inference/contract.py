@@ -42,7 +42,7 @@ class FeatureContract:
 
     @classmethod
     def from_spec(cls, spec: Any) -> FeatureContract:
-        from features import raw_columns  # noqa: PLC0415
+        from features import raw_columns
 
         critical = {c for f in spec.features if f.critical for c in f.columns}
         masks = {f.mask_column: list(f.columns) for f in spec.features if f.mask_column}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 
 
 def promote_latest(reason: str = "make demo: newest trained version", actor: str = "make-demo",
@@ -27,9 +27,9 @@ def promote_latest(reason: str = "make demo: newest trained version", actor: str
     Returns per type ``{"version", "promoted", "gates": [...], "stable"}``; a refusal is reported, not raised
     (the service then serves the previous stable or falls back).
     """
-    from registry import ops  # noqa: PLC0415
-    from registry.config import load_config  # noqa: PLC0415
-    from registry.store import connect  # noqa: PLC0415
+    from registry import ops
+    from registry.config import load_config
+    from registry.store import connect
 
     cfg = load_config(config_path, tracking_uri=tracking_uri)
     client = connect(cfg)
@@ -63,9 +63,9 @@ def promote_latest(reason: str = "make demo: newest trained version", actor: str
 
 def _drop_unresolvable(cfg: Any, echo: bool) -> None:
     """Serve only slots whose alias exists (a type whose first promotion was refused has no ``stable``)."""
-    from registry import ops  # noqa: PLC0415
-    from registry.config import load_config as load_registry_config  # noqa: PLC0415
-    from registry.store import connect  # noqa: PLC0415
+    from registry import ops
+    from registry.config import load_config as load_registry_config
+    from registry.store import connect
 
     reg = load_registry_config(cfg.path(cfg.registry), tracking_uri=cfg.tracking_uri)
     client = connect(reg)
@@ -93,10 +93,10 @@ def run_demo(video_path: str | Path, metadata: dict[str, Any] | None = None, *, 
 
     Returns ``{"status", "response", "ready", "promotion", "seconds"}``.
     """
-    import httpx  # noqa: PLC0415
+    import httpx
 
-    from inference.config import load_config  # noqa: PLC0415
-    from inference.server import ServerThread  # noqa: PLC0415
+    from inference.config import load_config
+    from inference.server import ServerThread
 
     video_path = Path(video_path).resolve()
     if metadata is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 
 REQUIRED_METADATA = ("platform_id", "video_id", "published_at")
 
@@ -34,7 +34,7 @@ class Built:
 def vector_from_run(run_dir: str | Path, spec: Any) -> Built:
     """Features of one extractor run folder (``features.build.build_vector``: the inference path of training's
     table). Raises ``MissingCriticalFeature`` naming every critical feature it could not compute."""
-    from features.build import build_vector  # noqa: PLC0415
+    from features.build import build_vector
 
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").exists():
@@ -74,8 +74,8 @@ class VideoFeaturizer:
         self._lock = threading.Lock()
 
     def grpc_url(self) -> str:
-        from extraction import triton_server  # noqa: PLC0415
-        from extraction.api import triton_url  # noqa: PLC0415
+        from extraction import triton_server
+        from planning.api import triton_url
 
         return triton_url(self.url, self.state_dir or triton_server.DEFAULT_STATE_DIR)
 
@@ -86,7 +86,7 @@ class VideoFeaturizer:
         except TrendflowError as exc:
             return False, str(exc)
         try:
-            import tritonclient.grpc as grpcclient  # noqa: PLC0415
+            import tritonclient.grpc as grpcclient
 
             client = grpcclient.InferenceServerClient(url)
             try:
@@ -94,15 +94,15 @@ class VideoFeaturizer:
             finally:
                 client.close()
             return bool(ok), f"{url} {'ready' if ok else 'not ready'}"
-        except Exception as exc:  # noqa: BLE001 - any transport failure means "not reachable"
+        except Exception as exc:
             return False, f"{url} unreachable: {type(exc).__name__}"
 
     def _extraction_run(self) -> Any:
         with self._lock:
             if self._run is None:
-                from extraction.config import load_profile  # noqa: PLC0415
-                from extraction.provider import TritonModelProvider  # noqa: PLC0415
-                from extraction.runner import ExtractionRun  # noqa: PLC0415
+                from extraction.config import load_profile
+                from extraction.provider import TritonModelProvider
+                from extraction.runner import ExtractionRun
 
                 run = ExtractionRun(cfg=load_profile(self.profile, seed=self.seed), out_root=self.out_root,
                                     provider=TritonModelProvider(self.grpc_url()), progress=False)
@@ -112,9 +112,9 @@ class VideoFeaturizer:
 
     def build(self, video_path: str | Path, metadata: dict[str, Any], spec: Any) -> Built:
         """Extract ``video_path`` (+ sidecar-style ``metadata``) and build its feature row, timing each stage."""
-        from extraction.components import VideoInput  # noqa: PLC0415
-        from extraction.errors import TritonUnavailable  # noqa: PLC0415
-        from extraction.runner import VideoJob, new_run_id, process_video  # noqa: PLC0415
+        from common.errors import TritonUnavailable
+        from extraction.components import VideoInput
+        from extraction.runner import VideoJob, new_run_id, process_video
 
         path = Path(video_path)
         if not path.is_file():
@@ -134,7 +134,7 @@ class VideoFeaturizer:
         if manifest.get("status") == "error":
             raise TrendflowError(f"{path.name}: {manifest.get('error_message')}",
                                  code=manifest.get("error_code") or "extraction_failed")
-        from extraction.artifacts import run_dir  # noqa: PLC0415
+        from extraction.artifacts import run_dir
 
         built = vector_from_run(run_dir(self.out_root, job.video.platform_id, job.video.video_id, job.run_id), spec)
         built.timings = {"extraction_s": t1 - t0, **built.timings}

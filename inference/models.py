@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from registry.contract import check_output, output_columns
+from contract.output import check_output, output_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,7 +63,7 @@ class LoadedModel:
 
     def frame(self, rows: list[dict[str, float]]) -> pd.DataFrame:
         """Rows -> the model's input frame: its signature's columns, order and dtypes."""
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         cols = self.columns or list(rows[0])
         nan = float("nan")
@@ -120,9 +120,10 @@ def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, s
               sanity_rows: int | None = None, spec: Any = None) -> LoadedModel:
     """Resolve, load and sanity-check one slot against the serving ``spec`` (default: ``cfg.spec`` read now).
     Never raises: problems land in ``.error``."""
-    import mlflow.pyfunc  # noqa: PLC0415
+    import mlflow.pyfunc
 
-    from registry.gates import schema_compatible, version_run_id  # noqa: PLC0415
+    from registry.gates import schema_compatible
+    from registry.store import version_run_id
 
     slot = cfg.models[slot_name]
     name = reg.name_of(slot.type)
@@ -143,7 +144,7 @@ def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, s
         # The promotion gate checks this too, but a version pinned by number or an alias moved by hand in the
         # MLflow UI never went through the gates: the service refuses an incompatible schema itself.
         if spec is None:
-            from features import load_spec  # noqa: PLC0415
+            from features import load_spec
 
             spec = load_spec(cfg.path(cfg.spec))
         ok, why = schema_compatible(lm.features_schema_version or "", lm.columns, spec)
@@ -153,7 +154,7 @@ def load_slot(client: MlflowClient, reg: RegistryConfig, cfg: InferenceConfig, s
             lm.load_s = time.perf_counter() - t0
             log.error("slot %s: %s", slot_name, lm.error)
             return lm
-    except Exception as exc:  # noqa: BLE001 - a slot that cannot load is reported, the service still starts
+    except Exception as exc:
         lm.error = f"load failed: {type(exc).__name__}: {exc}"[:500]
         lm.load_s = time.perf_counter() - t0
         log.error("slot %s: %s", slot_name, lm.error)
@@ -186,7 +187,7 @@ def sanity_check(lm: LoadedModel, rows: int) -> tuple[bool, str]:
                                   equal_nan=True):
                 log.warning("slot %s: fast path differs from pyfunc.predict; enforcing the schema", lm.slot)
                 lm.enforce_schema = True
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
     problems = check_output(out, n_rows=len(example))
     return not problems, "; ".join(problems)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from registry.contract import QUANTILES, TARGETS
+from contract.output import QUANTILES, TARGETS
 
 
 class _Out(BaseModel):
@@ -44,7 +44,7 @@ class TargetPrediction(_Out):
     log1p: Quantiles
 
 
-Values = create_model("Values", __base__=_Out, **{t: (TargetPrediction, ...) for t in TARGETS})  # type: ignore[call-overload]
+Values = create_model("Values", __base__=_Out, **dict.fromkeys(TARGETS, (TargetPrediction, ...)))  # type: ignore[call-overload]
 
 
 class ModelInfo(_Out):
@@ -142,7 +142,7 @@ def request_schema(columns: list[str], critical: set[str], modes: list[str]) -> 
 
 def quantile_block(row: dict[str, float], target: str) -> dict[str, Any]:
     """Contract columns of one target -> the response's TargetPrediction dict."""
-    import math  # noqa: PLC0415
+    import math
 
     logq = {q: row[f"{target}_{q}"] for q in QUANTILES}
     counts = {q: max(0.0, math.expm1(min(v, 700.0))) for q, v in logq.items()}

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 from inference.config import InferenceConfig
 
 
@@ -28,11 +28,10 @@ def free_port() -> int:
 
 def build_service(cfg: InferenceConfig) -> Any:
     """Service for ``cfg``: registry store, serving spec, and the video featurizer when video mode is on."""
-    from features import load_spec  # noqa: PLC0415
-
-    from inference.extract import VideoFeaturizer  # noqa: PLC0415
-    from inference.service import Service  # noqa: PLC0415
-    from registry.config import load_config as load_registry_config  # noqa: PLC0415
+    from features import load_spec
+    from inference.extract import VideoFeaturizer
+    from inference.service import Service
+    from registry.config import load_config as load_registry_config
 
     reg = load_registry_config(cfg.path(cfg.registry), tracking_uri=cfg.tracking_uri)
     spec = load_spec(cfg.path(cfg.spec))
@@ -49,9 +48,9 @@ def configure_logging(level: str = "info") -> None:
 
 def serve(cfg: InferenceConfig) -> None:
     """Run in the foreground until SIGINT/SIGTERM (SIGHUP reloads the models)."""
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    from inference.app import create_app  # noqa: PLC0415
+    from inference.app import create_app
 
     configure_logging(cfg.server.log_level)
     app = create_app(build_service(cfg), handle_signals=True)
@@ -68,7 +67,7 @@ def wait_ready(url: str, timeout_s: float = 120.0, need_ready: bool = True, proc
         if proc is not None and proc.poll() is not None:
             raise TrendflowError(f"server process exited with {proc.returncode}", code="server_failed")
         try:
-            with urllib.request.urlopen(url + path, timeout=2) as r:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url + path, timeout=2) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as exc:
             last = json.loads(exc.read() or b"{}")
@@ -83,9 +82,9 @@ class ServerThread:
     """uvicorn serving ``cfg`` from a background thread of this process, on a free port."""
 
     def __init__(self, cfg: InferenceConfig, port: int | None = None, service: Any | None = None) -> None:
-        import uvicorn  # noqa: PLC0415
+        import uvicorn
 
-        from inference.app import create_app  # noqa: PLC0415
+        from inference.app import create_app
 
         self.port = port or free_port()
         self.service = service or build_service(cfg)
@@ -134,9 +133,9 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 180.0, need_ready: bool = True) -> ServerProcess:
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         root = Path(__file__).resolve().parent.parent
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "inference", "serve", "--config", str(self.config_path), "--port", str(self.port)],
             cwd=root, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         wait_ready(self.url, timeout_s, need_ready=need_ready, proc=self.proc)

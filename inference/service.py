@@ -15,14 +15,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
+from contract.output import TARGETS
 from inference.batching import MicroBatcher
 from inference.config import InferenceConfig
 from inference.contract import FeatureContract
 from inference.metrics import ServiceMetrics
 from inference.models import InjectedFault, LoadedModel, load_slot
 from inference.schemas import quantile_block
-from registry.contract import TARGETS
 
 log = logging.getLogger("inference.service")
 MODES = ("features", "artifacts_dir", "video_path")
@@ -86,7 +86,7 @@ class Service:
     # ---- loading -----------------------------------------------------------------------------------------
     def _connect(self) -> Any:
         if self.client is None:
-            from registry.store import connect  # noqa: PLC0415
+            from registry.store import connect
 
             self.client = connect(self.reg_cfg)
         return self.client
@@ -210,9 +210,8 @@ class Service:
     async def _build_row(self, body: dict[str, Any], rid: str) -> tuple[dict[str, float] | None, list[dict], dict,
                                                                         tuple[int, dict] | None]:
         """(row, warnings, timings_s (+ "source": where the features came from), error response or None)."""
-        from features.errors import MissingCriticalFeature  # noqa: PLC0415
-
-        from inference.extract import RequestInvalid, check_metadata, vector_from_run  # noqa: PLC0415
+        from features.errors import MissingCriticalFeature
+        from inference.extract import RequestInvalid, check_metadata, vector_from_run
 
         warnings: list[dict[str, Any]] = []
         if "features" in body:
@@ -321,7 +320,7 @@ class Service:
                 out, secs, _ = await ms.batchers[slot].submit(row)
                 if not all(math.isfinite(v) for v in out.values()):
                     raise ValueError("model returned non-finite values")
-            except Exception as exc:  # noqa: BLE001 - any model failure falls back
+            except Exception as exc:
                 code = "fault_injected" if isinstance(exc, InjectedFault) else "model_error"
                 self.metrics.errors.labels(lm.type, lm.version, code).inc()
                 attempts.append({"slot": slot, "type": lm.type, "version": lm.version, "error_code": code,
@@ -384,7 +383,7 @@ class Service:
                                                   "shadow": f"{shadow.type}:{shadow.version}",
                                                   "mean_abs_p50_log1p": round(mean, 5),
                                                   "per_target": {k: round(v, 5) for k, v in diffs.items()}}))
-            except Exception as exc:  # noqa: BLE001 - shadow failures never reach the caller
+            except Exception as exc:
                 self.metrics.shadow_errors.labels(shadow.type).inc()
                 log.warning("shadow %s failed for %s: %s", sh.slot, rid, exc)
             finally:

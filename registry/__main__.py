@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +48,8 @@ def _print_list(listing: dict, as_json: bool) -> None:
     for t, rows in listing.items():
         print(f"{t}  ({rows[0]['name'] if rows else 'not registered'})")
         for r in rows:
-            created = datetime.fromtimestamp(r["created"] / 1000, UTC).strftime("%Y-%m-%d %H:%M") if r["created"] else ""
+            created = (datetime.fromtimestamp(r["created"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+                       if r["created"] else "")
             tags = r["tags"]
             mae = [v for k, v in r["metrics"].items() if k.startswith("test/mae_")]
             cov = r["metrics"].get("test/coverage_90")
@@ -59,7 +60,7 @@ def _print_list(listing: dict, as_json: bool) -> None:
                   f"cov90={cov if cov is not None else float('nan'):.3f}  {created}")
 
 
-def _print_result(res) -> None:  # noqa: ANN001
+def _print_result(res) -> None:
     for g in res.gates:
         print(f"  [{'PASS' if g.passed else 'FAIL'}] {g.name}: {g.reason}")
     if res.ok:
@@ -71,8 +72,8 @@ def _print_result(res) -> None:  # noqa: ANN001
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from registry import ops  # noqa: PLC0415
-    from registry.config import load_config  # noqa: PLC0415
+    from registry import ops
+    from registry.config import load_config
 
     try:
         cfg = load_config(args.config, tracking_uri=args.tracking_uri)
@@ -80,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             print(ops.stable_at(cfg, args.model_type, args.when) or "none")
             return 0
         if args.cmd == "verify-audit":
-            from registry import audit  # noqa: PLC0415
+            from registry import audit
 
             problems = audit.verify(cfg.audit_path())
             print("\n".join(problems) or f"audit log intact ({len(audit.read(cfg.audit_path()))} entries)")
             return 1 if problems else 0
-        from registry.store import connect  # noqa: PLC0415
+        from registry.store import connect
 
         client = connect(cfg)
         if args.cmd == "list":

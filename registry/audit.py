@@ -14,24 +14,13 @@ import hashlib
 import json
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common.clock import now_iso, parse_iso
+
 GENESIS = "0" * 16
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: str | datetime) -> datetime:
-    """ISO-8601 date or datetime (naive = UTC)."""
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def actor_name(actor: str | None = None) -> str:
@@ -42,7 +31,7 @@ def actor_name(actor: str | None = None) -> str:
         return os.environ["TRENDFLOW_ACTOR"]
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+    except Exception:
         return "unknown"
 
 
@@ -93,10 +82,10 @@ def append(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
 
 def alias_at(entries: list[dict[str, Any]], name: str, alias: str, when: str | datetime) -> str | None:
     """Version that ``alias`` of registered model ``name`` pointed at, at time ``when`` (None = unset/unknown)."""
-    t = parse_time(when)
+    t = parse_iso(when)
     version: str | None = None
     for e in entries:
-        if e.get("name") != name or parse_time(e["ts"]) > t:
+        if e.get("name") != name or parse_iso(e["ts"]) > t:
             continue
         if alias in (e.get("aliases") or {}):
             version = e["aliases"][alias]

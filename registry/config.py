@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from extraction.errors import ConfigError
+from common.errors import ConfigError
+from common.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "registry.yaml"
 DEFAULT_STORE = REPO_ROOT / ".trendflow" / "mlflow"
 

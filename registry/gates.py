@@ -15,8 +15,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from contract.output import check_output
 from registry.config import RegistryConfig
-from registry.contract import check_output
+from registry.store import version_run_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 SEMVER_TAG_RE = re.compile(r"^(?P<type>[a-z0-9]+)_(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)$")
 SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-RUN_ID_TAGS = ("training_run_id", "run_id", "mlflow.run_id")
 
 
 @dataclass
@@ -36,13 +36,6 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def version_run_id(mv: ModelVersion) -> str | None:
-    """The training run of a version: its ``run_id`` or, failing that, a run-id tag."""
-    if getattr(mv, "run_id", None):
-        return mv.run_id
-    return next((mv.tags[k] for k in RUN_ID_TAGS if mv.tags.get(k)), None)
 
 
 # ---- metadata -------------------------------------------------------------------------------------------
@@ -124,7 +117,7 @@ def compare_metrics(cfg: RegistryConfig, cand: dict[str, float], stable: dict[st
 def _gate_rescored(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion, stable: ModelVersion,
                    split_hash: str | None, why: str, differing: dict[str, Any]) -> GateResult:
     """The metrics gate when the test splits differ: both versions re-scored on rows neither has seen."""
-    from registry.rescore import RescoreRefused, rescore  # noqa: PLC0415
+    from registry.rescore import RescoreRefused, rescore
 
     try:
         cm, sm, info = rescore(client, cfg, cand, stable, split_hash)
@@ -136,8 +129,9 @@ def _gate_rescored(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion
     where = (f"re-scored both on the {info['rows']} candidate test rows published after stable "
              f"v{stable.version}'s test cut {info['stable_test_cut']} (mean of the gate metrics: candidate "
              f"{mean['candidate']:.4f}, stable {mean['stable']:.4f})")
-    reason = (f"{why}; {where}: " + ("; ".join(worse) if worse
-                                     else f"no worse than stable v{stable.version} on {len(cfg.gates.metrics)} metrics"))
+    verdict = ("; ".join(worse) if worse
+               else f"no worse than stable v{stable.version} on {len(cfg.gates.metrics)} metrics")
+    reason = f"{why}; {where}: {verdict}"
     return GateResult("metrics", not worse, reason,
                       {"split_differs": differing, "method": "rescored", "rescore": info, "metrics": table})
 
@@ -181,7 +175,7 @@ def schema_compatible(model_version: str, model_columns: list[str] | None, servi
     """Can a model trained on schema ``model_version`` (input columns ``model_columns``) be served on
     ``serving_spec``? Semver rule (same MAJOR, model MINOR <= serving MINOR) and content (every input column
     the model needs is produced by the serving spec)."""
-    from features import raw_columns  # noqa: PLC0415
+    from features import raw_columns
 
     mv, sv = _semver(model_version), _semver(serving_spec.feature_schema_version)
     if mv is None:
@@ -201,7 +195,7 @@ def schema_compatible(model_version: str, model_columns: list[str] | None, servi
 
 def signature_columns(model_uri: str) -> list[str] | None:
     """Input column names from a logged model's signature (None when it has none)."""
-    from mlflow.models import get_model_info  # noqa: PLC0415
+    from mlflow.models import get_model_info
 
     sig = get_model_info(model_uri).signature
     if sig is None or sig.inputs is None:
@@ -212,11 +206,11 @@ def signature_columns(model_uri: str) -> list[str] | None:
 
 def model_spec(model_uri: str) -> Any | None:
     """The feature spec a model carries in its artifacts (``**/feature_spec.yaml``), or None."""
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    import mlflow.artifacts  # noqa: PLC0415
+    import mlflow.artifacts
 
-    from features import load_spec  # noqa: PLC0415
+    from features import load_spec
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
     found = sorted(local.rglob("feature_spec.yaml"))
@@ -226,12 +220,12 @@ def model_spec(model_uri: str) -> Any | None:
 def gate_schema(cfg: RegistryConfig, mv: ModelVersion, model_uri: str, serving_spec: Any | None = None) -> GateResult:
     """Content rule (``features.check_compatibility`` on the spec the model carries) when the model ships its
     spec; always the semver rule on the version tag and the signature's columns against the serving spec."""
-    from features import load_spec  # noqa: PLC0415
-    from features.compat import check_compatibility  # noqa: PLC0415
+    from features import load_spec
+    from features.compat import check_compatibility
 
     try:
         spec = serving_spec if serving_spec is not None else load_spec(cfg.serving_spec_path())
-    except Exception as exc:  # noqa: BLE001 - reported as a failed gate
+    except Exception as exc:
         return GateResult("schema", False, f"cannot load serving spec: {exc}")
     version = (mv.tags or {}).get("feature_schema_version", "")
     details: dict[str, Any] = {"model": version, "serving": spec.feature_schema_version,
@@ -239,7 +233,7 @@ def gate_schema(cfg: RegistryConfig, mv: ModelVersion, model_uri: str, serving_s
     try:
         cols = signature_columns(model_uri)
         carried = model_spec(model_uri)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return GateResult("schema", False, f"cannot read model signature/spec: {exc}"[:500], details)
     ok, why = schema_compatible(version, cols, spec)
     if carried is not None:
@@ -260,14 +254,14 @@ def gate_schema(cfg: RegistryConfig, mv: ModelVersion, model_uri: str, serving_s
 # ---- loads and predicts ---------------------------------------------------------------------------------
 
 def gate_loads_and_predicts(model_uri: str, rows: int = 8) -> GateResult:
-    import time  # noqa: PLC0415
+    import time
 
-    import mlflow.pyfunc  # noqa: PLC0415
+    import mlflow.pyfunc
 
     t0 = time.perf_counter()
     try:
         model = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:  # noqa: BLE001 - a broken artifact is exactly what this gate reports
+    except Exception as exc:
         return GateResult("loads_and_predicts", False, f"artifacts do not load: {type(exc).__name__}: {exc}"[:500])
     load_s = time.perf_counter() - t0
     example = model.input_example
@@ -277,7 +271,7 @@ def gate_loads_and_predicts(model_uri: str, rows: int = 8) -> GateResult:
     example = example.head(rows) if hasattr(example, "head") else example
     try:
         out = model.predict(example)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return GateResult("loads_and_predicts", False, f"predict failed on the input example: "
                           f"{type(exc).__name__}: {exc}"[:500], {"load_s": round(load_s, 3)})
     problems = check_output(out, n_rows=len(example))

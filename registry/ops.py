@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from extraction.errors import TrendflowError
+from common.errors import TrendflowError
 from registry import audit
 from registry.config import RegistryConfig
 from registry.gates import (
@@ -22,8 +22,8 @@ from registry.gates import (
     gate_metadata,
     gate_metrics,
     gate_schema,
-    version_run_id,
 )
+from registry.store import version_run_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,7 +60,7 @@ class PromotionResult:
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version ``alias`` points at, or None when the alias (or the model) does not exist."""
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+    from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, alias)
@@ -77,7 +77,7 @@ def _aliases(client: MlflowClient, cfg: RegistryConfig, name: str) -> dict[str, 
 
 
 def _get_version(client: MlflowClient, name: str, version: str | int) -> ModelVersion:
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+    from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version(name, str(version))
@@ -100,7 +100,7 @@ def _compact(gates: list[GateResult]) -> list[dict[str, Any]]:
 def list_versions(client: MlflowClient, cfg: RegistryConfig, model_type: str | None = None,
                   metrics: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Per model type: its versions (newest first) with tags, selected run metrics and aliases."""
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+    from mlflow.exceptions import MlflowException
 
     types = [model_type] if model_type else list(cfg.models)
     wanted = metrics if metrics is not None else [*cfg.gates.metrics, *cfg.gates.coverage]
@@ -125,7 +125,8 @@ def list_versions(client: MlflowClient, cfg: RegistryConfig, model_type: str | N
                     m = {k: run_metrics[k] for k in wanted if k in run_metrics}
                 except MlflowException:
                     pass
-            rows.append({"name": name, "version": str(mv.version), "aliases": sorted(by_version.get(str(mv.version), [])),
+            rows.append({"name": name, "version": str(mv.version),
+                         "aliases": sorted(by_version.get(str(mv.version), [])),
                          "run_id": run_id, "created": mv.creation_timestamp, "status": mv.status,
                          "tags": dict(mv.tags or {}), "metrics": m})
         out[t] = sorted(rows, key=lambda r: int(r["version"]), reverse=True)

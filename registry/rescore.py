@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from registry.contract import TARGETS
+from contract.output import TARGETS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from registry.config import RegistryConfig
 
 
-class RescoreRefused(Exception):  # noqa: N818 - a refusal with its reason, not an error
+class RescoreRefused(Exception):
     """The two versions cannot be compared on common unseen rows; the message says why."""
 
 
@@ -43,7 +43,7 @@ def _run_text(client: MlflowClient, run_id: str, artifact: str) -> str:
     with tempfile.TemporaryDirectory(prefix="trendflow-rescore-") as tmp:
         try:
             local = client.download_artifacts(run_id, artifact, tmp)
-        except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+        except Exception as exc:
             raise RescoreRefused(f"run {run_id[:8]} has no {artifact} artifact ({type(exc).__name__})") from None
         return Path(local).read_text()
 
@@ -56,8 +56,8 @@ def common_unseen_rows(client: MlflowClient, cand_run: str, stable_run: str,
         ``(rows, cols, info)``: the frame, the candidate's :class:`training.data.Columns` and what was used
         (table path, both cuts, row counts).
     """
-    from training.config import validate  # noqa: PLC0415
-    from training.data import load_split  # noqa: PLC0415
+    from training.config import validate
+    from training.data import load_split
 
     if not split_hash:
         raise RescoreRefused("the candidate run records no split_hash to check its rebuilt split against")
@@ -86,9 +86,9 @@ def common_unseen_rows(client: MlflowClient, cand_run: str, stable_run: str,
 
 def score_version(name: str, version: str, rows: pd.DataFrame, cols: Any) -> dict[str, float]:
     """Point metrics (``mae_<target>`` ...) of a registered version on ``rows``, through its pyfunc."""
-    import mlflow.pyfunc  # noqa: PLC0415
+    import mlflow.pyfunc
 
-    from training.metrics import point_metrics  # noqa: PLC0415
+    from training.metrics import point_metrics
 
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     schema = model.metadata.get_input_schema()
@@ -112,7 +112,7 @@ def rescore(client: MlflowClient, cfg: RegistryConfig, cand: ModelVersion, stabl
     Raises:
         RescoreRefused: naming why no honest comparison is possible.
     """
-    from registry.gates import version_run_id  # noqa: PLC0415 - gates imports this module lazily
+    from registry.store import version_run_id
 
     rows, cols, info = common_unseen_rows(client, version_run_id(cand), version_run_id(stable), split_hash)
     if len(rows) < cfg.gates.rescore_min_rows:

@@ -10,14 +10,17 @@ from registry.config import RegistryConfig
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+RUN_ID_TAGS = ("training_run_id", "run_id", "mlflow.run_id")
 
 
 def connect(cfg: RegistryConfig) -> MlflowClient:
     """An ``MlflowClient`` on the configured store; also points ``mlflow``'s globals at it so that
     ``mlflow.pyfunc.load_model("models:/...")`` resolves against the same registry."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow  # noqa: PLC0415 - ~1.4 s; keep it out of import paths
-    from mlflow import MlflowClient  # noqa: PLC0415
+    import mlflow
+    from mlflow import MlflowClient
 
     uri = cfg.resolved_tracking_uri()
     if uri.startswith("sqlite:///"):
@@ -38,3 +41,10 @@ def ensure_experiment(client: MlflowClient, name: str, cfg: RegistryConfig) -> s
         Path(root).mkdir(parents=True, exist_ok=True)
         location = Path(root).as_uri()
     return client.create_experiment(name, artifact_location=location)
+
+
+def version_run_id(mv: ModelVersion) -> str | None:
+    """The training run of a version: its ``run_id`` or, failing that, a run-id tag."""
+    if getattr(mv, "run_id", None):
+        return mv.run_id
+    return next((mv.tags[k] for k in RUN_ID_TAGS if mv.tags.get(k)), None)

@@ -33,11 +33,11 @@ class RegistryStore:
     """A real MLflow store (SQLite + artifact folder) in a temp dir, its registry config and client."""
 
     def __init__(self, root: Path) -> None:
-        import yaml  # noqa: PLC0415
+        import yaml
 
-        from features import load_spec, raw_columns  # noqa: PLC0415
-        from registry.config import load_config  # noqa: PLC0415
-        from registry.store import connect  # noqa: PLC0415
+        from features import load_spec, raw_columns
+        from registry.config import load_config
+        from registry.store import connect
 
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -51,16 +51,16 @@ class RegistryStore:
         self.spec = load_spec()
         self.columns = raw_columns(self.spec)
 
-    def log(self, model_type: str, **kw):  # noqa: ANN003, ANN201
-        """Log + register a contract-conformant reference pyfunc (``registry.testing``); returns LoggedReference."""
-        from registry.testing import log_reference_model  # noqa: PLC0415
+    def log(self, model_type: str, **kw):
+        """Log + register a contract-conformant reference pyfunc (``testsupport.registry``); returns LoggedReference."""
+        from testsupport.registry import log_reference_model
 
         kw.setdefault("columns", self.columns)
         return log_reference_model(self.client, self.cfg, model_type, **kw)
 
     def reconnect(self) -> None:
         """Point MLflow's globals at this store again (another store may have been connected since)."""
-        from registry.store import connect  # noqa: PLC0415
+        from registry.store import connect
 
         self.client = connect(self.cfg)
 

@@ -16,7 +16,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from training.train import run  # noqa: PLC0415 - keep `--help` and config errors fast
+    from training.train import run
 
     metrics, _ = run(cfg)
     return float(metrics["test/mae_mean"])

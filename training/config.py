@@ -13,11 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigError(ValueError):
-    """The composed config is invalid; the message names every bad key."""
+from common.errors import ConfigError
+from common.paths import REPO_ROOT
 
 
 class _Strict(BaseModel):
@@ -213,7 +210,7 @@ def validate(cfg: Any) -> TrainConfig:
         ConfigError: naming every unknown or invalid key (``model.lrr: unknown key``).
     """
     if not isinstance(cfg, dict):
-        from omegaconf import OmegaConf  # noqa: PLC0415
+        from omegaconf import OmegaConf
 
         cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg = {k: v for k, v in cfg.items() if k != "hydra"}
@@ -238,8 +235,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> A
     Args:
         overrides: command-line style overrides, e.g. ``["+exp=v2", "trainer.max_epochs=1"]``.
     """
-    from hydra import compose as hydra_compose  # noqa: PLC0415
-    from hydra import initialize_config_dir  # noqa: PLC0415
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides or []))

@@ -49,7 +49,7 @@ class Columns:
 
 def columns_from_spec(spec: Any, group_by: str | None = "meta_age_bucket") -> Columns:
     """Resolve the column roles from a loaded :class:`features.FeatureSpec`."""
-    import features  # noqa: PLC0415
+    import features
 
     feats = list(features.raw_columns(spec))
     modalities: dict[str, list[str]] = {}
@@ -106,7 +106,7 @@ BULKY_METADATA = ("feature_spec", "raw_columns", "target_columns")
 def parquet_metadata(path: str | Path) -> dict[str, str]:
     """The feature metadata of the training table (``feature_schema_version``, ``feature_extractor_version``,
     ``feature_spec_hash``, ``build_report`` ...) via ``features.read_table_metadata``, without the bulky keys."""
-    import features  # noqa: PLC0415
+    import features
 
     return {k: v for k, v in features.read_table_metadata(path).items() if k not in BULKY_METADATA}
 
@@ -223,7 +223,7 @@ def load_split(c: Any) -> SplitTable:
         FileNotFoundError: no table at ``data.path`` (with the command that builds one).
         ValueError: the table was built with another feature spec, lacks a column, or a split is empty.
     """
-    import features  # noqa: PLC0415
+    import features
 
     spec = features.load_spec(c.paths.resolve(c.paths.spec))
     cols = columns_from_spec(spec, c.intervals.group_by)
@@ -231,7 +231,7 @@ def load_split(c: Any) -> SplitTable:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no training table. Build it with `python -m features build "
                                 f"--artifacts data/artifacts --labels data/demo/labels.csv --out {c.data.path}` "
-                                f"or generate one with `python -m training.synthetic --out {c.data.path}`")
+                                f"or generate one with `python -m demo.synthetic_table --out {c.data.path}`")
     table_meta = parquet_metadata(path)
     if table_meta.get("feature_spec_hash") and table_meta["feature_spec_hash"] != spec.spec_hash:
         raise ValueError(f"{path} was built with feature spec {table_meta['feature_spec_hash']}, the spec "

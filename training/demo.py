@@ -50,8 +50,8 @@ ROWS = [  # (label, metric key, format)
 def train_all(data: str | Path, families: tuple[str, ...] = FAMILIES, tracking: bool = True,
               extra: list[str] | None = None) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
     """Train each family on ``data`` with :data:`DEMO_SETTINGS`; returns ``{family: (metrics, objects)}``."""
-    from training.config import compose  # noqa: PLC0415
-    from training.train import run  # noqa: PLC0415
+    from training.config import compose
+    from training.train import run
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     out = {}
@@ -75,7 +75,7 @@ def comparison_table(results: dict[str, tuple[dict[str, float], dict[str, Any]]]
             v = results[f][0].get(key)
             cells.append(f"{fmt.format(v) if v is not None else '-':>14}")
         lines.append(f"{label:<{width}}" + "".join(cells))
-    from training.metrics import bucket_lines  # noqa: PLC0415
+    from training.metrics import bucket_lines
 
     lines.append("90% interval per age bucket (test split, pooled over targets):")
     lines += bucket_lines({f: results[f][0] for f in fams})

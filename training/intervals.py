@@ -16,13 +16,13 @@ method          conformity score on the calibration split   interval at level ``
 scores, ``< l + 1 / (n + 1)``) for exchangeable data. CQR uses the symmetric score of Romano et al. by default
 (MAPIE's ``symmetric_correction=True``): the asymmetric variant (``cqr_symmetric=False``, MAPIE's default) ranks
 each side at ``1 - (1 - l) / 2`` and so needs about twice as many calibration points per group for the same
-slack; on small calibration sets it over-covers (measured: 0.95 for nominal 0.90 with ~100 points per group). MAPIE 1.x has no
-multi-output and no Mondrian (group-conditional) calibration, so this module does both: it calibrates each target
-separately, and within each group with at least ``min_group_size`` calibration points; smaller groups use the
-pooled correction. ``backend="mapie"`` computes each correction with MAPIE's ``SplitConformalRegressor`` /
-``ConformalizedQuantileRegressor`` (``prefit=True`` on column-selecting estimators over the base predictions);
-``backend="numpy"`` computes the same numbers directly (tests check they agree). Only the fitted corrections
-are stored, so serving needs neither MAPIE nor the calibration data.
+slack; on small calibration sets it over-covers (measured: 0.95 for nominal 0.90 with ~100 points per group).
+MAPIE 1.x has no multi-output and no Mondrian (group-conditional) calibration, so this module does both: it
+calibrates each target separately, and within each group with at least ``min_group_size`` calibration points;
+smaller groups use the pooled correction. ``backend="mapie"`` computes each correction with MAPIE's
+``SplitConformalRegressor`` / ``ConformalizedQuantileRegressor`` (``prefit=True`` on column-selecting estimators
+over the base predictions); ``backend="numpy"`` computes the same numbers directly (tests check they agree). Only
+the fitted corrections are stored, so serving needs neither MAPIE nor the calibration data.
 
 Confidence score (per row and target): ``confidence = 2 ** (-w / w_ref)`` where ``w`` is the width of the
 calibrated interval at ``confidence_level`` (90% by default) and ``w_ref`` the median of that width over the
@@ -199,7 +199,7 @@ class _Column:
 def _mapie_corrections(method: str, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, y: np.ndarray,
                        level: float, symmetric: bool = True) -> tuple[float, float]:
     """(c_lo, c_hi) computed by MAPIE 1.x on precomputed base predictions (see module docstring)."""
-    from mapie.regression import ConformalizedQuantileRegressor, SplitConformalRegressor  # noqa: PLC0415
+    from mapie.regression import ConformalizedQuantileRegressor, SplitConformalRegressor
 
     zeros = np.zeros((1, 3))
     disabled = logging.root.manager.disable
@@ -363,7 +363,8 @@ class IntervalCalibrator:
         return {
             "targets": list(self.targets), "method": self.method, "levels": list(self.levels),
             "min_group_size": self.min_group_size, "backend": self.backend,
-            "confidence_level": self.confidence_level, "cqr_symmetric": self.cqr_symmetric, "corrections": self.corrections,
+            "confidence_level": self.confidence_level, "cqr_symmetric": self.cqr_symmetric,
+            "corrections": self.corrections,
             "ref_width": self.ref_width, "warnings": list(self.warnings),
             "confidence_definition": "2 ** (-width_at_confidence_level / median_calibration_width)",
         }

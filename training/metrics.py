@@ -23,7 +23,7 @@ def _pct(level: float) -> str:
 
 def point_metrics(y: np.ndarray, mu: np.ndarray, labels: list[str]) -> dict[str, float]:
     """MAE, RMSE and Spearman correlation per target, and their means over targets (``mae_mean`` ...)."""
-    from scipy.stats import spearmanr  # noqa: PLC0415
+    from scipy.stats import spearmanr
 
     out: dict[str, float] = {}
     with warnings.catch_warnings():

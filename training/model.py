@@ -9,8 +9,8 @@ gets from ``mlflow.pyfunc.load_model``: ``predict(raw_frame) -> output frame``. 
       feature_spec.yaml  the spec the model was trained on (its hash is in the manifest)
       core/              the family's weights (CatBoost .cbm / LightGBM .txt / torch state dict + preprocessing)
 
-Output contract (per target ``T`` in views_7d … likes_21d, on the spec's log1p scale): ``T_p50, T_p10, T_p90,
-T_p05, T_p95, T_p025, T_p975`` (monotone) and ``T_confidence`` in [0, 1].
+Output: the prediction contract of :mod:`contract.output` (per target, the quantiles ``p025 … p975`` on the
+spec's log1p scale, monotone, and ``T_confidence`` in [0, 1]).
 """
 
 from __future__ import annotations
@@ -24,17 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contract.output import QUANTILES, output_columns
 from training.intervals import BaseOutput, IntervalCalibrator
 
 MANIFEST_VERSION = "1"
-OUTPUT_QUANTILES = ("p50", "p10", "p90", "p05", "p95", "p025", "p975")
-
-
-def output_columns(labels: list[str]) -> list[str]:
-    """The contract's output columns, target by target: ``views_7d_p50 … views_7d_confidence, likes_…``."""
-    return [f"{t}_{s}" for t in labels for s in (*OUTPUT_QUANTILES, "confidence")]
-
-
 def group_keys(values: Any) -> np.ndarray:
     """Calibration group labels from the group column: ``2.0 -> "2"``; missing -> ``"nan"`` (pooled)."""
     v = pd.to_numeric(pd.Series(np.asarray(values)), errors="coerce").to_numpy(dtype=np.float64)
@@ -46,15 +39,15 @@ def group_keys(values: Any) -> np.ndarray:
 
 def load_core(kind: str, path: Path) -> Any:
     if kind == "catboost":
-        from training.families.baseline import CatBoostCore  # noqa: PLC0415
+        from training.families.baseline import CatBoostCore
 
         return CatBoostCore.load(path)
     if kind == "lightgbm":
-        from training.families.baseline import LightGBMCore  # noqa: PLC0415
+        from training.families.baseline import LightGBMCore
 
         return LightGBMCore.load(path)
     if kind in ("late_fusion", "transformer"):
-        from training.families.networks import NetworkCore  # noqa: PLC0415
+        from training.families.networks import NetworkCore
 
         return NetworkCore.load(path)
     raise ValueError(f"unknown model kind {kind!r}")
@@ -111,9 +104,9 @@ class TrendflowModel:
         arrays = self.predict_arrays(raw)
         data = {}
         for h, t in enumerate(self.labels):
-            for s in (*OUTPUT_QUANTILES, "confidence"):
+            for s in (*QUANTILES, "confidence"):
                 data[f"{t}_{s}"] = arrays[s][:, h]
-        return pd.DataFrame(data, index=raw.index, columns=output_columns(self.labels))
+        return pd.DataFrame(data, index=raw.index, columns=output_columns(tuple(self.labels)))
 
     # ------------------------------------------------------------------------------------------- I/O
     def save(self, path: str | Path, spec_path: str | Path | None = None) -> Path:
@@ -127,7 +120,7 @@ class TrendflowModel:
         if spec_path is not None:
             shutil.copyfile(spec_path, path / "feature_spec.yaml")
         manifest = dict(self.manifest, manifest_version=MANIFEST_VERSION, kind=self.core.kind,
-                        output_columns=output_columns(self.labels))
+                        output_columns=output_columns(tuple(self.labels)))
         (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         return path
 

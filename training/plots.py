@@ -9,10 +9,10 @@ import pandas as pd
 
 
 def _plt() -> Any:
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 
@@ -38,7 +38,7 @@ def coverage_curve(metrics: dict[str, float], levels: list[float], buckets: list
     """Empirical vs nominal coverage, pooled and per age bucket (calibration curve)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    nominal = [lv for lv in levels]
+    nominal = list(levels)
     ax.plot([0.7, 1.0], [0.7, 1.0], "k--", lw=1, label="nominal")
     ax.plot(nominal, [metrics.get(f"test/coverage_{round(lv * 100)}", np.nan) for lv in levels], "o-", lw=2,
             label="all")

@@ -9,7 +9,7 @@ modality's values present) feeds the towers/tokens. The fitted state (imputer in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ class NetworkPreprocessor:
         pos = {c: i for i, c in enumerate(columns)}
         mods = [m for m in ("meta", "visual", "motion", "audio", "text") if cols.modalities.get(m)]
         mods += [m for m in cols.modalities if m not in mods]
-        import features  # noqa: PLC0415
+        import features
 
         imputer = features.Imputer.fit(train[columns], spec, mode="network")
         X = _finite(imputer.transform(train[columns]).to_numpy(dtype=np.float64))
@@ -83,7 +83,7 @@ class NetworkPreprocessor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkPreprocessor:
-        import features  # noqa: PLC0415
+        import features
 
         return cls(list(d["columns"]), list(d["modalities"]),
                    {k: list(v) for k, v in d["modality_index"].items()},

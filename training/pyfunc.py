@@ -18,7 +18,7 @@ class TrendflowPyfunc(mlflow.pyfunc.PythonModel):
     """``load_context`` reads the ``model`` artifact folder; ``predict`` delegates to the model."""
 
     def load_context(self, context: Any) -> None:
-        from training.model import TrendflowModel  # noqa: PLC0415
+        from training.model import TrendflowModel
 
         self.model = TrendflowModel.load(context.artifacts["model"])
 

@@ -37,7 +37,7 @@ def artifact_root(cfg: TrainConfig, uri: str) -> str | None:
 def setup(cfg: TrainConfig) -> tuple[Any, str]:
     """Point MLflow at the store and make sure the experiment exists. Returns ``(mlflow, experiment_id)``."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow  # noqa: PLC0415
+    import mlflow
 
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
@@ -66,7 +66,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def pip_requirements(kind: str) -> list[str]:
     """Pinned requirements of a model of ``kind`` (passing them avoids MLflow's slow inference of them)."""
-    from importlib.metadata import version  # noqa: PLC0415
+    from importlib.metadata import version
 
     pkgs = ["mlflow", "numpy", "pandas", "pyarrow", "scipy", "pydantic", "pyyaml"]
     pkgs += {"catboost": ["catboost"], "lightgbm": ["lightgbm"]}.get(kind, ["torch"])
@@ -74,7 +74,7 @@ def pip_requirements(kind: str) -> list[str]:
     for p in pkgs:
         try:
             v = version(p)
-        except Exception:  # noqa: BLE001 - a missing optional package is simply not pinned
+        except Exception:
             continue
         out.append(f"{p}=={v.split('+')[0]}")
     return out
@@ -91,7 +91,7 @@ def next_semver(client: Any, name: str, family: str, base: str) -> str:
             m = pat.match((mv.tags or {}).get("semver", ""))
             if m:
                 used.append(int(m.group(1)))
-    except Exception:  # noqa: BLE001 - no such registered model yet
+    except Exception:
         pass
     if used:
         patch = max(patch, max(used) + 1)

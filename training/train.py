@@ -41,7 +41,7 @@ def _resolved_dict(cfg: Any) -> dict[str, Any]:
         return cfg.model_dump(mode="json")
     if isinstance(cfg, dict):
         return cfg
-    from omegaconf import OmegaConf  # noqa: PLC0415
+    from omegaconf import OmegaConf
 
     d = OmegaConf.to_container(cfg, resolve=True)
     d.pop("hydra", None)
@@ -57,7 +57,7 @@ def _seed_everything(seed: int) -> None:
 def _engine(kind: str, precision: str) -> dict[str, str]:
     if kind in ("catboost", "lightgbm"):
         return {"engine": f"{kind}-{pkg_version(kind)}", "precision": "fp32", "device": "cpu"}
-    import torch  # noqa: PLC0415
+    import torch
 
     prec = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16-mixed", "16-mixed": "fp16-mixed"}.get(precision,
                                                                                                        precision)
@@ -67,13 +67,13 @@ def _engine(kind: str, precision: str) -> dict[str, str]:
 def _fit_core(cfg: TrainConfig, spec: Any, cols: Any, train: pd.DataFrame, val: pd.DataFrame) -> Any:
     m = cfg.model
     if m.name in ("catboost", "lightgbm"):
-        from training.families.baseline import CatBoostCore, LightGBMCore  # noqa: PLC0415
+        from training.families.baseline import CatBoostCore, LightGBMCore
 
         core_cls = CatBoostCore if m.name == "catboost" else LightGBMCore
         return core_cls.fit(train, val, cols.features, cols.targets, cols.metrics, m, cfg.seed,
                             cfg.trainer.num_threads, progress=cfg.trainer.progress_bar,
                             with_quantiles=m.interval_method == "cqr")
-    from training.families.networks import NetworkCore  # noqa: PLC0415
+    from training.families.networks import NetworkCore
 
     return NetworkCore.fit(spec, cols, train, val, m, cfg.trainer, cfg.seed)
 
@@ -94,7 +94,7 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
         calib = parts["calib"]
         base = core.predict_base(calib[feats].astype(np.float64))
         return core, calib, base, {"calibration": "split", "fit_splits": ["train"], "calib_splits": ["calib"]}
-    from training.intervals import out_of_fold  # noqa: PLC0415
+    from training.intervals import out_of_fold
 
     pool = pd.concat([parts["train"], parts["calib"]], ignore_index=True)
     folds = c.intervals.folds
@@ -142,7 +142,7 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
     c = cfg if isinstance(cfg, TrainConfig) else validate(resolved)
     resolved = c.model_dump(mode="json")
     _seed_everything(c.seed)
-    import features  # noqa: PLC0415
+    import features
 
     spec_path = c.paths.resolve(c.paths.spec)
     table = load_split(c)
@@ -156,7 +156,7 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
     run_id = None
     semver = f"{family}_{mcfg.semver}"
     if c.tracking.enabled:
-        from training import tracking  # noqa: PLC0415
+        from training import tracking
 
         mlflow, exp_id = tracking.setup(c)
         if c.tracking.register_model:
@@ -252,17 +252,18 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
              model: TrendflowModel, objects: dict[str, Any], cols: Any, split_record: dict[str, Any],
              table_meta: dict[str, str], dataset_hash: str, engine: dict[str, str], semver: str) -> None:
     """Params, tags, metrics, config, split, spec, plots, the pyfunc model and its registration."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
-    from training import plots, tracking  # noqa: PLC0415
-    from training.pyfunc import TrendflowPyfunc  # noqa: PLC0415
+    from training import plots, tracking
+    from training.pyfunc import TrendflowPyfunc
 
     mcfg = c.model
     spec_meta = {"feature_schema_version": model.manifest["feature_schema_version"],
                  "feature_extractor_version": model.manifest["feature_extractor_version"],
                  "spec_hash": model.manifest["spec_hash"]}
     params = tracking.flatten(resolved)
-    params.update({"dataset.sha256": split_record["dataset_sha256"], "dataset.rows": sum(split_record["counts"].values()),
+    params.update({"dataset.sha256": split_record["dataset_sha256"],
+                   "dataset.rows": sum(split_record["counts"].values()),
                    **{f"split.{k}_rows": v for k, v in split_record["counts"].items()}})
     mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
     tags = {"model_type": mcfg.family, "model_kind": mcfg.name, "semver": semver, "seed": str(c.seed),
@@ -270,11 +271,11 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
             "dataset_hash": dataset_hash, "split_hash": split_record["split_hash"], **spec_meta, **engine,
             **c.tags}
     try:
-        from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415
+        from hydra.core.hydra_config import HydraConfig
 
         if HydraConfig.initialized():
             tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
-    except Exception:  # noqa: BLE001 - not under Hydra (tests, demo)
+    except Exception:
         pass
     mlflow.set_tags(tags)
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
@@ -287,7 +288,7 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
     mlflow.log_artifact(str(spec_path), "feature_spec")
     mlflow.log_text(json.dumps(model.calibrator.to_dict(), indent=2), "calibration/calibration.json")
     if c.tracking.plots:
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt
 
         test = objects["test_frame"]
         figs = {
@@ -308,7 +309,7 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
     with tempfile.TemporaryDirectory(prefix="trendflow-model-") as tmp:
         model_dir = model.save(Path(tmp) / "model", spec_path=spec_path)
         example = objects["test_frame"][cols.features].head(5).astype(np.float64)
-        from mlflow.models import infer_signature  # noqa: PLC0415
+        from mlflow.models import infer_signature
 
         signature = infer_signature(example, model.predict(example))
         with warnings.catch_warnings():

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from common.errors import DependencyMissing
 from extraction.decode import SampledFrames, decode_audio, sample_frames
-from extraction.errors import DependencyMissing
 from extraction.provider import InferStats, ModelHandle, ModelProvider
 from extraction.schemas import SCHEMAS, ModelUsed, Status
 
@@ -119,11 +119,11 @@ class Component:
 
 def model_signature(models: list[ModelUsed]) -> str:
     """Identity of the models a component used; ``none`` for model-free components."""
-    from extraction.config import stable_hash  # noqa: PLC0415
+    from common.hashing import json_hash
 
     if not models:
         return "none"
-    return stable_hash(sorted((m.model_name, m.model_version, m.weights_digest, m.engine, m.precision, m.device)
+    return json_hash(sorted((m.model_name, m.model_version, m.weights_digest, m.engine, m.precision, m.device)
                               for m in models))
 
 

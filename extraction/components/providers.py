@@ -39,7 +39,8 @@ class MetadataProvider(Component):
         m = ctx.video.metadata
         ch = m.get("channel", {}) or {}
         published = datetime.fromisoformat(str(m["published_at"]).replace("Z", "+00:00"))
-        get = lambda d, k: float(d[k]) if d.get(k) is not None else np.nan  # noqa: E731
+        def get(d, k):
+            return float(d[k]) if d.get(k) is not None else np.nan
         arrays = {
             "video_age_hours_at_snapshot1": _f(get(m, "video_age_hours_at_snapshot1")),
             "views_snapshot1": _f(get(m, "views_snapshot1")),
@@ -64,7 +65,7 @@ class FramesProvider(Component):
     uses_frames = True
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
-        from extraction.decode import probe  # noqa: PLC0415
+        from extraction.decode import probe
 
         info = probe(ctx.video.path)
         fr = ctx.video.frames
@@ -105,7 +106,7 @@ class VisualProvider(Component):
     uses_frames = True
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         status, warnings = _frames_status(ctx)
         frames = ctx.video.frames
@@ -128,7 +129,7 @@ class MotionProvider(Component):
     uses_frames = True
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         status, warnings = _frames_status(ctx)
         frames = ctx.video.frames
@@ -159,7 +160,7 @@ class FacesProvider(Component):
     uses_frames = True
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         status, warnings = _frames_status(ctx)
         frames = ctx.video.frames
@@ -183,7 +184,8 @@ class FacesProvider(Component):
         if len(b):
             np.maximum.at(area, np.asarray(keep_frame), b[:, 2] * b[:, 3])
         arrays = {"timestamps": frames.timestamps, "face_count": count, "max_face_area": area, "boxes": b,
-                  "box_frame": np.asarray(keep_frame, np.int64), "scores": np.concatenate(keep_scores).astype(np.float32)}
+                  "box_frame": np.asarray(keep_frame, np.int64),
+                  "scores": np.concatenate(keep_scores).astype(np.float32)}
         if count.sum() == 0:
             return ComponentResult(arrays, status="empty", coverage=frames.coverage,
                                    warnings=[*warnings, "no faces detected"])

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import ModelNotFound, TritonUnavailable
 from extraction.artifacts import latest_runs, load_run, read_artifact
 from extraction.config import ModelRef, load_profile
-from extraction.errors import ModelNotFound, TritonUnavailable
 from extraction.provider import TritonModelProvider
 from extraction.runner import ExtractionRun, discover_videos, extract
 from tests.golden import compare, summarise
-from tests.videos import make_corpus, write_sidecar, write_video
+from testsupport.videos import make_corpus, write_sidecar, write_video
 
 pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[2]
@@ -269,7 +269,7 @@ def test_triton_cli_start_status_stop_then_fail_fast(tmp_path, corpus):
 
 def test_faces_found_in_generated_face_videos_and_not_elsewhere(triton_server, tmp_path):
     """Golden behaviour of faces + face_presence on the demo generator's videos (real Haar detections)."""
-    from extraction import synth
+    from demo import synth
 
     specs = synth.generate(6, tmp_path / "demo", seed=5, face_fraction=1.0, edge_cases=False, progress=False,
                            workers=1, resolution_mix={"640x360": 1.0}, duration_s=(2.0, 3.0))

@@ -1,6 +1,6 @@
 """The inference service over real HTTP: a real uvicorn on a free port, real registered MLflow versions.
 
-Model versions are contract-conformant reference pyfuncs (``registry.testing``); failures are real: a version
+Model versions are contract-conformant reference pyfuncs (``testsupport.registry``); failures are real: a version
 logged with ``fail_predict=True`` (its predict raises) and the config's ``fault_injection`` flag (a real config
 path that makes a slot raise inside the service; documented as test-only in conf/inference.yaml).
 """
@@ -21,17 +21,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inference.config import parse_config
-from inference.jsonschema_lite import validate
 from inference.schemas import PredictResponse
 from inference.server import ServerThread, free_port
 from inference.service import assign_bucket
 from registry import ops
 from tests.conftest import RegistryStore
+from testsupport.jsonschema_lite import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def inference_cfg(store: RegistryStore, **overrides: Any):  # noqa: ANN201
+def inference_cfg(store: RegistryStore, **overrides: Any):
     raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
     raw.update(registry=str(store.config_path), request_modes=["features", "artifacts"], shadow=None)
     raw.update(overrides)
@@ -55,7 +55,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> RegistryStore:
 
 
 @pytest.fixture(scope="module")
-def server(store: RegistryStore):  # noqa: ANN201
+def server(store: RegistryStore):
     store.reconnect()
     cfg = inference_cfg(store, shadow={"slot": "baseline", "fraction": 1.0})
     with ServerThread(cfg) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
@@ -63,7 +63,7 @@ def server(store: RegistryStore):  # noqa: ANN201
         yield srv
 
 
-def test_ready_reports_the_pinned_versions(server, store) -> None:  # noqa: ANN001
+def test_ready_reports_the_pinned_versions(server, store) -> None:
     r = server.http.get("/health/ready")
     assert r.status_code == 200
     body = r.json()
@@ -73,7 +73,7 @@ def test_ready_reports_the_pinned_versions(server, store) -> None:  # noqa: ANN0
     assert server.http.get("/health/live").json() == {"status": "live"}
 
 
-def test_prediction_follows_the_published_schema(server, store) -> None:  # noqa: ANN001
+def test_prediction_follows_the_published_schema(server, store) -> None:
     published = server.http.get("/schema").json()
     openapi = server.http.get("/openapi.json").json()
     assert "/predict" in openapi["paths"] and "PredictResponse" in openapi["components"]["schemas"]
@@ -96,7 +96,7 @@ def test_prediction_follows_the_published_schema(server, store) -> None:  # noqa
     assert "experiment_bucket" not in out["prediction"]  # no A/B configured
 
 
-def test_imputed_optional_features_are_warned(server, store) -> None:  # noqa: ANN001
+def test_imputed_optional_features_are_warned(server, store) -> None:
     row = features_row(store)
     optional = [c for c in row if c not in {c for f in store.spec.features if f.critical for c in f.columns}][:3]
     for c in optional:
@@ -106,7 +106,7 @@ def test_imputed_optional_features_are_warned(server, store) -> None:  # noqa: A
     assert set(optional) <= set(w["fields"])
 
 
-def test_bad_input_is_a_422_naming_each_field(server, store) -> None:  # noqa: ANN001
+def test_bad_input_is_a_422_naming_each_field(server, store) -> None:
     row = features_row(store)
     critical = sorted({c for f in store.spec.features if f.critical for c in f.columns})
     for c in critical:
@@ -138,7 +138,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_fuzzed_requests_never_break_the_service(server, store, data) -> None:  # noqa: ANN001
+def test_fuzzed_requests_never_break_the_service(server, store, data) -> None:
     """Schema-driven fuzz: take a valid body and corrupt, drop or add fields at random; or send random JSON."""
     if data.draw(st.booleans()):
         body: Any = data.draw(st.dictionaries(st.sampled_from(["features", "artifacts_dir", "video_path", "metadata",
@@ -162,7 +162,7 @@ def test_fuzzed_requests_never_break_the_service(server, store, data) -> None:  
         PredictResponse.model_validate(out)
 
 
-def test_shadow_runs_and_is_measured_never_returned(server, store) -> None:  # noqa: ANN001
+def test_shadow_runs_and_is_measured_never_returned(server, store) -> None:
     for i in range(5):
         out = server.http.post("/predict", json={"features": features_row(store, 0.1 * i), "user_id": f"s{i}"}).json()
         assert out["prediction"]["model"]["type"] == "v2" and out["prediction_status"] == "ok"
@@ -179,7 +179,7 @@ def test_shadow_runs_and_is_measured_never_returned(server, store) -> None:  # n
     assert "model_load_seconds{" in text and "inference_seconds_bucket" in text
 
 
-def test_load_16_concurrent_clients_no_errors(server, store) -> None:  # noqa: ANN001
+def test_load_16_concurrent_clients_no_errors(server, store) -> None:
     def worker(k: int) -> list[int]:
         with httpx.Client(base_url=server.url, timeout=60) as c:
             return [c.post("/predict", json={"features": features_row(store, (k + i) / 100)}).status_code
@@ -194,7 +194,7 @@ def test_load_16_concurrent_clients_no_errors(server, store) -> None:  # noqa: A
     assert float(batched[0].split()[-1]) < float(total[0].split()[-1])  # some batches held more than one row
 
 
-def test_alias_resolved_once_then_pinned_until_reload(store) -> None:  # noqa: ANN001
+def test_alias_resolved_once_then_pinned_until_reload(store) -> None:
     store.reconnect()
     name = "trendflow-baseline"
     newer = str(store.log("baseline", seed=9).version.version)
@@ -236,7 +236,7 @@ def test_alias_resolved_once_then_pinned_until_reload(store) -> None:  # noqa: A
         store.client.set_registered_model_alias(name, "stable", store.versions["baseline"])
 
 
-def test_fallback_chain_v2_then_v1_then_baseline_then_503(store) -> None:  # noqa: ANN001
+def test_fallback_chain_v2_then_v1_then_baseline_then_503(store) -> None:
     store.reconnect()
     body = {"features": features_row(store)}
     # v2 pinned to a registered version whose predict raises (a real broken model version)
@@ -267,7 +267,7 @@ def test_fallback_chain_v2_then_v1_then_baseline_then_503(store) -> None:  # noq
         assert [a["slot"] for a in r.json()["attempts"]] == ["v2", "v1", "baseline"]
 
 
-def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_served(store) -> None:  # noqa: ANN001
+def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_served(store) -> None:
     """Pinning by number (or an alias set by hand in the MLflow UI) skips the promotion gates: the service checks
     the version's feature_schema_version against its serving spec itself and falls back."""
     store.reconnect()
@@ -283,7 +283,7 @@ def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_serv
         assert out["prediction_status"] == "degraded" and out["prediction"]["model"]["type"] == "v1"
 
 
-def test_ab_split_is_stable_and_reported(store) -> None:  # noqa: ANN001
+def test_ab_split_is_stable_and_reported(store) -> None:
     store.reconnect()
     ab = {"key": "user_id", "salt": "exp-test", "arms": [{"bucket": "A", "slot": "v2", "weight": 0.5},
                                                          {"bucket": "B", "slot": "v1", "weight": 0.5}]}
@@ -299,7 +299,7 @@ def test_ab_split_is_stable_and_reported(store) -> None:  # noqa: ANN001
         assert again["prediction"]["experiment_bucket"] == got["user7"][0]
 
 
-def test_ready_is_false_while_triton_is_down_in_video_mode(store) -> None:  # noqa: ANN001
+def test_ready_is_false_while_triton_is_down_in_video_mode(store) -> None:
     store.reconnect()
     cfg = inference_cfg(store, request_modes=["features", "video"], triton={"url": f"127.0.0.1:{free_port()}",
                                                                              "timeout_s": 0.5})
@@ -312,7 +312,7 @@ def test_ready_is_false_while_triton_is_down_in_video_mode(store) -> None:  # no
         assert http.post("/predict", json={"features": features_row(store)}).status_code == 200
 
 
-def test_lazy_slot_loads_on_first_use_and_is_pinned(store) -> None:  # noqa: ANN001
+def test_lazy_slot_loads_on_first_use_and_is_pinned(store) -> None:
     store.reconnect()
     models = {"v2": {"type": "v2", "alias": "stable"}, "baseline": {"type": "baseline", "alias": "stable"},
               "canary": {"type": "v1", "version": int(store.versions["v1"]), "preload": False}}
@@ -332,7 +332,7 @@ def test_lazy_slot_loads_on_first_use_and_is_pinned(store) -> None:  # noqa: ANN
         assert http.get("/health/ready").json()["models"]["canary"]["sanity_ok"]
 
 
-def test_serve_cli_process_reloads_on_sighup(store, tmp_path: Path) -> None:  # noqa: ANN001
+def test_serve_cli_process_reloads_on_sighup(store, tmp_path: Path) -> None:
     import signal
 
     from inference.server import ServerProcess, wait_ready

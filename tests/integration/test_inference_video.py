@@ -11,18 +11,18 @@ import pytest
 import yaml
 
 from inference.config import parse_config
-from inference.jsonschema_lite import validate
 from inference.server import ServerThread
 from registry import ops
 from tests.conftest import RegistryStore
-from tests.videos import write_sidecar, write_video
+from testsupport.jsonschema_lite import validate
+from testsupport.videos import write_sidecar, write_video
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def video_server(triton_server, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+def video_server(triton_server, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("video-svc")
     store = RegistryStore(tmp / "mlflow")
     for t in ("v2", "v1", "baseline"):
@@ -40,13 +40,13 @@ def video_server(triton_server, tmp_path_factory: pytest.TempPathFactory):  # no
         yield srv
 
 
-def test_ready_with_triton_reachable(video_server) -> None:  # noqa: ANN001
+def test_ready_with_triton_reachable(video_server) -> None:
     r = video_server.http.get("/health/ready")
     assert r.status_code == 200, r.text
     assert r.json()["triton"]["needed"] and r.json()["triton"]["reachable"]
 
 
-def test_video_path_prediction_matches_artifacts_and_features_modes(video_server) -> None:  # noqa: ANN001
+def test_video_path_prediction_matches_artifacts_and_features_modes(video_server) -> None:
     http, clip = video_server.http, video_server.clip
     meta = json.loads(clip.with_suffix(".json").read_text())
     r = http.post("/predict", json={"video_path": str(clip), "metadata": meta})
@@ -70,7 +70,7 @@ def test_video_path_prediction_matches_artifacts_and_features_modes(video_server
     assert via_features["prediction"]["values"] == out["prediction"]["values"]
 
 
-def test_video_requests_with_bad_inputs_are_422(video_server) -> None:  # noqa: ANN001
+def test_video_requests_with_bad_inputs_are_422(video_server) -> None:
     http, clip = video_server.http, video_server.clip
     r = http.post("/predict", json={"video_path": str(clip), "metadata": {"video_id": "x"}})
     assert r.status_code == 422
@@ -91,12 +91,11 @@ def test_video_requests_with_bad_inputs_are_422(video_server) -> None:  # noqa: 
     assert "features.meta_log_views_snapshot1" in {e["field"] for e in r.json()["errors"]}
 
 
-def test_run_demo_promotes_serves_and_predicts_a_video(triton_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_run_demo_promotes_serves_and_predicts_a_video(triton_server, tmp_path: Path) -> None:
     """The main job's serving step: newest versions promoted through the gates, the service started on the
     pinned versions, one video predicted by path (the demo function the README's main job calls)."""
     from inference.demo import run_demo
-
-    from registry.testing import default_metrics
+    from testsupport.registry import default_metrics
 
     store = RegistryStore(tmp_path / "mlflow")
     versions = {t: str(store.log(t).version.version) for t in ("v2", "v1")}

@@ -18,9 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from extraction.api import run_extraction
+from common.errors import InsufficientMemory
 from extraction.artifacts import latest_runs, load_run
-from extraction.checklist import (
+from extraction.config import load_profile
+from extraction.provider import TritonModelProvider
+from extraction.runner import ExtractionRun
+from planning.api import run_extraction
+from planning.checklist import (
     BatchPoint,
     Checklist,
     ChecklistStale,
@@ -32,11 +36,7 @@ from extraction.checklist import (
     profile,
     save_checklist,
 )
-from extraction.config import load_profile
-from extraction.errors import InsufficientMemory
-from extraction.provider import TritonModelProvider
-from extraction.runner import ExtractionRun
-from tests.videos import write_sidecar, write_video
+from testsupport.videos import write_sidecar, write_video
 
 pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_small_memory_budget_forces_smaller_batches_and_the_run_still_completes(
 
 
 def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, tmp_path):
-    from extraction.executor import PILOT_MIN_VIDEOS, PILOT_VIDEOS
+    from planning.executor import PILOT_MIN_VIDEOS, PILOT_VIDEOS
 
     folder = tmp_path / "corpus"
     folder.mkdir()
@@ -204,8 +204,8 @@ def test_tier1_models_rotate_lru_with_explicit_model_control(triton_server, vide
 
 @pytest.mark.slow
 def test_profiler_measures_a_checklist_the_planner_accepts(triton_server, videos, tmp_path):
-    from extraction.checklist import pick_calibration
     from extraction.runner import discover_videos
+    from planning.checklist import pick_calibration
 
     cfg = load_profile("fast")
     provider = TritonModelProvider(triton_server.grpc_url)
@@ -231,7 +231,7 @@ def test_profiler_measures_a_checklist_the_planner_accepts(triton_server, videos
 def test_ensure_checklist_uses_a_fresh_one_refuses_a_stale_one_and_measures_when_there_is_none(
         triton_server, tmp_path):
     """What `python -m extraction run` (without --checklist) and the main job do on a machine nobody profiled."""
-    from extraction.api import ensure_checklist
+    from planning.api import ensure_checklist
 
     hw = detect_hardware().id
     committed, local = tmp_path / "committed", tmp_path / "local"

@@ -18,7 +18,7 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 
-def quick_train(store, table, exp: str, seed: int = 0, *overrides: str):  # noqa: ANN001, ANN201
+def quick_train(store, table, exp: str, seed: int = 0, *overrides: str):
     from training.config import compose
     from training.train import run
 
@@ -30,10 +30,9 @@ def quick_train(store, table, exp: str, seed: int = 0, *overrides: str):  # noqa
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def trained(tmp_path_factory: pytest.TempPathFactory):
     import features
-    from training.synthetic import generate_table, write_table
-
+    from demo.synthetic_table import generate_table, write_table
     from tests.conftest import RegistryStore
 
     tmp = tmp_path_factory.mktemp("trained")
@@ -51,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return store, table, runs
 
 
-def test_trained_versions_pass_the_gates_and_serve_identical_predictions(trained) -> None:  # noqa: ANN001
+def test_trained_versions_pass_the_gates_and_serve_identical_predictions(trained) -> None:
     store, _, runs = trained
     for exp, (_, objects) in runs.items():
         res = ops.promote(store.client, store.cfg, exp, objects["model_version"], "quick-trained")
@@ -81,7 +80,7 @@ def test_trained_versions_pass_the_gates_and_serve_identical_predictions(trained
                 assert v["confidence_score"] == pytest.approx(expected[f"{t}_confidence"], rel=1e-6, abs=1e-6)
 
 
-def test_retrain_is_compared_on_the_same_test_split(trained) -> None:  # noqa: ANN001
+def test_retrain_is_compared_on_the_same_test_split(trained) -> None:
     store, table, runs = trained
     if ops.alias_version(store.client, "trendflow-baseline", "stable") is None:
         assert ops.promote(store.client, store.cfg, "baseline", runs["baseline"][1]["model_version"], "first").ok
@@ -97,16 +96,16 @@ def test_retrain_is_compared_on_the_same_test_split(trained) -> None:  # noqa: A
     assert str(after.version) == (str(objects["model_version"]) if res.ok else str(stable.version))
 
 
-def test_a_retrain_on_a_grown_table_is_rescored_against_stable_on_rows_neither_has_seen(tmp_path) -> None:  # noqa: ANN001
+def test_a_retrain_on_a_grown_table_is_rescored_against_stable_on_rows_neither_has_seen(tmp_path) -> None:
     """Different test splits (the table grew): the gate re-scores both versions itself on the candidate's test rows
     after the stable's test cut, and refuses when that cannot be done honestly."""
-    import features
     import numpy as np
     import pandas as pd
-    from training.metrics import point_metrics
-    from training.synthetic import generate_table, write_table
 
+    import features
+    from demo.synthetic_table import generate_table, write_table
     from tests.conftest import RegistryStore
+    from training.metrics import point_metrics
 
     store, spec = RegistryStore(tmp_path / "mlflow"), features.load_spec()
     small, grown = tmp_path / "small.parquet", tmp_path / "grown.parquet"
@@ -121,11 +120,11 @@ def test_a_retrain_on_a_grown_table_is_rescored_against_stable_on_rows_neither_h
     cfg = store.cfg.model_copy(update={"gates": loose})
     assert ops.promote(store.client, cfg, "baseline", old["model_version"], "first").ok
 
-    def metrics_gate(c, reason):  # noqa: ANN001, ANN202
+    def metrics_gate(c, reason):
         res = ops.promote(store.client, c, "baseline", new["model_version"], reason)
         return res, next(g for g in res.gates if g.name == "metrics")
 
-    def gates(**kw):  # noqa: ANN003, ANN202
+    def gates(**kw):
         return cfg.model_copy(update={"gates": cfg.gates.model_copy(update=kw)})
 
     # switched off: the old behaviour, a refusal naming the differing split keys

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract.output import check_output, output_columns
+from testsupport.training import fast_overrides, tiny_table
 from training.config import REPO_ROOT, compose
-from training.model import OUTPUT_QUANTILES, output_columns
-from training.testing import fast_overrides, tiny_table
 from training.train import run
 
 LABELS = ["views_7d", "views_14d", "views_21d", "likes_7d", "likes_14d", "likes_21d"]
@@ -34,14 +34,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _check_contract(out: pd.DataFrame, n: int) -> None:
-    assert list(out.columns) == output_columns(LABELS)
+    assert list(out.columns) == output_columns(tuple(LABELS))
     assert len(out) == n and np.isfinite(out.to_numpy()).all()
     for t in LABELS:
         q = out[[f"{t}_{s}" for s in ("p025", "p05", "p10", "p50", "p90", "p95", "p975")]].to_numpy()
         assert (np.diff(q, axis=1) >= 0).all(), t
         conf = out[f"{t}_confidence"]
         assert ((conf >= 0) & (conf <= 1)).all()
-    assert set(OUTPUT_QUANTILES) == {"p50", "p10", "p90", "p05", "p95", "p025", "p975"}
+    assert check_output(out, n_rows=n) == []  # the same check the registry gate and the service run
 
 
 @pytest.mark.parametrize("kind", ["catboost", "lightgbm", "late_fusion", "transformer"])
@@ -122,7 +122,8 @@ def test_cross_conformal_calibration(kind: str, table: Path) -> None:
                           "intervals.folds=3"]))
     counts = obj["split"]["counts"]
     assert obj["split"]["fit"] == {"calibration": "cross", "folds": 3, "fit_splits": ["train", "calib"],
-                                   "calib_splits": ["train", "calib"], "calib_scores": counts["train"] + counts["calib"]}
+                                   "calib_splits": ["train", "calib"],
+                                   "calib_scores": counts["train"] + counts["calib"]}
     assert split_o["split"]["fit"]["calibration"] == "split"
     assert m["calib/n_rows"] == counts["train"] + counts["calib"] > split_m["calib/n_rows"] == counts["calib"]
     assert m["test/n_rows"] == split_m["test/n_rows"]  # same test split

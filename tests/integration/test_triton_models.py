@@ -97,7 +97,8 @@ def test_output_shapes_follow_server_config(client, model, batch):
 
 
 def test_text_embedding_similar_sentences_are_closer(client):
-    texts = ["A cat is sleeping on the sofa.", "A kitten naps on the couch.", "Quarterly tax filings are due in April.", ""]
+    texts = ["A cat is sleeping on the sofa.", "A kitten naps on the couch.",
+             "Quarterly tax filings are due in April.", ""]
     emb = infer(client, "text_embed", TEXT=np.array([[t.encode()] for t in texts], dtype=object))["EMBEDDING"]
     assert emb.shape == (4, 384)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # the empty string too

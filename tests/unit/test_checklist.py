@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extraction.checklist import (
+from common.errors import ConfigError
+from planning.checklist import (
     BatchPoint,
     Checklist,
     ChecklistMissing,
@@ -27,7 +28,6 @@ from extraction.checklist import (
     split_requests,
     sweep_subset,
 )
-from extraction.errors import ConfigError
 
 
 def _entry(component="visual", model="visual_embed_fast", digest="sha256:aaa") -> ModelEntry:
@@ -182,7 +182,7 @@ def test_cpu_ratio_is_cpu_over_wall_per_request_and_one_core_when_unmeasured():
 
 
 def test_measure_interleaved_reports_cpu_seconds_per_request():
-    from extraction.checklist import measure_interleaved
+    from planning.checklist import measure_interleaved
 
     clock = {"cpu": 0.0}
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extraction.artifacts import atomic_write_bytes, read_artifact, write_artifact
+from common.errors import ConfigError, SchemaValidationError
+from common.fsio import atomic_write_bytes
+from common.hashing import json_hash
+from extraction.artifacts import read_artifact, write_artifact
 from extraction.components import default_components, topo_order
 from extraction.components.base import empty_like_schema, model_signature
 from extraction.components.modules import autocorr_peak, detect_cuts
-from extraction.config import load_profile, stable_hash
+from extraction.config import load_profile
 from extraction.decode import target_times
-from extraction.errors import ConfigError, SchemaValidationError
 from extraction.schemas import SCHEMAS, ModelUsed
 
 
@@ -80,18 +82,18 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path, monkeypat
     def boom(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("extraction.artifacts.os.replace", boom)
+    monkeypatch.setattr("common.fsio.os.replace", boom)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"], "the temp file is cleaned up"
 
 
-def test_stable_hash_depends_on_every_part():
+def test_json_hash_depends_on_every_part():
     base = {"a": 1, "b": [1, 2], "c": {"d": "x"}}
-    assert stable_hash(base) == stable_hash({"c": {"d": "x"}, "b": [1, 2], "a": 1})
+    assert json_hash(base) == json_hash({"c": {"d": "x"}, "b": [1, 2], "a": 1})
     for changed in ({**base, "a": 2}, {**base, "b": [2, 1]}, {**base, "c": {"d": "y"}}):
-        assert stable_hash(changed) != stable_hash(base)
+        assert json_hash(changed) != json_hash(base)
 
 
 def test_model_signature_changes_with_version_and_digest():
@@ -198,7 +200,7 @@ def test_profiles_resolve_models_and_typos_fail_naming_the_key(tmp_path: Path):
 
 def test_a_video_releases_its_decoded_frames_and_audio(tmp_path: Path):
     from extraction.components import VideoInput
-    from tests.videos import write_video
+    from testsupport.videos import write_video
 
     v = VideoInput(str(write_video(tmp_path / "v.mp4", seconds=1.0)), {"platform_id": "youtube", "video_id": "v"},
                    2.0, 8, 160)

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from common.errors import SchemaValidationError
 from extraction.artifacts import load_run
-from extraction.errors import SchemaValidationError
 from features import (
     Imputer,
     MissingCriticalFeature,
@@ -33,9 +33,9 @@ from features import (
 from features.__main__ import main as cli
 from features.build import discover_runs
 from features.io import read_npz, read_run, read_run_lean
-from features.reference import row_dict
 from features.spec import DEFAULT_SPEC_PATH
-from features.testing import empty_arrays, fabricate_arrays, fabricate_labels, fabricate_metadata, write_run
+from testsupport.artifacts import empty_arrays, fabricate_arrays, fabricate_labels, fabricate_metadata, write_run
+from testsupport.reference_features import row_dict
 
 SPEC = load_spec()
 FRAME_BASED = ("frames", "visual", "motion", "faces", "face_presence", "video_pacing")
@@ -185,7 +185,7 @@ def test_optional_missing_is_recorded_then_filled_by_the_imputer(tmp_path):
     assert not filled[SPEC.feature_columns].isna().any().any()
     assert filled["txt_title_chars"].iloc[0] == np.float32(np.median(train["txt_title_chars"]))
     assert filled["mask__txt_emb"].iloc[0] == 0  # masks still say what was missing
-    assert imp.missing_counts(row.to_frame(SPEC)) == {c: 1 for c in _missing(row)}
+    assert imp.missing_counts(row.to_frame(SPEC)) == dict.fromkeys(_missing(row), 1)
     back = Imputer.from_dict(json.loads(json.dumps(imp.to_dict())))
     pd.testing.assert_frame_equal(back.transform(row.to_frame(SPEC)), filled)
     assert back.spec_hash == SPEC.spec_hash

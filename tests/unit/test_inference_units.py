@@ -8,14 +8,14 @@ from collections import Counter
 
 import pytest
 
-from extraction.errors import ConfigError
+from common.errors import ConfigError
+from contract.output import QUANTILES
 from inference.batching import MicroBatcher
 from inference.config import load_config, parse_config
 from inference.contract import FeatureContract
-from inference.jsonschema_lite import validate
 from inference.schemas import PredictResponse, quantile_block, request_schema
 from inference.service import assign_bucket, unit_hash
-from registry.contract import QUANTILES
+from testsupport.jsonschema_lite import validate
 
 
 @pytest.fixture(scope="module")

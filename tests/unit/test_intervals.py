@@ -22,7 +22,7 @@ from training.intervals import (
 LEVELS = [0.8, 0.9, 0.95]
 
 
-def _problem(n: int, seed: int, sigma_b: float = 1.0):  # noqa: ANN202
+def _problem(n: int, seed: int, sigma_b: float = 1.0):
     """y = mu + sigma * eps with sigma known per row; group "a" (sigma 0.5) and "b" (sigma_b); two targets."""
     rng = np.random.default_rng(seed)
     g = np.where(rng.random(n) < 0.5, "a", "b")
@@ -213,7 +213,8 @@ def test_cross_conformal_covers_nominal_on_known_noise() -> None:
         return x, (x @ w + rng.normal(size=n))[:, None]
 
     x, y = draw(400)
-    fit = lambda idx: np.linalg.lstsq(x[idx], y[idx, 0], rcond=None)[0]  # noqa: E731
+    def fit(idx):
+        return np.linalg.lstsq(x[idx], y[idx, 0], rcond=None)[0]
     base = out_of_fold(len(x), 5, lambda f, h: BaseOutput((x[h] @ fit(f))[:, None]))
     cal = IntervalCalibrator(targets=["t"], levels=LEVELS, backend="numpy").fit(base, y)
     xt, yt = draw(20_000)

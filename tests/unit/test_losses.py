@@ -24,7 +24,7 @@ def test_masked_mse_value_ignores_missing_and_normalises_per_head() -> None:
 
 
 @pytest.mark.parametrize("loss", [masked_mse, masked_huber])
-def test_missing_target_has_zero_gradient(loss) -> None:  # noqa: ANN001
+def test_missing_target_has_zero_gradient(loss) -> None:
     pred = _pred([[1.0, 2.0], [3.0, 4.0]])
     y = torch.tensor([[0.5, NAN], [NAN, NAN]], dtype=torch.float64)
     loss(pred, y).backward()

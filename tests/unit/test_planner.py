@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from extraction.checklist import BatchPoint, Checklist, DecodeProfile, Hardware, ModelEntry, SizeClassProfile
-from extraction.errors import InsufficientMemory
-from extraction.planner import BatchPlan, ComponentSpec, Device, Stage, VideoSpec, plan, simulate
+from common.errors import InsufficientMemory
+from planning.checklist import BatchPoint, Checklist, DecodeProfile, Hardware, ModelEntry, SizeClassProfile
+from planning.planner import BatchPlan, ComponentSpec, Device, Stage, VideoSpec, plan, simulate
 
 GB = 10**9
 
@@ -33,7 +33,7 @@ def checklist(*entries: ModelEntry, decode_s: float = 0.0, decode_bytes: int = 0
 
 
 def videos(n: int, frames: int, comps=("od", "sc"), size_class="720p") -> list[VideoSpec]:
-    return [VideoSpec(f"v{i}", size_class, {c: frames for c in comps}, decoded_frames=frames, sampled_frames=frames)
+    return [VideoSpec(f"v{i}", size_class, dict.fromkeys(comps, frames), decoded_frames=frames, sampled_frames=frames)
             for i in range(n)]
 
 
@@ -166,7 +166,7 @@ def test_three_gpus_spread_three_models():
     comps = [FRAMES] + [ComponentSpec(n, ("frames",), uses_model=True, uses_frames=True) for n in ("a", "b", "c")]
     devs = [Device(f"gpu{i}", "gpu", 16 * GB) for i in range(3)]
     p = plan(videos(6, 16, comps=("a", "b", "c")), comps, devs, checklist(*ents))
-    assert len(set(p.device_of[n] for n in ("a", "b", "c"))) == 3
+    assert len({p.device_of[n] for n in ("a", "b", "c")}) == 3
     assert p.videos_in_parallel >= 3
 
 
@@ -245,7 +245,7 @@ def test_a_slower_machine_than_the_checklists_scales_cpu_times_not_gpu_times():
 
 
 def test_speed_ratio_of_a_checklist_with_and_without_a_probe():
-    from extraction.checklist import SPEED_RATIO_BOUNDS, speed_probe, speed_ratio
+    from planning.checklist import SPEED_RATIO_BOUNDS, speed_probe, speed_ratio
 
     cl = seed_checklist()
     assert speed_ratio(cl) == 1.0  # no probe recorded: times as measured
@@ -270,7 +270,7 @@ def test_request_time_factor_scales_server_time_on_every_device():
 
 
 def test_pilot_time_factors_scale_that_components_stages_and_are_recorded():
-    from extraction.planner import predicted_component_seconds
+    from planning.planner import predicted_component_seconds
 
     cpu_cl = checklist(entry("od", per_unit_bytes=1e6, seconds_per_unit=0.01, kind="cpu"),
                        entry("sc", per_unit_bytes=1e6, seconds_per_unit=0.02, kind="cpu"), decode_s=0.001)
@@ -292,14 +292,14 @@ def test_pilot_time_factors_scale_that_components_stages_and_are_recorded():
 
 
 def test_pilot_factors_are_clamped_and_need_something_predicted():
-    from extraction.executor import FACTOR_BOUNDS, pilot_factors
+    from planning.executor import FACTOR_BOUNDS, pilot_factors
 
     f = pilot_factors({"a": 1.5, "b": 100.0, "c": 0.001, "d": 0.2}, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0})
     assert f == {"a": 1.5, "b": FACTOR_BOUNDS[1], "c": FACTOR_BOUNDS[0]}  # d: nothing predicted to compare
 
 
 def test_pilot_measurements_skip_cache_hits_and_charge_unmodelled_work_per_video():
-    from extraction.executor import pilot_measurements
+    from planning.executor import pilot_measurements
 
     def e(latency, hit=False, status="ok"):
         return {"latency_s": latency, "cache_hit": hit, "status": status}
@@ -317,7 +317,7 @@ def test_pilot_measurements_skip_cache_hits_and_charge_unmodelled_work_per_video
 
 
 def test_pilot_size_grows_with_the_corpus_within_bounds():
-    from extraction.executor import PILOT_MAX_VIDEOS, PILOT_MIN_VIDEOS, PILOT_VIDEOS, pilot_size
+    from planning.executor import PILOT_MAX_VIDEOS, PILOT_MIN_VIDEOS, PILOT_VIDEOS, pilot_size
 
     assert pilot_size(PILOT_MIN_VIDEOS - 1) == 0
     assert pilot_size(PILOT_MIN_VIDEOS) == pilot_size(16) == PILOT_VIDEOS
@@ -325,7 +325,7 @@ def test_pilot_size_grows_with_the_corpus_within_bounds():
 
 
 def test_pilot_videos_are_the_first_ones_with_nothing_cached():
-    from extraction.executor import pick_pilot
+    from planning.executor import pick_pilot
 
     cached = [{"frames", "visual"}, set(), {"metadata"}, set(), set()]
     assert pick_pilot(cached, 2) == [1, 3]

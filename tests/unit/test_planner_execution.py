@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from extraction.errors import TrendflowError
-from extraction.executor import ModelResidency, apply_instances, placement_config, units_for
-from extraction.planner import ComponentSpec, Device, plan
+from common.errors import TrendflowError
+from planning.executor import ModelResidency, apply_instances, placement_config, units_for
+from planning.planner import ComponentSpec, Device, plan
 from tests.unit.test_planner import FRAMES, GB, checklist, entry, videos
 
 
@@ -44,7 +44,7 @@ class FakeControl:
 
 def test_lru_evicts_the_least_recently_used_unpinned_model():
     ctl = FakeControl(loaded=["vis", "a", "b"])
-    res = ModelResidency(ctl, {m: "cpu" for m in ("vis", "a", "b", "c")}, pinned={"vis"}, max_loaded_per_device=3,
+    res = ModelResidency(ctl, dict.fromkeys(("vis", "a", "b", "c"), "cpu"), pinned={"vis"}, max_loaded_per_device=3,
                          loaded=["vis", "a", "b"])
     assert res.ensure(["c"]) == ["a"]  # vis is older but pinned
     assert ctl.log == [("unload", "a"), ("load", "c")]
@@ -57,7 +57,7 @@ def test_lru_evicts_the_least_recently_used_unpinned_model():
 
 def test_models_needed_together_are_never_evicted_for_each_other():
     ctl = FakeControl(loaded=["vis", "a"])
-    res = ModelResidency(ctl, {m: "cpu" for m in ("vis", "a", "b")}, pinned={"vis"}, max_loaded_per_device=2,
+    res = ModelResidency(ctl, dict.fromkeys(("vis", "a", "b"), "cpu"), pinned={"vis"}, max_loaded_per_device=2,
                          loaded=["vis", "a"])
     with pytest.raises(TrendflowError) as err:
         res.ensure(["a", "b"])
@@ -67,7 +67,7 @@ def test_models_needed_together_are_never_evicted_for_each_other():
 def test_memory_limit_evicts_until_the_new_model_fits():
     ctl = FakeControl(loaded=["vis", "a", "b"])
     fixed = {"vis": 2 * GB, "a": 1 * GB, "b": 1 * GB, "big": 3 * GB}
-    res = ModelResidency(ctl, {m: "gpu0" for m in fixed}, pinned={"vis"}, max_loaded_per_device=8,
+    res = ModelResidency(ctl, dict.fromkeys(fixed, "gpu0"), pinned={"vis"}, max_loaded_per_device=8,
                          fixed_bytes=fixed, memory_limit={"gpu0": 5 * GB}, loaded=["vis", "a", "b"])
     assert res.ensure(["big"]) == ["a", "b"]
     assert ctl.loaded == {"vis", "big"}

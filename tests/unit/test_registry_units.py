@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from extraction.errors import ConfigError
+from common.errors import ConfigError
+from contract.output import QUANTILES, TARGETS, check_output, output_columns
 from registry import audit
 from registry.config import load_config
-from registry.contract import QUANTILES, TARGETS, check_output, output_columns
 from registry.gates import SEMVER_TAG_RE, schema_compatible
 
 
@@ -45,7 +45,7 @@ def test_output_contract_missing_columns_and_row_count() -> None:
     assert "expected 4 rows" in check_output(_frame(), n_rows=4)[0]
 
 
-def test_audit_chain_detects_edits(tmp_path) -> None:  # noqa: ANN001
+def test_audit_chain_detects_edits(tmp_path) -> None:
     log = tmp_path / "audit.jsonl"
     audit.append(log, {"action": "promote", "name": "m", "version": "1", "aliases": {"stable": "1"}})
     audit.append(log, {"action": "promote", "name": "m", "version": "2", "aliases": {"stable": "2", "previous": "1"}})
@@ -104,7 +104,7 @@ def test_schema_rules_on_the_real_spec() -> None:
     assert not schema_compatible("one", cols, spec)[0]
 
 
-def test_config_typo_fails_naming_the_key(tmp_path) -> None:  # noqa: ANN001
+def test_config_typo_fails_naming_the_key(tmp_path) -> None:
     p = tmp_path / "r.yaml"
     p.write_text("gates:\n  metric_rel_tolerence: 0.1\n")
     with pytest.raises(ConfigError, match="metric_rel_tolerence"):

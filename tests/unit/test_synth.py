@@ -14,9 +14,9 @@ import av
 import numpy as np
 import pytest
 
-from extraction import synth
+from common.errors import VideoDecodeFailed
+from demo import synth
 from extraction.decode import decode_audio, probe, sample_frames
-from extraction.errors import VideoDecodeFailed
 from extraction.kernels.faces import HaarConfig, detect_faces, load_cascade
 
 # Short videos keep the suite fast; face_fraction 0.5 puts faces and no-face videos side by side.

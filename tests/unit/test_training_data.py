@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import features
+from demo.synthetic_table import generate_table
 from training.data import (
     SPLITS,
     check_no_channel_leakage,
@@ -17,17 +18,16 @@ from training.data import (
     parquet_metadata,
     time_split,
 )
-from training.synthetic import generate_table
 
 FRACTIONS = {"train": 0.7, "val": 0.1, "calib": 0.1, "test": 0.1}
 
 
 @pytest.fixture(scope="module")
-def spec():  # noqa: ANN201
+def spec():
     return features.load_spec()
 
 
-def test_columns_come_from_the_spec(spec) -> None:  # noqa: ANN001
+def test_columns_come_from_the_spec(spec) -> None:
     cols = columns_from_spec(spec)
     assert cols.features == features.raw_columns(spec)
     assert cols.targets == features.target_columns(spec)
@@ -38,8 +38,8 @@ def test_columns_come_from_the_spec(spec) -> None:  # noqa: ANN001
     assert cols.snapshot == {"views": "meta_log_views_snapshot1", "likes": "meta_log_likes_snapshot1"}
 
 
-def test_synthetic_table_has_the_spec_columns_and_metadata(spec, tmp_path: Path) -> None:  # noqa: ANN001
-    from training.synthetic import write_table
+def test_synthetic_table_has_the_spec_columns_and_metadata(spec, tmp_path: Path) -> None:
+    from demo.synthetic_table import write_table
 
     df = generate_table(300, spec, seed=1)
     for c in [*features.raw_columns(spec), *features.target_columns(spec), "platform_id", "video_id",
@@ -63,7 +63,7 @@ def _frame(times: list[str], channels: list[str]) -> pd.DataFrame:
                          "video_id": [f"v{i}" for i in range(len(times))]})
 
 
-def test_time_split_is_chronological_and_disjoint(spec) -> None:  # noqa: ANN001
+def test_time_split_is_chronological_and_disjoint(spec) -> None:
     df = generate_table(1000, spec, seed=2)
     idx, record = time_split(df, "published_at", FRACTIONS, channel_column="channel_id")
     t = df["published_at"]
@@ -111,7 +111,7 @@ def test_empty_split_is_an_error() -> None:
         time_split(df, "published_at", FRACTIONS)
 
 
-def test_missing_spec_column_is_named(spec, tmp_path: Path) -> None:  # noqa: ANN001
+def test_missing_spec_column_is_named(spec, tmp_path: Path) -> None:
     df = generate_table(50, spec, seed=3).drop(columns=["aud_rms_mean"])
     df.to_parquet(tmp_path / "t.parquet")
     with pytest.raises(ValueError, match="aud_rms_mean"):

@@ -23,8 +23,8 @@ from training.intervals import BaseOutput, repair_crossing
 BOUNDS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.9, 0.95, 0.975)
 
 
-def _progress(total: int, desc: str, enabled: bool):  # noqa: ANN202
-    from tqdm.auto import tqdm  # noqa: PLC0415
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
@@ -59,7 +59,7 @@ class CatBoostCore:
     def fit(cls, train: pd.DataFrame, val: pd.DataFrame, columns: list[str], targets: list[str],
             metrics: list[str], mcfg: Any, seed: int, threads: int, progress: bool = True,
             with_quantiles: bool = True) -> CatBoostCore:
-        from catboost import CatBoostRegressor, Pool  # noqa: PLC0415
+        from catboost import CatBoostRegressor, Pool
 
         if mcfg.point_grouping == "all":
             groups = [list(range(len(targets)))]
@@ -127,7 +127,7 @@ class CatBoostCore:
 
     @classmethod
     def load(cls, path: Path) -> CatBoostCore:
-        from catboost import CatBoostRegressor  # noqa: PLC0415
+        from catboost import CatBoostRegressor
 
         meta = json.loads((path / "core.json").read_text())
         core = cls(meta["columns"], meta["targets"], meta["groups"])
@@ -152,7 +152,7 @@ class LightGBMCore:
     def fit(cls, train: pd.DataFrame, val: pd.DataFrame, columns: list[str], targets: list[str],
             metrics: list[str], mcfg: Any, seed: int, threads: int, progress: bool = True,
             with_quantiles: bool = True) -> LightGBMCore:
-        import lightgbm as lgb  # noqa: PLC0415
+        import lightgbm as lgb
 
         core = cls(list(columns), list(targets))
         Xt, Xv = _matrix(train, columns), _matrix(val, columns)
@@ -210,7 +210,7 @@ class LightGBMCore:
 
     @classmethod
     def load(cls, path: Path) -> LightGBMCore:
-        import lightgbm as lgb  # noqa: PLC0415
+        import lightgbm as lgb
 
         meta = json.loads((path / "core.json").read_text())
         core = cls(meta["columns"], meta["targets"])

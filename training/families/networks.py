@@ -28,12 +28,12 @@ from training.preprocess import NetworkPreprocessor
 def build_net(kind: str, net_cfg: dict[str, Any]) -> torch.nn.Module:
     """Instantiate the module of ``kind`` (``late_fusion`` | ``transformer``) from its config dict."""
     if kind == "late_fusion":
-        from training.models.fusion import FusionConfig, LateFusionNet  # noqa: PLC0415
+        from training.models.fusion import FusionConfig, LateFusionNet
 
         cfg = dict(net_cfg, modality_index=tuple(tuple(x) for x in net_cfg["modality_index"]))
         return LateFusionNet(FusionConfig(**cfg))
     if kind == "transformer":
-        from training.models.transformer import MultiHeadTransformer, TransformerConfig  # noqa: PLC0415
+        from training.models.transformer import MultiHeadTransformer, TransformerConfig
 
         cfg = dict(net_cfg, modality_index=tuple(tuple(x) for x in net_cfg["modality_index"]),
                    always_present=tuple(net_cfg["always_present"]))
@@ -53,8 +53,8 @@ def net_config(mcfg: Any, pre: NetworkPreprocessor, n_targets: int) -> dict[str,
             "min_log_var": mcfg.min_log_var, "max_log_var": mcfg.max_log_var}
 
 
-def _lit_module(net: torch.nn.Module, mcfg: Any):  # noqa: ANN202
-    import lightning as L  # noqa: PLC0415, N812
+def _lit_module(net: torch.nn.Module, mcfg: Any):
+    import lightning as L
 
     class LitRegressor(L.LightningModule):
         """Wraps a network with its masked loss and optimiser. Batches are ``(x, present, y)``."""
@@ -95,8 +95,8 @@ def _lit_module(net: torch.nn.Module, mcfg: Any):  # noqa: ANN202
     return LitRegressor()
 
 
-def _best_weights_callback(monitor: str):  # noqa: ANN202
-    import lightning as L  # noqa: PLC0415, N812
+def _best_weights_callback(monitor: str):
+    import lightning as L
 
     class BestWeights(L.Callback):
         """Keeps the state of the epoch with the lowest ``monitor`` in memory (no checkpoint files) and
@@ -145,8 +145,8 @@ class NetworkCore:
     @classmethod
     def fit(cls, spec: Any, cols: Columns, train: pd.DataFrame, val: pd.DataFrame, mcfg: Any, tcfg: Any,
             seed: int) -> NetworkCore:
-        import lightning as L  # noqa: PLC0415, N812
-        from lightning.pytorch.callbacks import EarlyStopping  # noqa: PLC0415
+        import lightning as L
+        from lightning.pytorch.callbacks import EarlyStopping
 
         torch.set_num_threads(tcfg.num_threads)
         L.seed_everything(seed, workers=True, verbose=False)

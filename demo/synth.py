@@ -1,6 +1,6 @@
 """Demo corpus generator: realistic synthetic videos, sidecar metadata and performance labels.
 
-``python -m extraction.synth --n 40 --out data/demo --seed 0`` (or :func:`generate`) writes::
+``python -m demo.synth --n 40 --out data/demo --seed 0`` (or :func:`generate`) writes::
 
     OUT/videos/<video_id>.mp4       H.264 (libx264, yuv420p) + AAC audio on most videos
     OUT/videos/<video_id>.json      sidecar metadata (platform, title, channel, first snapshot)
@@ -61,13 +61,15 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from common.fsio import atomic_path, atomic_write_bytes
 
 GENERATOR_VERSION = "1.0.0"
 
@@ -296,7 +298,7 @@ class VideoSpec:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _choice(rng: np.random.Generator, weights: dict[Any, float]) -> Any:
@@ -373,7 +375,7 @@ def _description(rng: np.random.Generator, platform: str, topic: str) -> tuple[s
 
 
 def _published(rng: np.random.Generator, cfg: SynthConfig) -> datetime:
-    start = datetime.fromisoformat(cfg.published_from).replace(tzinfo=timezone.utc)
+    start = datetime.fromisoformat(cfg.published_from).replace(tzinfo=UTC)
     day = int(rng.integers(0, cfg.published_days))
     hour = float(np.clip(rng.normal(17.0, 4.0), 0.0, 23.99)) if rng.random() < 0.75 else float(rng.uniform(0, 24))
     return start + timedelta(days=day, seconds=int(hour * 3600))
@@ -578,8 +580,8 @@ def sample_specs(n: int, seed: int = 0, config: SynthConfig | None = None) -> li
 @lru_cache(maxsize=1)
 def face_photo() -> np.ndarray:
     """Head-and-shoulders crop (RGB uint8) of matplotlib's bundled ``grace_hopper.jpg`` (a real photo)."""
-    import cv2  # noqa: PLC0415
-    import matplotlib  # noqa: PLC0415
+    import cv2
+    import matplotlib
 
     path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     img = cv2.imread(str(path))
@@ -598,7 +600,7 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
 def _background(rng: np.random.Generator, h: int, w: int, brightness: float, colorfulness: float) -> np.ndarray:
     """A textured background (uint8 RGB, ``h x w``) of mean luma ~ ``brightness``: smooth blobs, stripes or
     a tiled pattern, in two colours of the same hue family."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     hue = float(rng.random())
     a = _hsv_to_rgb(hue, 0.9 * colorfulness, 1.0)
@@ -628,7 +630,7 @@ def _background(rng: np.random.Generator, h: int, w: int, brightness: float, col
 def _sprite(rng: np.random.Generator, size: tuple[int, int], colorfulness: float, brightness: float
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """A textured shape: RGB ``(h, w, 3)`` and a boolean ``(h, w, 3)`` ellipse mask (None: a rectangle)."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = size
     col = _hsv_to_rgb(float(rng.random()), colorfulness, float(np.clip(brightness + rng.uniform(-0.2, 0.3), 0.1, 1)))
@@ -650,7 +652,7 @@ def _face_sprite(rng: np.random.Generator, height: int, brightness: float, mirro
     Returns ``(face * alpha, 1 - alpha)`` as uint8 ``(h, w, 3)`` images (alpha in 0..255), so blending onto
     ``region`` is ``region * (1 - alpha) / 255 + face * alpha`` (two SIMD OpenCV calls per frame).
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     photo = face_photo()
     width = max(8, int(round(photo.shape[1] * height / photo.shape[0])))
@@ -677,7 +679,7 @@ def _bounce(p0: float, v: float, t: float, span: float) -> float:
 
 def iter_frames(spec: VideoSpec) -> Iterator[np.ndarray]:
     """The video's frames, ``(H, W, 3)`` uint8 RGB (the same buffer is reused: copy to keep one)."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     rng = np.random.default_rng(spec.render_seed)
     w, h, fps = spec.width, spec.height, spec.fps
@@ -773,20 +775,6 @@ def render_audio(spec: VideoSpec) -> np.ndarray | None:
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _tmp_name(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 X264_OPTIONS = {"preset": "ultrafast", "threads": "1"}  # one thread: the same bytes on any machine
 
 
@@ -796,12 +784,11 @@ def render_video(spec: VideoSpec, path: Path, crf: int = 26) -> int:
     A ``corrupt`` spec is encoded, then truncated to its first third (the ``moov`` index is lost), so it exists
     but nothing can decode it.
     """
-    import av  # noqa: PLC0415
-    import cv2  # noqa: PLC0415
+    import av
+    import cv2
 
     path = Path(path)
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format="mp4") as c:
             vs = c.add_stream("libx264", rate=spec.fps)
             vs.width, vs.height, vs.pix_fmt = spec.width, spec.height, "yuv420p"
@@ -835,11 +822,7 @@ def render_video(spec: VideoSpec, path: Path, crf: int = 26) -> int:
         if spec.kind == "corrupt":
             data = tmp.read_bytes()
             tmp.write_bytes(data[: max(64, len(data) // 3)])
-        os.replace(tmp, path)
-        return path.stat().st_size
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return path.stat().st_size
 
 
 def _write_one(spec: VideoSpec, videos_dir: str, crf: int) -> tuple[str, float, float, int]:
@@ -849,7 +832,7 @@ def _write_one(spec: VideoSpec, videos_dir: str, crf: int) -> tuple[str, float, 
     """
     t0, c0 = time.perf_counter(), time.process_time()
     d = Path(videos_dir)
-    _atomic_write_bytes(d / f"{spec.video_id}.json", _sidecar_bytes(spec))
+    atomic_write_bytes(d / f"{spec.video_id}.json", _sidecar_bytes(spec))
     render_video(spec, d / spec.filename, crf=crf)
     return f"{spec.width}x{spec.height}", time.perf_counter() - t0, time.process_time() - c0, spec.n_frames
 
@@ -878,18 +861,18 @@ def _csv_bytes(columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]])
 
 def write_tables(specs: list[VideoSpec], out: Path, seed: int, cfg: SynthConfig) -> None:
     """``labels.csv``, ``generation_truth.csv`` and ``synth.json`` (each atomic, each deterministic)."""
-    _atomic_write_bytes(out / "labels.csv", _csv_bytes(LABEL_COLUMNS, [s.label_row() for s in specs]))
+    atomic_write_bytes(out / "labels.csv", _csv_bytes(LABEL_COLUMNS, [s.label_row() for s in specs]))
     truth_cols = list(specs[0].truth) if specs else ["video_id"]
-    _atomic_write_bytes(out / "generation_truth.csv", _csv_bytes(truth_cols, [s.truth for s in specs]))
+    atomic_write_bytes(out / "generation_truth.csv", _csv_bytes(truth_cols, [s.truth for s in specs]))
     kinds: dict[str, int] = {}
     for s in specs:
         kinds[s.kind] = kinds.get(s.kind, 0) + 1
-    manifest = {"generator": "extraction.synth", "generator_version": GENERATOR_VERSION, "seed": seed,
+    manifest = {"generator": "demo.synth", "generator_version": GENERATOR_VERSION, "seed": seed,
                 "n": len(specs), "kinds": kinds, "faces": sum(s.has_faces for s in specs),
                 "no_audio": sum(s.audio is None for s in specs),
                 "face_source": "matplotlib mpl-data/sample_data/grace_hopper.jpg",
                 "config": _config_record(cfg)}
-    _atomic_write_bytes(out / "synth.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(out / "synth.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _config_record(cfg: SynthConfig) -> dict[str, Any]:
@@ -967,7 +950,7 @@ def _worker_main() -> None:
     The worker re-derives the specs from ``(n, seed, config)`` (pure and cheap), so nothing but the job
     crosses the process boundary.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     cv2.setNumThreads(1)  # one process per core already
     job = json.loads(sys.stdin.read())
@@ -985,9 +968,9 @@ def _run_workers(n: int, seed: int, cfg: SynthConfig, videos: Path, workers: int
     deadlock the children, and ``spawn`` re-imports the caller's ``__main__`` (breaking scripts without a main
     guard).
     """
-    import queue  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import threading  # noqa: PLC0415
+    import queue
+    import subprocess
+    import threading
 
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)  # importable even when the package is not installed
@@ -998,7 +981,7 @@ def _run_workers(n: int, seed: int, cfg: SynthConfig, videos: Path, workers: int
         for k in range(workers):
             job = {"n": n, "seed": seed, "config": _config_to_json(cfg), "videos": str(videos),
                    "indices": indices[k::workers]}
-            p = subprocess.Popen([sys.executable, "-c", "from extraction.synth import _worker_main; _worker_main()"],
+            p = subprocess.Popen([sys.executable, "-c", "from demo.synth import _worker_main; _worker_main()"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=env)
             p.stdin.write(json.dumps(job))
@@ -1064,7 +1047,7 @@ def generate(n: int, out: Path | str, seed: int = 0, *, config: SynthConfig | No
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if len(todo) >= 8 else 1
     workers = max(1, min(workers, len(todo) or 1))
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     timings: list[tuple[str, float, float, int]] = []
     with tqdm(total=n, initial=n - len(todo), desc="synth videos", unit="video", disable=not progress,
@@ -1137,7 +1120,7 @@ def _mix(text: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m extraction.synth", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m demo.synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=40, help="videos to generate")
     p.add_argument("--out", type=Path, default=Path("data/demo"))
     p.add_argument("--seed", type=int, default=0)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd  # at run time: MLflow reads predict's type hints to validate inputs
 
-from registry.contract import QUANTILE_LEVELS, QUANTILES, TARGETS
+from contract.output import QUANTILE_LEVELS, QUANTILES, TARGETS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -107,10 +107,10 @@ def log_reference_model(client: MlflowClient, cfg: RegistryConfig, model_type: s
                         feature_schema_version: str = "1.0.0", seed: int = 0, fail_predict: bool = False,
                         n_train: int = 256, experiment: str = "trendflow-reference") -> LoggedReference:
     """Fit, log (signature + input example), register under ``cfg.models[model_type]`` and tag one version."""
-    import mlflow  # noqa: PLC0415
-    from mlflow.models import infer_signature  # noqa: PLC0415
+    import mlflow
+    from mlflow.models import infer_signature
 
-    from registry.store import ensure_experiment  # noqa: PLC0415
+    from registry.store import ensure_experiment
 
     frame, y = synthetic_table(columns, n_train, seed)
     model = ReferenceModel.fit(frame, y, fail_predict=False)

@@ -24,17 +24,17 @@ import math
 import os
 import platform
 import re
-from datetime import UTC, datetime
-from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from extraction.errors import ConfigError, TrendflowError
+from common.clock import now_iso
+from common.errors import ConfigError, TrendflowError
+from common.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKLIST_DIR = REPO_ROOT / "conf" / "checklist"
 SCHEMA_VERSION = 1
 SIZE_CLASSES: tuple[str, ...] = ("360p", "720p", "1080p")  # by the source's short side, ascending
@@ -70,7 +70,7 @@ def _interp(points: list[tuple[int, float]], b: float) -> float:
         return y0 * b / x0
     if b <= points[0][0]:
         return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
         if b <= x1:
             return y0 + (y1 - y0) * (b - x0) / (x1 - x0)
     (x0, y0), (x1, y1) = points[-2], points[-1]
@@ -285,7 +285,7 @@ class Checklist(BaseModel):
 
 
 class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002 - plain YAML, no anchors
+    def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
@@ -297,7 +297,7 @@ def dump_checklist(cl: Checklist) -> str:
 
 
 def save_checklist(cl: Checklist, path: Path) -> Path:
-    from extraction.artifacts import atomic_write_bytes  # noqa: PLC0415
+    from common.fsio import atomic_write_bytes
 
     path = Path(path)
     atomic_write_bytes(path, dump_checklist(cl).encode())
@@ -342,7 +342,7 @@ def gpu_inventory() -> list[Gpu]:
     if not nvidia_driver_present():
         return []
     try:
-        import pynvml  # noqa: PLC0415
+        import pynvml
 
         pynvml.nvmlInit()
         try:
@@ -355,16 +355,16 @@ def gpu_inventory() -> list[Gpu]:
             return out
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no NVML: try torch
+    except Exception:
         pass
     try:
-        import torch  # noqa: PLC0415
+        import torch
 
         if torch.cuda.is_available():
             return [Gpu(index=i, name=torch.cuda.get_device_name(i),
                         memory_bytes=int(torch.cuda.get_device_properties(i).total_memory))
                     for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return []
 
@@ -376,7 +376,7 @@ def _slug(text: str) -> str:
 
 def detect_hardware(gpus: list[Gpu] | None = None) -> Hardware:
     """This machine's identity: CPU model, cores and GPUs -> a stable ``id`` slug (e.g. ``intel-xeon-2c``)."""
-    import psutil  # noqa: PLC0415
+    import psutil
 
     cpu = _cpu_model()
     cores = os.cpu_count() or 1
@@ -394,10 +394,6 @@ def checklist_path(profile: str, hardware_id: str | None = None, root: Path = CH
     return Path(root) / (hardware_id or detect_hardware().id) / f"{profile}.yaml"
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # ----------------------------------------------------------------------------------------------- profiler
 #
 # Memory on CPU is the resident set of the Triton server's process tree (python backend stubs are child
@@ -412,7 +408,7 @@ CALIBRATION_RESOLUTIONS = {"360p": "640x360", "720p": "1280x720", "1080p": "1920
 
 
 def _tree(pid: int) -> list[Any]:
-    import psutil  # noqa: PLC0415
+    import psutil
 
     try:
         root = psutil.Process(pid)
@@ -459,13 +455,13 @@ class BackgroundMeter:
 
     @staticmethod
     def _busy() -> float:
-        import psutil  # noqa: PLC0415
+        import psutil
 
         t = psutil.cpu_times()
         return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
 
     def _mine_now(self) -> float:
-        import psutil  # noqa: PLC0415
+        import psutil
 
         total = 0.0
         for pid in self.own():
@@ -477,7 +473,7 @@ class BackgroundMeter:
         return total
 
     def start(self) -> BackgroundMeter:
-        import time  # noqa: PLC0415
+        import time
 
         self._t, self._sys, self._mine = time.perf_counter(), self._busy(), self._mine_now()
         return self
@@ -485,7 +481,7 @@ class BackgroundMeter:
     def busy_cores(self) -> float:
         """Since :meth:`start` (processes that exited in between are counted as background: a lower bound on
         our own use, so an upper bound on the background)."""
-        import time  # noqa: PLC0415
+        import time
 
         wall = max(time.perf_counter() - self._t, 1e-6)
         other = (self._busy() - self._sys) - max(0.0, self._mine_now() - self._mine)
@@ -494,7 +490,7 @@ class BackgroundMeter:
 
 def background_busy_cores(sample_s: float = 1.0, own: Iterable[int] = ()) -> float:
     """Cores other processes keep busy now, sampled over ``sample_s`` (this process and ``own`` excluded)."""
-    import time  # noqa: PLC0415
+    import time
 
     pids = [os.getpid(), *own]
     m = BackgroundMeter(lambda: pids).start()
@@ -511,13 +507,13 @@ class GpuMemory:
 
     def _reader(self):
         try:
-            import pynvml  # noqa: PLC0415
+            import pynvml
 
             pynvml.nvmlInit()
             h = pynvml.nvmlDeviceGetHandleByIndex(self.index)
             return lambda: int(pynvml.nvmlDeviceGetMemoryInfo(h).used)
-        except Exception:  # noqa: BLE001
-            import torch  # noqa: PLC0415
+        except Exception:
+            import torch
 
             def used() -> int:
                 free, total = torch.cuda.mem_get_info(self.index)
@@ -529,7 +525,7 @@ class GpuMemory:
 
     def peak_during(self, fn) -> tuple[int, Any]:
         """Run ``fn`` while sampling; returns (peak used bytes, fn's result)."""
-        import threading  # noqa: PLC0415
+        import threading
 
         peak = [self._read()]
         stop = threading.Event()
@@ -562,9 +558,9 @@ class _Capture:
         return self.inner.get_model(name, version, logical)
 
     def infer(self, handle: Any, inputs: dict[str, Any], batch_size: int, stats: Any = None) -> dict[str, Any]:
-        import time  # noqa: PLC0415
+        import time
 
-        import numpy as np  # noqa: PLC0415
+        import numpy as np
 
         self.inputs.append({k: np.array(v, copy=True) for k, v in inputs.items()})
         self.calls.append((handle.name, int(batch_size)))
@@ -598,7 +594,7 @@ def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any]
 
     Returns batch -> (median of the last window means, windows, their spread, stable, peak bytes, CPU seconds per
     request or None)."""
-    import time  # noqa: PLC0415
+    import time
 
     def one_pass(reqs: Sequence[Any], send: Callable[[Any], None]) -> float:
         t0 = time.perf_counter()
@@ -613,9 +609,9 @@ def measure_interleaved(series: Mapping[int, tuple[Sequence[Any], Callable[[Any]
             est = one_pass(reqs, send)
         passes[b] = max(1, math.ceil(window_s / max(est, 1e-4)))
     means: dict[int, list[float]] = {b: [] for b in series}
-    peak: dict[int, int] = {b: 0 for b in series}
-    cpu_s: dict[int, float] = {b: 0.0 for b in series}
-    sent: dict[int, int] = {b: 0 for b in series}
+    peak: dict[int, int] = dict.fromkeys(series, 0)
+    cpu_s: dict[int, float] = dict.fromkeys(series, 0.0)
+    sent: dict[int, int] = dict.fromkeys(series, 0)
 
     def spread(xs: Sequence[float]) -> float:
         return (max(xs) - min(xs)) / max(_median(xs), 1e-12)
@@ -661,7 +657,7 @@ SWEEP_UNITS = 64  # units per pass: divisible by every measured batch size
 
 def sweep_subset(pools: Sequence[dict[str, Any]], n: int = SWEEP_UNITS) -> dict[str, Any]:
     """``n`` units drawn evenly from every captured request (so every video contributes), cycled if fewer."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     keys = list(pools[0])
     allu = {k: np.concatenate([p[k] for p in pools]) for k in keys}
@@ -677,13 +673,13 @@ def split_requests(subset: dict[str, Any], b: int) -> list[dict[str, Any]]:
 
 def calibration_videos(folder: Path, per_class: int = 4, seed: int = 7, classes: Iterable[str] = SIZE_CLASSES,
                        duration_s: tuple[float, float] = (6.0, 16.0)) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
-    """Render ``per_class`` demo-like videos per size class with :mod:`extraction.synth` (its default content mix:
+    """Render ``per_class`` demo-like videos per size class with :mod:`demo.synth` (its default content mix:
     faces in about a third, shots, motion; landscape, every one with audio) into ``folder``; returns
     size class -> ``(path, sidecar)`` pairs. Model time depends on content (the Haar detector by 10x and more
     between frames), so several videos per class are pooled."""
-    import json  # noqa: PLC0415
+    import json
 
-    from extraction import synth  # noqa: PLC0415
+    from demo import synth
 
     out: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for cls in classes:
@@ -699,8 +695,8 @@ def calibration_videos(folder: Path, per_class: int = 4, seed: int = 7, classes:
 def pick_calibration(videos: Sequence[tuple[Path, dict[str, Any]]], per_class: int = 4
                      ) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
     """From an existing corpus: per size class the ``per_class`` longest landscape videos."""
-    from extraction.decode import probe  # noqa: PLC0415
-    from extraction.errors import VideoDecodeFailed  # noqa: PLC0415
+    from common.errors import VideoDecodeFailed
+    from extraction.decode import probe
 
     by: dict[str, list[tuple[float, Path, dict[str, Any]]]] = {}
     for path, meta in videos:
@@ -729,10 +725,10 @@ def speed_probe(repeats: int = 7) -> float:
     records it (``speed_probe_s``); the planner measures it again before planning and scales CPU times by the
     ratio when it is outside :data:`SPEED_RATIO_DEADBAND` (:func:`speed_ratio`).
     """
-    import time  # noqa: PLC0415
+    import time
 
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
@@ -786,19 +782,16 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
             unavailable for a few seconds); otherwise its stub processes' RSS is used and load time is unknown.
         log: progress lines.
     """
-    import tempfile  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import contextlib
+    import tempfile
+    import time
 
-    import numpy as np  # noqa: PLC0415
+    import psutil
 
-    from extraction.components import ComputeContext, VideoInput, default_components  # noqa: PLC0415
-    from extraction.decode import decode_audio, sample_frames  # noqa: PLC0415
-    import contextlib  # noqa: PLC0415
-
-    import psutil  # noqa: PLC0415
-
-    from extraction.provider import InferStats  # noqa: PLC0415
-    from extraction.runner import ExtractionRun, VideoJob, process_video  # noqa: PLC0415
+    from extraction.components import ComputeContext, VideoInput, default_components
+    from extraction.decode import decode_audio, sample_frames
+    from extraction.provider import InferStats
+    from extraction.runner import ExtractionRun, VideoJob, process_video
 
     if quick and tuple(batches) == DEFAULT_BATCHES:
         batches = QUICK_BATCHES
@@ -916,7 +909,7 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
             unit_bytes = int(sum(v[0].nbytes for v in subset.values()))
             sizes = [x for x in batches if x <= cap]
 
-            def send(r: dict[str, Any]) -> None:
+            def send(r: dict[str, Any], h: Any = h) -> None:  # bind this model's handle
                 provider.infer(h, r, len(next(iter(r.values()))))
 
             series = {b: (split_requests(subset, b), send) for b in sizes}
@@ -950,7 +943,8 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
                 points.append(BatchPoint(batch=b, seconds=round(sec, 6), mem_bytes=int(mem), windows=wins,
                                          spread=spread, stable=stable,
                                          cpu_seconds=round(cpu_req, 6) if cpu_req is not None else None))
-                log(f"{name:<7} {h.name}:{h.version} {'/'.join(members):>14} batch {b:>3}: {sec * 1000:9.2f} ms/request "
+                log(f"{name:<7} {h.name}:{h.version} {'/'.join(members):>14} batch {b:>3}: "
+                    f"{sec * 1000:9.2f} ms/request "
                     f"({sec / b * 1000:8.2f} ms/unit), peak +{mem / 2**20:7.1f} MiB, {wins} windows"
                     + ("" if stable else f", NOT stable (spread {spread:.0%})"))
             for cls in members:
@@ -992,7 +986,7 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
                         if comp_of_model.get(m) in models)
             if swept > 0:
                 request_ratios.append(timed.seconds / swept)
-    import shutil  # noqa: PLC0415
+    import shutil
 
     shutil.rmtree(tmp_out, ignore_errors=True)
     main_rss = rss_bytes([server_pid])
@@ -1014,7 +1008,8 @@ def profile(provider: Any, cfg: Any, server_pid: int, videos: Mapping[str, Seque
               else "Triton process tree peak RSS (VmHWM after clear_refs) above the loaded model",
               "calibration_videos": {c: [Path(p).name for p, _ in v] for c, v in videos.items()},
               "quick": quick}
-    return Checklist(profile=cfg.profile, hardware=hw, triton_version=triton_version, measured_at=now_iso(),
+    return Checklist(profile=cfg.profile, hardware=hw, triton_version=triton_version,
+                     measured_at=now_iso(precision="seconds"),
                      method=method, server_baseline_bytes=int(main_rss),
                      client_overhead_s_per_video=round(_median(overheads), 4) if overheads else 0.0,
                      background_busy_cores=background, speed_probe_s=round(min(probes), 7),
@@ -1031,7 +1026,7 @@ def model_processes(server_pid: int, model: str) -> list[int]:
 def _cmdline(p: Any) -> list[str]:
     try:
         return list(p.cmdline())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []
 
 
@@ -1044,20 +1039,20 @@ def run_profile(profile_name: str = "fast", *, url: str | None = None, state_dir
         profile_name: analysis profile (``fast`` | ``quality``).
         url: Triton gRPC address (default: the server ``triton start`` recorded in ``state_dir``).
         state_dir: Triton state folder (its ``state.json`` gives the server pid whose memory is measured).
-        videos_dir: take calibration videos from this corpus (default: render a few with ``extraction.synth``).
+        videos_dir: take calibration videos from this corpus (default: render a few with ``demo.synth``).
         out: where to write (default ``conf/checklist/<hardware>/<profile>.yaml``).
         quick: fewer batch sizes and shorter windows.
         reload_models: unload/load each model to measure its fixed memory and load time.
         per_class: calibration videos per size class (default 6, quick 1).
         log: progress lines.
     """
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
-    from extraction import triton_server  # noqa: PLC0415
-    from extraction.config import load_profile  # noqa: PLC0415
-    from extraction.errors import TritonUnavailable  # noqa: PLC0415
-    from extraction.provider import TritonModelProvider  # noqa: PLC0415
-    from extraction.runner import discover_videos  # noqa: PLC0415
+    from common.errors import TritonUnavailable
+    from extraction import triton_server
+    from extraction.config import load_profile
+    from extraction.provider import TritonModelProvider
+    from extraction.runner import discover_videos
 
     state_dir = Path(state_dir or triton_server.DEFAULT_STATE_DIR)
     state = triton_server.read_state(state_dir)
@@ -1071,7 +1066,7 @@ def run_profile(profile_name: str = "fast", *, url: str | None = None, state_dir
         if videos_dir is not None:
             vids = pick_calibration(discover_videos(Path(videos_dir)), per_class=per_class)
         else:
-            log(f"rendering {per_class} calibration videos per size class (extraction.synth) ...")
+            log(f"rendering {per_class} calibration videos per size class (demo.synth) ...")
             vids = calibration_videos(Path(tmp), per_class=per_class)
         cl = profile(provider, cfg, state.pid, vids, quick=quick, reload_models=reload_models, log=log)
     path = Path(out) if out is not None else checklist_path(profile_name, cl.hardware.id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.errors import TritonUnavailable
 from extraction import triton_server
 from extraction.config import DEFAULT_MAPPING, load_profile
-from extraction.errors import TritonUnavailable
 from extraction.provider import TritonModelProvider
 from extraction.runner import ExtractionRun, RunSummary, discover_videos, extract
 
@@ -34,7 +34,7 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
     By default the batching planner decides batch sizes, videos in parallel and model residency from the
     checklist (``conf/checklist/<hardware>/<profile>.yaml`` unless ``checklist`` is given) and the memory free
     now, before any work (``checklist_missing``/``checklist_stale``/``insufficient_memory`` fail fast);
-    ``on_plan(plan)`` sees the :class:`~extraction.planner.BatchPlan` first. Explicit ``batch_sizes`` or
+    ``on_plan(plan)`` sees the :class:`~planning.planner.BatchPlan` first. Explicit ``batch_sizes`` or
     ``plan=False`` run without it (``videos_in_parallel`` then applies)."""
     cfg = load_profile(profile, mapping, seed=seed)
     provider = TritonModelProvider(triton_url(url, state_dir))
@@ -43,7 +43,7 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
     vids = discover_videos(Path(videos))
     if batch_sizes or not plan:
         return extract(run, vids, videos_in_parallel=videos_in_parallel)
-    from extraction.executor import plan_and_execute  # noqa: PLC0415
+    from planning.executor import plan_and_execute
 
     state = triton_server.read_state(Path(state_dir)) if url is None else None
     return plan_and_execute(run, vids, checklist=checklist, memory_budget=memory_budget, safety_margin=safety_margin,
@@ -55,7 +55,7 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
 def served_signatures(profile: str = "fast", url: str | None = None,
                       state_dir: Path = triton_server.DEFAULT_STATE_DIR) -> dict[str, str]:
     """component -> ``name:version:weights_digest`` of the models the server serves for ``profile`` now."""
-    from extraction.executor import model_signatures  # noqa: PLC0415
+    from planning.executor import model_signatures
 
     run = ExtractionRun(cfg=load_profile(profile), out_root=Path("."),
                         provider=TritonModelProvider(triton_url(url, state_dir)), progress=False)
@@ -76,7 +76,7 @@ def ensure_checklist(profile: str = "fast", url: str | None = None,
     nobody profiled yet (a stale committed checklist is still refused, with the message, and never used); an
     explicit checklist that is missing or stale fails fast (``checklist_missing`` / ``checklist_stale``).
     """
-    from extraction.checklist import (  # noqa: PLC0415
+    from planning.checklist import (
         CHECKLIST_DIR,
         ChecklistMissing,
         ChecklistStale,
@@ -85,7 +85,7 @@ def ensure_checklist(profile: str = "fast", url: str | None = None,
         load_checklist,
         run_profile,
     )
-    from extraction.executor import find_checklist  # noqa: PLC0415
+    from planning.executor import find_checklist
 
     current = served_signatures(profile, url, state_dir)
     candidates: list[Path] = []

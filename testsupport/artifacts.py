@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from extraction.artifacts import atomic_write_json, run_dir, write_artifact
+from common.fsio import atomic_write_json
+from extraction.artifacts import run_dir, write_artifact
 from extraction.schemas import SCHEMAS, ArtifactMeta
 
 COMPONENTS: tuple[str, ...] = ("metadata", "frames", "visual", "motion", "faces", "audio", "text", "video_pacing",
@@ -61,7 +62,8 @@ def fabricate_metadata(rng: np.random.Generator, platform_id: str, video_id: str
         "video_age_hours_at_snapshot1": age, "views_snapshot1": views1,
         "likes_snapshot1": float(np.round(views1 * rng.uniform(0.01, 0.1))),
         "channel": {"channel_id": f"ch{int(rng.integers(0, 500)):04d}", "subscribers": subs,
-                    "video_count": float(rng.integers(1, 2000)), "avg_views": float(np.round(subs * rng.uniform(0.05, 1)))},
+                    "video_count": float(rng.integers(1, 2000)),
+                    "avg_views": float(np.round(subs * rng.uniform(0.05, 1)))},
     }
 
 
@@ -72,7 +74,8 @@ def fabricate_arrays(rng: np.random.Generator, metadata: dict[str, Any], *, n_fr
     "no face seen" (faces / face_presence status empty, counts 0), ``has_audio=False`` "no audio track"."""
     m, ch = metadata, metadata.get("channel", {})
     published = datetime.fromisoformat(str(m["published_at"]).replace("Z", "+00:00"))
-    get = lambda d, k: float(d[k]) if d.get(k) is not None else math.nan  # noqa: E731
+    def get(d, k):
+        return float(d[k]) if d.get(k) is not None else math.nan
     out: dict[str, tuple[dict[str, np.ndarray], str]] = {}
     meta_arrays = {
         "video_age_hours_at_snapshot1": _f(get(m, "video_age_hours_at_snapshot1")),
@@ -118,7 +121,8 @@ def fabricate_arrays(rng: np.random.Generator, metadata: dict[str, Any], *, n_fr
         "face_screen_time_s": _f(present.sum() * 0.5)}, faces_status)
     if has_audio:
         w = max(int(duration), 1)
-        out["audio"] = ({"window_start_s": np.arange(w, dtype=np.float64), "rms": rng.uniform(0, 0.3, w).astype(np.float32),
+        out["audio"] = ({"window_start_s": np.arange(w, dtype=np.float64),
+                         "rms": rng.uniform(0, 0.3, w).astype(np.float32),
                          "spectral_centroid_hz": rng.uniform(300, 4000, w).astype(np.float32),
                          "zero_crossing_rate": rng.uniform(0, 0.3, w).astype(np.float32),
                          "logmel": rng.normal(-8, 2, (w, n_mels)).astype(np.float32), "sample_rate": _f(16000),
@@ -228,7 +232,7 @@ def fabricate_corpus(root: str | Path, n: int, *, seed: int = 0, workers: int = 
                      labels_path: str | Path | None = None) -> list[dict[str, Any]]:
     """Write ``n`` fabricated runs under ``root`` (``workers`` processes); returns (and optionally writes as
     CSV) the label rows."""
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     idx = list(range(n))
     if workers <= 1:

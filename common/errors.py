@@ -47,7 +47,9 @@ class SchemaValidationError(TrendflowError):
     code = "schema_invalid"
 
 
-class ConfigError(TrendflowError):
+class ConfigError(TrendflowError, ValueError):
+    """A config file or composed config is invalid; the message names every bad key."""
+
     code = "config_invalid"
 
 

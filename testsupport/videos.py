@@ -12,7 +12,7 @@ import numpy as np
 def write_video(path: Path, *, width: int = 160, height: int = 96, seconds: float = 2.0, fps: int = 10,
                 audio: bool = True, moving: bool = True, cut_at: float | None = None, seed: int = 0) -> Path:
     """A textured square moving over a background (colour switches at ``cut_at``), optional 440 Hz audio."""
-    import av  # noqa: PLC0415
+    import av
 
     rng = np.random.default_rng(seed)
     texture = rng.integers(0, 255, size=(height // 2, width // 4, 3), dtype=np.uint8)

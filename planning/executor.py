@@ -1,4 +1,4 @@
-"""Follow a :class:`~extraction.planner.BatchPlan`: plan a run before any work, then execute it.
+"""Follow a :class:`~planning.planner.BatchPlan`: plan a run before any work, then execute it.
 
 * :func:`plan_run` gathers what the planner needs from the real world -- the server's model signatures (checked
   against the checklist: a stale checklist is refused), each video's size class and units from its container
@@ -27,7 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from extraction.checklist import (
+from common.errors import TrendflowError, VideoDecodeFailed
+from planning.checklist import (
     CHECKLIST_DIR,
     Checklist,
     ChecklistMissing,
@@ -38,8 +39,7 @@ from extraction.checklist import (
     size_class,
     speed_ratio,
 )
-from extraction.errors import TrendflowError, VideoDecodeFailed
-from extraction.planner import (
+from planning.planner import (
     DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
     DEFAULT_MAX_VIDEOS_IN_PARALLEL,
     DEFAULT_SAFETY_MARGIN,
@@ -92,7 +92,7 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
     ``cached`` (per video, the components the run will reuse from the cache: ``runner.cached_components``) a reused
     model component sends nothing, and a video decodes frames (audio) only if a component of ``components`` that
     needs them is computed."""
-    from extraction.decode import probe, target_times  # noqa: PLC0415
+    from extraction.decode import probe, target_times
 
     s = cfg.sampling
     frame_comps = {c.name for c in components if c.uses_frames}
@@ -103,7 +103,7 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
         vid = str(meta.get("video_id", Path(path).stem))
         reused = cached[i] if cached is not None else set()
         if every and every <= reused:  # all of it comes from the cache: nothing to probe
-            out.append(VideoSpec(vid, "360p", {c: 0 for c in checklist.models}, reused=len(reused)))
+            out.append(VideoSpec(vid, "360p", dict.fromkeys(checklist.models, 0), reused=len(reused)))
             continue
         try:
             info = probe(str(path))
@@ -129,8 +129,8 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
 
 def cached_per_video(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]]) -> list[set[str]]:
     """Per video, the components ``run`` will reuse from its cache (``runner.cached_components``)."""
-    from extraction.components import VideoInput  # noqa: PLC0415
-    from extraction.runner import cached_components  # noqa: PLC0415
+    from extraction.components import VideoInput
+    from extraction.runner import cached_components
 
     s = run.cfg.sampling
     return [cached_components(run, VideoInput(str(p), meta, s.fps, s.max_frames, s.max_side)) for p, meta in videos]
@@ -143,9 +143,9 @@ def discover_devices(background: float | None = None, own_pids: Iterable[int] = 
     """CPU RAM available now, the cores and how many of them other processes keep busy (sampled for
     ``BACKGROUND_SAMPLE_S``; this run's processes ``own_pids`` are excluded), plus each GPU's free memory (NVML,
     else ``torch.cuda``) when an NVIDIA driver is present."""
-    import psutil  # noqa: PLC0415
+    import psutil
 
-    from extraction.checklist import background_busy_cores  # noqa: PLC0415
+    from planning.checklist import background_busy_cores
 
     bg = background if background is not None else background_busy_cores(BACKGROUND_SAMPLE_S, own_pids)
     devices = [Device("cpu", "cpu", int(psutil.virtual_memory().available), concurrency=float(os.cpu_count() or 1),
@@ -153,7 +153,7 @@ def discover_devices(background: float | None = None, own_pids: Iterable[int] = 
     if not nvidia_driver_present():
         return devices
     try:
-        import pynvml  # noqa: PLC0415
+        import pynvml
 
         pynvml.nvmlInit()
         try:
@@ -163,16 +163,16 @@ def discover_devices(background: float | None = None, own_pids: Iterable[int] = 
             return devices
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no NVML: try torch
+    except Exception:
         pass
     try:
-        import torch  # noqa: PLC0415
+        import torch
 
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
                 free, _total = torch.cuda.mem_get_info(i)
                 devices.append(Device(f"gpu{i}", "gpu", int(free)))
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return devices
 
@@ -189,7 +189,7 @@ def loaded_models(provider: Any) -> set[str] | None:
         return None
     try:
         index = client.get_model_repository_index(as_json=True).get("models", [])
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     return {m["name"] for m in index if m.get("state") == "READY"}
 
@@ -205,7 +205,7 @@ def current_instances(control: Any, models: Mapping[str, str]) -> dict[str, int]
     for comp, model in models.items():
         try:
             _, groups = _instance_groups(control, model)
-        except Exception:  # noqa: BLE001 - not loaded: it will be loaded as planned
+        except Exception:
             continue
         out[comp] = sum(int(g.get("count", 1) or 1) for g in groups)
     return out
@@ -271,7 +271,7 @@ def plan_inputs(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], checkli
     """Resolve the run's models, refuse a stale checklist, probe the videos (container headers), look up what the
     cache holds, read the free memory, the busy cores and this machine's speed now. The background load is
     sampled over the time this takes (at least ``BACKGROUND_SAMPLE_S``), not in a separate wait."""
-    from extraction.checklist import BackgroundMeter  # noqa: PLC0415
+    from planning.checklist import BackgroundMeter
 
     meter = BackgroundMeter(lambda: [os.getpid()]).start() if devices is None else None
     t0 = time.perf_counter()
@@ -407,7 +407,7 @@ def run_pilot(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Ba
               run_id: str) -> Pilot:
     """Process ``videos`` one at a time at ``plan_``'s batch sizes (for real, into ``run_id``) and compare each
     component's time with what the stage model predicts for the same videos on the plan's devices."""
-    from extraction.runner import extract  # noqa: PLC0415
+    from extraction.runner import extract
 
     run.batch_sizes = dict(plan_.batch_sizes)
     run.plan = {**plan_.to_dict(), "stage": "pilot"}
@@ -503,7 +503,7 @@ class ModelResidency:
             try:
                 if not self.control.is_model_ready(model):
                     break
-            except Exception:  # noqa: BLE001
+            except Exception:
                 break
             time.sleep(0.05)
         while self.released is not None and not self.released(model) and time.monotonic() < deadline:
@@ -578,7 +578,7 @@ def residency_for(run: Any, plan_: BatchPlan, control: ModelControl, checklist: 
     now = set(device_of) if loaded is None else {m for m in loaded if m in device_of}
     released = None
     if server_pid is not None:
-        from extraction.checklist import model_processes  # noqa: PLC0415
+        from planning.checklist import model_processes
 
         def released(model: str) -> bool:
             return not model_processes(server_pid, model)
@@ -606,8 +606,9 @@ def execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Batc
         run_id: optional fixed run id.
         restore: reload, after the run, the models that residency unloaded (leave the server as found).
     """
-    from extraction.artifacts import atomic_write_json, run_dir  # noqa: PLC0415
-    from extraction.runner import RunSummary, extract, new_run_id  # noqa: PLC0415
+    from common.fsio import atomic_write_json
+    from extraction.artifacts import run_dir
+    from extraction.runner import RunSummary, extract, new_run_id
 
     run.batch_sizes = dict(plan_.batch_sizes)
     run.plan = plan_.to_dict()
@@ -685,7 +686,7 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     """Plan the whole corpus before any work (fail fast), run the pilot (see the module docstring; from
     :data:`PILOT_MIN_VIDEOS` videos, single-pass plans; ``pilot_videos`` None = :func:`pilot_size`, 0 = off), plan
     the rest with its factors, tell ``on_plan``, then execute. Returns the run summary of all videos (one run id)."""
-    from extraction.runner import new_run_id  # noqa: PLC0415
+    from extraction.runner import new_run_id
 
     run.resolve_models()  # an unreachable server or a missing model is reported before any checklist problem
     cl = checklist if isinstance(checklist, Checklist) else load_checklist(find_checklist(run.cfg.profile, checklist))

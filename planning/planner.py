@@ -5,7 +5,7 @@ Inputs (all plain data, so the planner is a pure function tested on synthetic ch
 * the videos (:class:`VideoSpec`: size class, units per component after sampling, frames to decode, audio);
 * the component DAG (:class:`ComponentSpec`, built from ``extraction.components``);
 * the devices (:class:`Device`: CPU RAM and every GPU, with the bytes free right now);
-* a safety margin and optional explicit memory budgets, the :class:`~extraction.checklist.Checklist`.
+* a safety margin and optional explicit memory budgets, the :class:`~planning.checklist.Checklist`.
 
 Output: a :class:`BatchPlan` -- per component a batch size (units per Triton request) and a device; how many
 videos run at once; which models are resident in which pass (tier-0 models stay loaded, tier-1 models rotate
@@ -15,7 +15,7 @@ predicted makespan.
 How it decides:
 
 1. Fail fast: every model component must fit at batch 1, for one video, next to the tier-0 models, on some
-   device it can run on; otherwise :class:`~extraction.errors.InsufficientMemory` (``insufficient_gpu_memory``
+   device it can run on; otherwise :class:`~common.errors.InsufficientMemory` (``insufficient_gpu_memory``
    on a GPU) names the component, the bytes it needs and the bytes usable.
 2. Residency: if all models fit together (count and memory) there is one pass; otherwise tier-1 models are
    packed, in dependency order, into passes that each fit.
@@ -30,7 +30,7 @@ How it decides:
    capacity (CPU cores, or one GPU) in proportion to their demand. The fastest candidate wins; ties go to fewer
    requests, then lower peak memory, then fewer videos in parallel. Components reused from the cache cost the
    checklist's ``reuse_s_per_component`` on the client's interpreter (one lane at a time); ``time_factors``
-   measured by a pilot on the corpus (``extraction.executor``) multiply each component's stages.
+   measured by a pilot on the corpus (``planning.executor``) multiply each component's stages.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import product
 from typing import Any, Literal
 
-from extraction.checklist import Checklist, ModelEntry
-from extraction.errors import ConfigError, InsufficientMemory
+from common.errors import ConfigError, InsufficientMemory
+from planning.checklist import Checklist, ModelEntry
 
 PLANNER_VERSION = "1"
 DEFAULT_SAFETY_MARGIN = 0.2
@@ -76,7 +76,7 @@ class Device:
         background: capacity other processes keep busy now (cores on a shared CPU); the simulation shares the
             device with it.
         speed_ratio: how much longer CPU work takes now than when the checklist was measured
-            (:func:`extraction.checklist.speed_ratio`; 1.0 = as measured). CPU devices only.
+            (:func:`planning.checklist.speed_ratio`; 1.0 = as measured). CPU devices only.
     """
 
     name: str
@@ -112,7 +112,7 @@ class VideoSpec:
 
     Attributes:
         video_id: for reports.
-        size_class: ``360p`` / ``720p`` / ``1080p`` (see :func:`extraction.checklist.size_class`).
+        size_class: ``360p`` / ``720p`` / ``1080p`` (see :func:`planning.checklist.size_class`).
         units: component -> units sent to its model (frames, frame pairs, audio windows, texts).
         decoded_frames: source frames the decoder goes through to reach the last sampled frame.
         sampled_frames: frames kept by the sampling policy (held in memory while the video is processed).
@@ -596,9 +596,9 @@ class _Planner:
         """Per pass and device, the batch sizes minimising summed server time within the budget (exact
         multiple-choice knapsack on a 1000-bucket grid, rounding memory up). None when P does not fit."""
         batches: dict[str, int] = {}
-        peak: dict[str, int] = {d: 0 for d in self.devices}
+        peak: dict[str, int] = dict.fromkeys(self.devices, 0)
         resident = self.resident_sets(passes)
-        for p, res in zip(passes, resident):
+        for p, res in zip(passes, resident, strict=False):
             computing = [c for c in p if self.by_name[c].uses_model]
             for dev in self.devices:
                 items = [c for c in computing if assign[c] == dev]
@@ -700,7 +700,7 @@ class _Planner:
         t = 0.0
         resident = self.resident_sets(passes)
         loaded = set(self.loaded) if self.loaded is not None else set(resident[0])
-        for p, res in zip(passes, resident):
+        for p, res in zip(passes, resident, strict=False):
             for c in res:  # (re)load: not loaded now, or loaded with another instance count
                 if c not in loaded or inst.get(c, 1) != self.current_instances.get(c, 1):
                     t += self.entry(c).load_seconds
@@ -713,7 +713,7 @@ class _Planner:
                        batches: dict[str, int], peak: dict[str, int]):
         """Greedy: give the model with the most server time one more instance while the predicted makespan drops
         by at least 2% and memory fits (batch sizes re-chosen for the memory the extra instance takes)."""
-        inst = {c: 1 for c in batches}
+        inst = dict.fromkeys(batches, 1)
         best = self.makespan(parallel, assign, passes, batches, inst)
         while True:
             order = sorted((c for c in batches if inst[c] < self.max_instances[c]),
@@ -737,10 +737,10 @@ class _Planner:
         choices = [self.allowed(c) for c in names]
         total = math.prod(len(ch) for ch in choices) if choices else 1
         if total <= _MAX_ASSIGNMENTS:
-            return [dict(zip(names, combo)) for combo in product(*choices)] or [{}]
+            return [dict(zip(names, combo, strict=False)) for combo in product(*choices)] or [{}]
         # longest-processing-time first onto the least loaded allowed device with room for batch 1
         work = {c: self.time(c, self.options[c][-1])[0] for c in names}
-        load = {d: 0.0 for d in self.devices}
+        load = dict.fromkeys(self.devices, 0.0)
         assign: dict[str, str] = {}
         for c in sorted(names, key=lambda c: -work[c]):
             dev = min(self.allowed(c), key=lambda d: (load[d], -self.budget[d]))
@@ -850,7 +850,7 @@ def _knapsack(items: Sequence[str], options: Mapping[str, Sequence[int]], mem, t
             return None
     best = None
     for _, (t, r, ch) in states.items():
-        picked = dict(zip(items, ch))
+        picked = dict(zip(items, ch, strict=False))
         if sum(mem(c, b) for c, b in picked.items()) > room:
             continue
         if best is None or (round(t, 9), r) < (round(best[0], 9), best[1]):
@@ -907,12 +907,12 @@ def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devic
         max_instances: most Triton instances per model (default: CPU models one per available core, GPU 1).
         current_instances: component -> instances loaded now (changing it costs a reload).
         time_factors: component -> measured / predicted seconds on this corpus (a pilot, see
-            ``extraction.executor.run_pilot``): multiplies all of that component's stages (decode, preparation,
+            ``planning.executor.run_pilot``): multiplies all of that component's stages (decode, preparation,
             requests). Missing components: 1.
         video_overhead_s: measured per-video seconds outside the modelled stages (modules, manifests), replacing
             the checklist's ``client_overhead_s_per_video``.
         estimate_margin: fraction of the budget the predicted peak must leave free for the memory model's own
-            error (the executor passes :data:`extraction.executor.ESTIMATE_MARGIN`, sized by the benchmark).
+            error (the executor passes :data:`planning.executor.ESTIMATE_MARGIN`, sized by the benchmark).
 
     Raises:
         InsufficientMemory: a component does not fit even at batch 1 for one video (names it, need, free).

@@ -19,9 +19,8 @@ EXP_OF = {"catboost": "baseline", "lightgbm": "baseline", "late_fusion": "v1", "
 
 def tiny_table(path: str | Path, n: int = 600, seed: int = 0) -> Path:
     """Write a synthetic training table of ``n`` rows with the repository spec's columns."""
-    import features  # noqa: PLC0415
-
-    from training.synthetic import generate_table, write_table  # noqa: PLC0415
+    import features
+    from demo.synthetic_table import generate_table, write_table
 
     spec = features.load_spec()
     return write_table(generate_table(n, spec, seed), path, spec, seed)

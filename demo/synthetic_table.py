@@ -1,6 +1,6 @@
 """Seeded generator of a training table with the real spec's columns (tests and the >= 100k-row benchmark).
 
-``python -m training.synthetic --n 100000 --out data/synthetic_100k.parquet [--seed 0]``
+``python -m demo.synthetic_table --n 100000 --out data/synthetic_100k.parquet [--seed 0]``
 
 The table has exactly the columns ``features build`` writes that training reads: ``features.raw_columns(spec)``
 (features, then masks), ``features.target_columns(spec)`` (log1p), the keys ``platform_id``, ``video_id``,
@@ -42,7 +42,7 @@ def _age_bucket(age_h: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
 
 def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0) -> pd.DataFrame:
     """A synthetic training table of ``n`` rows for ``spec`` (default: the repository's feature_spec.yaml)."""
-    import features  # noqa: PLC0415
+    import features
 
     spec = spec if spec is not None else features.load_spec()
     rng = np.random.default_rng(seed)
@@ -142,9 +142,9 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
 def write_table(df: pd.DataFrame, path: str | Path, spec: Any, seed: int) -> Path:
     """Write ``df`` as Parquet with the metadata keys ``features.build_table`` writes (plus the generator's),
     through ``features.write_parquet`` (atomic)."""
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
-    import features  # noqa: PLC0415
+    import features
 
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = {
@@ -154,16 +154,16 @@ def write_table(df: pd.DataFrame, path: str | Path, spec: Any, seed: int) -> Pat
         "feature_spec": json.dumps(spec.model_dump(mode="json"), sort_keys=True),
         "raw_columns": json.dumps(features.raw_columns(spec)),
         "target_columns": json.dumps(features.target_columns(spec)),
-        "generator": json.dumps({"module": "training.synthetic", "seed": seed, "rows": len(df)}),
+        "generator": json.dumps({"module": "demo.synthetic_table", "seed": seed, "rows": len(df)}),
     }
     table = table.replace_schema_metadata({k: v.encode() for k, v in meta.items()})
     return features.write_parquet(table, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import features  # noqa: PLC0415
+    import features
 
-    p = argparse.ArgumentParser(prog="python -m training.synthetic", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m demo.synthetic_table", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--out", type=Path, default=Path("data/synthetic_100k.parquet"))
     p.add_argument("--seed", type=int, default=0)
