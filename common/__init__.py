@@ -1,6 +1,6 @@
 """What every package of the platform shares: errors and their codes, atomic file writes, time stamps,
 hashing and repository paths.
 
-Owns: :mod:`common.errors`, :mod:`common.fsio`, :mod:`common.clock`, :mod:`common.hashing`,
-:mod:`common.paths`. May import: the standard library only (and numpy-free). Every other package may import it.
+Owns: :mod:`common.errors`, :mod:`common.fsio`, :mod:`common.clock`, :mod:`common.hashing`, :mod:`common.auth`,
+:mod:`common.paths`. May import: the standard library only. Every other package may import it.
 """
