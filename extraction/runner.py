@@ -37,7 +37,7 @@ from extraction.components.base import ComponentResult, model_signature
 from extraction.config import ExtractionConfig
 from extraction.decode import SAMPLING_POLICY_VERSION
 from extraction.provider import InferStats, ModelHandle, ModelProvider
-from extraction.schemas import ArtifactMeta
+from extraction.schemas import REQUIRED_SIDECAR_KEYS, ArtifactMeta
 
 FATAL = (TritonUnavailable, ModelNotFound)
 DEFAULT_BATCH = 8
@@ -66,7 +66,7 @@ def discover_videos(videos_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         if not side.exists():
             raise TrendflowError(f"{mp4.name}: sidecar metadata {side.name} is missing", code="metadata_missing")
         meta = json.loads(side.read_text())
-        for k in ("platform_id", "video_id", "published_at"):
+        for k in REQUIRED_SIDECAR_KEYS:
             if k not in meta:
                 raise TrendflowError(f"{side.name}: required key {k!r} is missing", code="metadata_missing")
         out.append((mp4, meta))
@@ -114,6 +114,11 @@ class ExtractionRun:
             self.handles[name] = self.provider.get_model(ref.triton_model, ref.version, logical=model)
         return self.handles
 
+    def video_input(self, path: str | Path, metadata: dict[str, Any]) -> VideoInput:
+        """A video as this run samples it (the profile's fps, frame cap and size cap)."""
+        s = self.cfg.sampling
+        return VideoInput(str(path), dict(metadata), s.fps, s.max_frames, s.max_side)
+
     def batch_size(self, comp: Component) -> int:
         h = self.handles.get(comp.name)
         want = self.batch_sizes.get(comp.name, DEFAULT_BATCH)
@@ -158,12 +163,21 @@ def cached_components(run: ExtractionRun, video: VideoInput) -> set[str]:
     return hits
 
 
-def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[str, Any]:
-    """Compute or reuse every component for one video and write its manifest. Returns the manifest."""
+@dataclass(frozen=True)
+class Produced:
+    """What one component left for the components downstream of it in this video."""
+
+    key: str  # its cache key ("" when it failed): the signature its dependants hash
+    status: str  # ok | empty | degraded | error
+    path: Path | None  # its artifact in this run's folder (None when it failed)
+
+
+FAILED = Produced("", "error", None)
+
+
+def _new_manifest(run: ExtractionRun, job: VideoJob) -> dict[str, Any]:
     video, cfg = job.video, run.cfg
-    rdir = run_dir(run.out_root, video.platform_id, video.video_id, job.run_id)
-    rdir.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {
+    return {
         "run_id": job.run_id, "platform_id": video.platform_id, "video_id": video.video_id,
         "video_path": str(video.path), "profile": cfg.profile, "started_at": now_iso(),
         "metadata": video.metadata, "config_hash": json_hash(cfg.model_dump()), "seed": cfg.seed,
@@ -172,87 +186,112 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
                             for c, h in run.handles.items()},
         "plan": run.plan, "components": {},
     }
-    produced: dict[str, tuple[str, str, Path | None]] = {}  # comp -> (cache_key, status, artifact path)
-    loaded: dict[str, dict[str, np.ndarray]] = {}
 
-    def arrays_of(dep: str) -> dict[str, np.ndarray]:
-        if dep not in loaded:
-            loaded[dep] = read_artifact(produced[dep][2])[0]
-        return loaded[dep]
 
-    def done(name: str) -> None:  # progress: every component counts once, computed, reused or failed
-        if on_component:
-            on_component(name)
+def _new_entry(run: ExtractionRun, comp: Component) -> dict[str, Any]:
+    handle = run.handles.get(comp.name)
+    return {"status": "error", "cache_hit": False, "source_artifact": None, "artifact": None,
+            "signature": None, "cache_key": None, "batch_size": 0, "latency_s": 0.0,
+            "warnings": [], "error_code": None, "error_message": None, "retry_count": 0,
+            "model_signature": model_signature([handle.used] if handle else [])}
 
+
+class _VideoState:
+    """The components produced so far for one video, with their arrays loaded on first use."""
+
+    def __init__(self) -> None:
+        self.produced: dict[str, Produced] = {}
+        self.loaded: dict[str, dict[str, np.ndarray]] = {}
+
+    def arrays_of(self, dep: str) -> dict[str, np.ndarray]:
+        if dep not in self.loaded:
+            self.loaded[dep] = read_artifact(self.produced[dep].path)[0]
+        return self.loaded[dep]
+
+
+def _reuse(run: ExtractionRun, comp: Component, state: _VideoState, hit: Path, dst: Path,
+           entry: dict[str, Any]) -> Produced:
+    """Hard-link the cached artifact ``hit`` into this run's folder and record it as a cache hit."""
+    if hit.resolve() != dst.resolve():
+        link_or_copy(hit, dst)
+    state.loaded[comp.name], meta = read_artifact(dst)
+    entry.update(status=meta.status, cache_hit=True, artifact=dst.name, batch_size=meta.batch_size,
+                 source_artifact=str(hit.relative_to(run.out_root)), warnings=meta.warnings)
+    return Produced(entry["cache_key"], meta.status, dst)
+
+
+def _compute(run: ExtractionRun, job: VideoJob, comp: Component, state: _VideoState, dst: Path,
+             keys: tuple[str, str, str], entry: dict[str, Any], manifest: dict[str, Any]) -> Produced:
+    """Compute ``comp``, write its artifact atomically and index it; a component error is recorded in
+    ``entry`` (and a decode failure in ``manifest``) while Triton failures abort the run."""
+    video, cfg = job.video, run.cfg
+    handle = run.handles.get(comp.name)
+    used = [handle.used] if handle else []
+    deps_sig = {d: state.produced[d].key for d in comp.dependencies}
+    key, config_hash, msig = keys
+    stats = InferStats()
+    ctx = ComputeContext(video=video, params=cfg.params(comp.name),
+                         deps={d: (state.arrays_of(d), state.produced[d].status) for d in comp.dependencies},
+                         provider=run.provider, model=handle, batch_size=run.batch_size(comp), stats=stats)
+    try:
+        result: ComponentResult = comp.compute(ctx)
+    except FATAL:
+        raise
+    except VideoDecodeFailed as exc:
+        entry.update(error_code=exc.code, error_message=exc.message)
+        manifest.update(status="error", error_code=exc.code, error_message=exc.message)
+        return FAILED
+    except TrendflowError as exc:
+        entry.update(error_code=exc.code, error_message=exc.message, retry_count=stats.retries)
+        return FAILED
+    meta = ArtifactMeta(
+        platform_id=video.platform_id, video_id=video.video_id, run_id=job.run_id, component=comp.name,
+        producer_version=comp.producer_version, schema_version=comp.schema_version, status=result.status,
+        models_used=used, model_signature=msig, dependencies=deps_sig, batch_size=stats.max_batch_sent,
+        device=handle.device if handle else "cpu", precision=handle.used.precision if handle else "fp32",
+        coverage=float(np.clip(result.coverage, 0, 1)), config_hash=config_hash,
+        sampling_policy_version=SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a", seed=cfg.seed,
+        runtime_env_hash=run.env_hash, cache_key=key, warnings=result.warnings, retry_count=stats.retries,
+        created_at=now_iso())
+    write_artifact(dst, result.arrays, meta)
+    record_cache(run.out_root, video.platform_id, video.video_id, key, dst)
+    state.loaded[comp.name] = {k: np.asarray(v) for k, v in result.arrays.items()}
+    entry.update(status=result.status, artifact=dst.name, batch_size=stats.max_batch_sent,
+                 warnings=result.warnings, retry_count=stats.retries)
+    return Produced(key, result.status, dst)
+
+
+def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[str, Any]:
+    """Compute or reuse every component for one video (in dependency order) and write its manifest.
+
+    Returns the manifest (the JSON document written to the run folder)."""
+    video = job.video
+    rdir = run_dir(run.out_root, video.platform_id, video.video_id, job.run_id)
+    rdir.mkdir(parents=True, exist_ok=True)
+    manifest = _new_manifest(run, job)
+    state = _VideoState()
     for comp in run.components:
         t0 = time.perf_counter()
-        params = cfg.params(comp.name)
-        handle = run.handles.get(comp.name)
-        used = [handle.used] if handle else []
-        entry: dict[str, Any] = {"status": "error", "cache_hit": False, "source_artifact": None, "artifact": None,
-                                 "signature": None, "cache_key": None, "batch_size": 0, "latency_s": 0.0,
-                                 "warnings": [], "error_code": None, "error_message": None, "retry_count": 0,
-                                 "model_signature": model_signature(used)}
-        manifest["components"][comp.name] = entry
-        missing = [d for d in comp.dependencies if d not in produced or produced[d][2] is None]
+        entry = manifest["components"][comp.name] = _new_entry(run, comp)
+        missing = [d for d in comp.dependencies if d not in state.produced or state.produced[d].path is None]
         if missing:
             entry.update(error_code="dependency_missing",
                          error_message=f"{comp.name} needs {missing}, whose artifacts are absent")
-            produced[comp.name] = ("", "error", None)
-            done(comp.name)
-            continue
-        deps_sig = {d: produced[d][0] for d in comp.dependencies}
-        key, config_hash, msig = component_key(run, video, comp, deps_sig)
-        entry.update(cache_key=key, signature=key)
-        dst = rdir / f"{comp.name}.npz"
-        hit = lookup_cache(run.out_root, video.platform_id, video.video_id, key)
-        if hit is not None:
-            if hit.resolve() != dst.resolve():
-                link_or_copy(hit, dst)
-            arrays, meta = read_artifact(dst)
-            loaded[comp.name] = arrays
-            entry.update(status=meta.status, cache_hit=True, artifact=dst.name, batch_size=meta.batch_size,
-                         source_artifact=str(hit.relative_to(run.out_root)), warnings=meta.warnings,
-                         latency_s=round(time.perf_counter() - t0, 4))
-            produced[comp.name] = (key, meta.status, dst)
-            done(comp.name)
-            continue
-        stats = InferStats()
-        ctx = ComputeContext(video=video, params=params,
-                             deps={d: (arrays_of(d), produced[d][1]) for d in comp.dependencies},
-                             provider=run.provider, model=handle, batch_size=run.batch_size(comp), stats=stats)
-        try:
-            result: ComponentResult = comp.compute(ctx)
-        except FATAL:
-            raise
-        except VideoDecodeFailed as exc:
-            entry.update(error_code=exc.code, error_message=exc.message)
-            manifest.update(status="error", error_code=exc.code, error_message=exc.message)
-            produced[comp.name] = ("", "error", None)
-            done(comp.name)
-            continue
-        except TrendflowError as exc:
-            entry.update(error_code=exc.code, error_message=exc.message, retry_count=stats.retries)
-            produced[comp.name] = ("", "error", None)
-            done(comp.name)
-            continue
-        meta = ArtifactMeta(
-            platform_id=video.platform_id, video_id=video.video_id, run_id=job.run_id, component=comp.name,
-            producer_version=comp.producer_version, schema_version=comp.schema_version, status=result.status,
-            models_used=used, model_signature=msig, dependencies=deps_sig, batch_size=stats.max_batch_sent,
-            device=handle.device if handle else "cpu", precision=handle.used.precision if handle else "fp32",
-            coverage=float(np.clip(result.coverage, 0, 1)), config_hash=config_hash,
-            sampling_policy_version=SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a", seed=cfg.seed,
-            runtime_env_hash=run.env_hash, cache_key=key, warnings=result.warnings, retry_count=stats.retries,
-            created_at=now_iso())
-        write_artifact(dst, result.arrays, meta)
-        record_cache(run.out_root, video.platform_id, video.video_id, key, dst)
-        loaded[comp.name] = {k: np.asarray(v) for k, v in result.arrays.items()}
-        produced[comp.name] = (key, result.status, dst)
-        entry.update(status=result.status, artifact=dst.name, batch_size=stats.max_batch_sent,
-                     warnings=result.warnings, retry_count=stats.retries,
-                     latency_s=round(time.perf_counter() - t0, 4))
-        done(comp.name)
+            produced = FAILED
+        else:
+            keys = component_key(run, video, comp, {d: state.produced[d].key for d in comp.dependencies})
+            entry.update(cache_key=keys[0], signature=keys[0])
+            dst = rdir / f"{comp.name}.npz"
+            hit = lookup_cache(run.out_root, video.platform_id, video.video_id, keys[0])
+            if hit is not None:
+                produced = _reuse(run, comp, state, hit, dst, entry)
+            else:
+                produced = _compute(run, job, comp, state, dst, keys, entry, manifest)
+            if produced.path is not None:
+                entry["latency_s"] = round(time.perf_counter() - t0, 4)
+        state.produced[comp.name] = produced
+        if on_component:  # progress: every component counts once, computed, reused or failed
+            on_component(comp.name)
     manifest.setdefault("status", "ok" if all(e["status"] != "error" for e in manifest["components"].values())
                         else "partial")
     manifest["finished_at"] = now_iso()
@@ -272,6 +311,20 @@ class RunSummary:
     manifests: list[Path]
     plan: dict[str, Any] | None
 
+    @classmethod
+    def from_manifests(cls, run: ExtractionRun, run_id: str, manifests: list[dict[str, Any]], videos: int,
+                       seconds: float) -> RunSummary:
+        """The roll-up of one run's video manifests (counts of failures, cache hits and computed components)."""
+        comps = [e for m in manifests for e in m["components"].values()]
+        failed = {m["video_id"]: m.get("error_code") or "partial" for m in manifests if m["status"] != "ok"}
+        return cls(run_id=run_id, videos=videos, ok=len(manifests) - len(failed), failed=failed,
+                   cache_hits=sum(e["cache_hit"] for e in comps),
+                   computed=sum(not e["cache_hit"] and e["artifact"] is not None for e in comps),
+                   seconds=round(seconds, 2),
+                   manifests=[run_dir(run.out_root, m["platform_id"], m["video_id"], run_id) / "manifest.json"
+                              for m in manifests],
+                   plan=run.plan)
+
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
         d["manifests"] = [str(p) for p in self.manifests]
@@ -286,8 +339,7 @@ def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], video
     run_id = run_id or new_run_id()
     t0 = time.perf_counter()
     run.resolve_models()
-    s = run.cfg.sampling
-    jobs = [VideoJob(VideoInput(str(p), meta, s.fps, s.max_frames, s.max_side), run_id) for p, meta in videos]
+    jobs = [VideoJob(run.video_input(p, meta), run_id) for p, meta in videos]
     manifests: list[dict[str, Any]] = []
     lock = threading.Lock()
     bar = tqdm(total=len(jobs) * len(run.components), desc=f"extract {run_id}", unit="comp",
@@ -316,13 +368,4 @@ def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], video
     finally:
         bar.close()
         vbar.close()
-    comps = [e for m in manifests for e in m["components"].values()]
-    failed = {m["video_id"]: m.get("error_code") or "partial" for m in manifests if m["status"] != "ok"}
-    return RunSummary(
-        run_id=run_id, videos=len(jobs), ok=len(jobs) - len(failed), failed=failed,
-        cache_hits=sum(e["cache_hit"] for e in comps), computed=sum(not e["cache_hit"] and e["artifact"] is not None
-                                                                    for e in comps),
-        seconds=round(time.perf_counter() - t0, 2),
-        manifests=[run_dir(run.out_root, m["platform_id"], m["video_id"], run_id) / "manifest.json"
-                   for m in manifests],
-        plan=run.plan)
+    return RunSummary.from_manifests(run, run_id, manifests, len(jobs), time.perf_counter() - t0)

@@ -74,6 +74,9 @@ def _s(kind: str, *shape: int | str, description: str = "") -> ArraySchema:
     return ArraySchema(kind, tuple(shape), description)
 
 
+# Keys every sidecar (and every video request's metadata) must carry: they name the video and place it in time.
+REQUIRED_SIDECAR_KEYS: tuple[str, ...] = ("platform_id", "video_id", "published_at")
+
 F, INT, U = "f", "i", "U"
 
 # Component name -> schema. Keep these in step with each component's ``schema_version``.

@@ -3,7 +3,7 @@
 Every feature is declared once in ``feature_spec.yaml``; the same code computes one run's vector (inference)
 and the rows of the training table (a run's vector equals its table row bit for bit).
 
-Stable API (later issues build on these; change them only with a spec/major bump):
+Stable API (the training, registry and serving packages build on these; change them only with a spec/major bump):
     load_spec(path=None) -> FeatureSpec              validated feature_spec.yaml (FeatureSpecError on problems)
     raw_columns(spec) -> list[str]                   model input columns: features (spec order), then masks
     target_columns(spec) -> list[str]                targets, already log1p-transformed per the spec

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import TrendflowError
-
-REQUIRED_METADATA = ("platform_id", "video_id", "published_at")
+from extraction.schemas import REQUIRED_SIDECAR_KEYS
 
 
 class RequestInvalid(TrendflowError):
@@ -51,9 +50,9 @@ def vector_from_run(run_dir: str | Path, spec: Any) -> Built:
 def check_metadata(metadata: Any) -> list[dict[str, str]]:
     if not isinstance(metadata, dict):
         return [{"field": "metadata", "code": "missing_field",
-                 "message": f"a video request needs metadata with {list(REQUIRED_METADATA)}"}]
+                 "message": f"a video request needs metadata with {list(REQUIRED_SIDECAR_KEYS)}"}]
     return [{"field": f"metadata.{k}", "code": "missing_field", "message": "required for a video request"}
-            for k in REQUIRED_METADATA if metadata.get(k) in (None, "")]
+            for k in REQUIRED_SIDECAR_KEYS if metadata.get(k) in (None, "")]
 
 
 class VideoFeaturizer:
@@ -113,7 +112,6 @@ class VideoFeaturizer:
     def build(self, video_path: str | Path, metadata: dict[str, Any], spec: Any) -> Built:
         """Extract ``video_path`` (+ sidecar-style ``metadata``) and build its feature row, timing each stage."""
         from common.errors import TritonUnavailable
-        from extraction.components import VideoInput
         from extraction.runner import VideoJob, new_run_id, process_video
 
         path = Path(video_path)
@@ -122,8 +120,7 @@ class VideoFeaturizer:
                 {"field": "video_path", "code": "not_found", "message": "no such file on the server"}])
         t0 = time.perf_counter()
         run = self._extraction_run()
-        s = run.cfg.sampling
-        job = VideoJob(VideoInput(str(path), dict(metadata), s.fps, s.max_frames, s.max_side), new_run_id())
+        job = VideoJob(run.video_input(path, metadata), new_run_id())
         try:
             manifest = process_video(run, job)
         except TritonUnavailable:

@@ -129,11 +129,9 @@ def video_specs(videos: Sequence[tuple[Path, dict[str, Any]]], cfg: Any, checkli
 
 def cached_per_video(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]]) -> list[set[str]]:
     """Per video, the components ``run`` will reuse from its cache (``runner.cached_components``)."""
-    from extraction.components import VideoInput
     from extraction.runner import cached_components
 
-    s = run.cfg.sampling
-    return [cached_components(run, VideoInput(str(p), meta, s.fps, s.max_frames, s.max_side)) for p, meta in videos]
+    return [cached_components(run, run.video_input(p, meta)) for p, meta in videos]
 
 
 BACKGROUND_SAMPLE_S = 0.15  # planning is part of every run's wall time: load is sampled while it gathers inputs
@@ -607,7 +605,6 @@ def execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Batc
         restore: reload, after the run, the models that residency unloaded (leave the server as found).
     """
     from common.fsio import atomic_write_json
-    from extraction.artifacts import run_dir
     from extraction.runner import RunSummary, extract, new_run_id
 
     run.batch_sizes = dict(plan_.batch_sizes)
@@ -664,15 +661,9 @@ def execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Batc
         merged["passes"] = plan_.passes
         atomic_write_json(Path(key), merged)
         manifests.append(merged)
-    comps_all = [e for m in manifests for e in m["components"].values()]
-    failed = {m["video_id"]: m.get("error_code") or "partial" for m in manifests if m["status"] != "ok"}
-    return RunSummary(
-        run_id=run_id, videos=len(videos), ok=len(manifests) - len(failed), failed=failed,
-        cache_hits=sum(e["cache_hit"] for e in comps_all),
-        computed=sum(not e["cache_hit"] and e["artifact"] is not None for e in comps_all),
-        seconds=round(time.perf_counter() - t0, 2),
-        manifests=[run_dir(run.out_root, m["platform_id"], m["video_id"], run_id) / "manifest.json" for m in manifests],
-        plan=run.plan) if last is not None else last
+    if last is None:
+        return None
+    return RunSummary.from_manifests(run, run_id, manifests, len(videos), time.perf_counter() - t0)
 
 
 def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,

@@ -27,7 +27,7 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_l
         triton_lifecycle.stop(state_dir)
 
 
-# ---- registry / inference (issue 6) ---------------------------------------------------------------------
+# ---- registry / inference ---------------------------------------------------------------------------------
 
 class RegistryStore:
     """A real MLflow store (SQLite + artifact folder) in a temp dir, its registry config and client."""

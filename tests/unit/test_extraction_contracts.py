@@ -196,15 +196,3 @@ def test_profiles_resolve_models_and_typos_fail_naming_the_key(tmp_path: Path):
     bad.write_text("models: {}\nprofiles: {fast: {sampling: {fps: 1, max_frames: 2, max_sid: 3}, components: {}}}\n")
     with pytest.raises(ConfigError, match="max_sid"):
         load_profile("fast", bad)
-
-
-def test_a_video_releases_its_decoded_frames_and_audio(tmp_path: Path):
-    from extraction.components import VideoInput
-    from testsupport.videos import write_video
-
-    v = VideoInput(str(write_video(tmp_path / "v.mp4", seconds=1.0)), {"platform_id": "youtube", "video_id": "v"},
-                   2.0, 8, 160)
-    assert len(v.frames.rgb) > 0 and v.audio is not None
-    v.release()  # the runner does this when the video is done: a run's job list outlives every video
-    assert "frames" not in v.__dict__ and "audio" not in v.__dict__
-    assert len(v.frames.rgb) > 0  # decoded again if asked

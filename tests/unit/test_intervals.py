@@ -145,8 +145,12 @@ def test_confidence_score_definition() -> None:
     np.testing.assert_allclose(q["confidence"], expected)
     # narrower interval (low-noise group) -> higher confidence
     assert q["confidence"][g == "a"].mean() > q["confidence"][g == "b"].mean()
-    # a row whose width equals the reference scores 0.5
-    assert np.exp2(-1.0) == 0.5
+    # 0.5 is the reference width's score: narrower rows score above it, wider rows below
+    ref = np.array([calib.ref_width["t0"], calib.ref_width["t1"]])
+    narrow, wide = w < ref * (1 - 1e-9), w > ref * (1 + 1e-9)
+    assert (q["confidence"][narrow] > 0.5).all() and (q["confidence"][wide] < 0.5).all()
+    np.testing.assert_allclose(q["confidence"][~narrow & ~wide], 0.5)
+    assert narrow.any() and wide.any()
 
 
 def test_round_trip_through_json() -> None:
