@@ -49,13 +49,13 @@ class PeakMemory:
     """Peak RSS of a run: the plan's model stubs (whole), plus growth of the Triton main process and this client."""
 
     def __init__(self, server_pid: int, models: list[str]) -> None:
-        from planning.checklist import _status_kb, model_processes, reset_peaks
+        from planning.probes import model_processes, reset_peaks, status_bytes
 
-        self._kb, self._stubs = _status_kb, model_processes
+        self._kb, self._stubs = status_bytes, model_processes
         self.server_pid, self.models = server_pid, models
         self.me = os.getpid()
         reset_peaks([server_pid, self.me, *self._stub_pids()])
-        self.before = {p: _status_kb(p, "VmRSS") for p in (server_pid, self.me)}
+        self.before = {p: status_bytes(p, "VmRSS") for p in (server_pid, self.me)}
 
     def _stub_pids(self) -> list[int]:
         return [p for m in self.models for p in self._stubs(self.server_pid, m)]
@@ -68,7 +68,7 @@ class PeakMemory:
 
 def _reset_instances(control: Any, models: list[str]) -> None:
     """Every model back to its repository config's instance count (1 here), reloading only those that differ."""
-    from planning.executor import current_instances, placement_config
+    from planning.residency import current_instances, placement_config
 
     for m, n in current_instances(control, {m: m for m in models}).items():
         if n != 1:
@@ -96,20 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     from extraction.config import load_profile
     from extraction.provider import TritonModelProvider
     from extraction.runner import ExtractionRun, discover_videos, extract
-    from planning.checklist import (
-        ChecklistMissing,
-        ChecklistStale,
-        background_busy_cores,
-        load_checklist,
-        run_profile,
-    )
-    from planning.executor import (
-        find_checklist,
-        model_signatures,
-        placement_config,
-        plan_and_execute,
-        video_specs,
-    )
+    from planning.checklist import ChecklistMissing, ChecklistStale, load_checklist
+    from planning.executor import plan_and_execute
+    from planning.inputs import find_checklist, model_signatures, video_specs
+    from planning.probes import background_busy_cores
+    from planning.profiler import run_profile
+    from planning.residency import placement_config
 
     budget = parse_bytes(args.budget)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-extraction-"))
