@@ -25,8 +25,9 @@ from typing import Any
 from common.errors import TrendflowError
 from common.graph import closure
 from planning.checklist import Checklist, load_checklist
-from planning.inputs import cached_per_video, find_checklist, plan_inputs, plan_run
-from planning.pilot import PILOT_MIN_VIDEOS, merge_summaries, pick_pilot, pilot_size, run_pilot
+from planning.inputs import cached_per_video, component_specs, find_checklist, plan_inputs, plan_run
+from planning.pilot import PILOT_MIN_VIDEOS, merge_summaries, pick_pilot, pick_pilot_pps, pilot_size, run_pilot
+from planning.planner import predicted_component_seconds
 from planning.residency import ModelResidency, apply_instances, loaded_models, residency_for
 from planning.specs import (
     DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
@@ -145,10 +146,13 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
                      max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
                      devices: Sequence[Device] | None = None, server_pid: int | None = None, on_plan=None,
                      run_id: str | None = None, max_instances: int | Mapping[str, int] | None = None,
-                     pilot_videos: int | None = None) -> Any:
+                     pilot_videos: int | None = None, pilot_sampling: str = "cost") -> Any:
     """Plan the whole corpus before any work (fail fast), run the pilot (see the module docstring; from
     :data:`PILOT_MIN_VIDEOS` videos, single-pass plans; ``pilot_videos`` None = :func:`pilot_size`, 0 = off), plan
-    the rest with its factors, tell ``on_plan``, then execute. Returns the run summary of all videos (one run id)."""
+    the rest with its factors, tell ``on_plan``, then execute. Returns the run summary of all videos (one run id).
+
+    ``pilot_sampling``: ``cost`` draws the pilot with probability proportional to each video's predicted cost
+    (:func:`~planning.pilot.pick_pilot_pps`, weighted factors); ``first`` takes the first uncached videos."""
     from extraction.runner import new_run_id
 
     run.resolve_models()  # an unreachable server or a missing model is reported before any checklist problem
@@ -161,7 +165,13 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     rest, pilot = list(videos), None
     if pilot_videos is None:
         pilot_videos = pilot_size(len(videos))
-    picked = pick_pilot(cached, pilot_videos) if pilot_videos > 0 else []
+    picked, weights = [], None
+    if pilot_videos > 0 and pilot_sampling == "cost":
+        costs = [sum(v.values()) for v in predicted_component_seconds(
+            x.specs, component_specs(run.components), x.devices, cl, p.batch_sizes)]
+        picked, weights = pick_pilot_pps(cached, pilot_videos, costs)
+    elif pilot_videos > 0:
+        picked = pick_pilot(cached, pilot_videos)
     if pilot_videos <= 0 and len(videos) >= PILOT_MIN_VIDEOS:
         p.calibration["skipped"] = "turned off"
     elif len(videos) < PILOT_MIN_VIDEOS:
@@ -172,13 +182,15 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
         p.calibration["skipped"] = f"every video has artifacts to reuse in {run.out_root}"
     else:
         run_id = run_id or new_run_id()
-        pilot = run_pilot(run, [videos[i] for i in picked], p, cl, run_id)
+        pilot = run_pilot(run, [videos[i] for i in picked], p, cl, run_id, weights)
         keep = [i for i in range(len(videos)) if i not in set(picked)]
         rest = [videos[i] for i in keep]
         rest_inputs = dataclasses.replace(x, specs=[x.specs[i] for i in keep])  # same devices, speed, server
         p = plan_run(run, rest, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
                      inputs=rest_inputs)
         p.calibration.update(pilot.record())
+        if weights is not None:
+            p.calibration.update(pilot_sampling="cost", pilot_weights=[round(w, 3) for w in weights])
         if not pilot.factors:
             p.calibration["skipped"] = "the pilot videos were all reused from the cache"
     if not isinstance(checklist, Checklist):

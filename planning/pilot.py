@@ -51,16 +51,22 @@ def pilot_factors(measured: Mapping[str, float], predicted: Mapping[str, float],
 
 
 def pilot_measurements(manifests: Sequence[Mapping[str, Any]], predicted: Sequence[Mapping[str, float]],
-                       wall_s: float) -> tuple[dict[str, float], dict[str, float], float | None]:
+                       wall_s: float, weights: Sequence[float] | None = None
+                       ) -> tuple[dict[str, float], dict[str, float], float | None]:
     """From the pilot's manifests and the stage model's per-video prediction (same order): measured and predicted
     seconds per component (computed entries only) and the measured seconds per video that no stage models
     (components without a predicted stage, and the run's own work between components); None when every
-    component of every pilot video was reused from the cache (nothing was measured)."""
+    component of every pilot video was reused from the cache (nothing was measured).
+
+    ``weights`` (per video, default 1) weigh each video's measured and predicted seconds: a pilot drawn with
+    probability proportional to predicted cost (:func:`pick_pilot` with costs) weighs each video by the inverse of
+    its cost, so that ``measured / predicted`` estimates the ratio over the whole corpus, not over the sample."""
     measured: dict[str, float] = {}
     pred: dict[str, float] = {}
     unmodelled = in_components = 0.0
     computed_videos = 0
-    for m, per in zip(manifests, predicted, strict=True):
+    weights = [1.0] * len(manifests) if weights is None else list(weights)
+    for m, per, w in zip(manifests, predicted, weights, strict=True):
         computed = False
         for c, e in m.get("components", {}).items():
             in_components += float(e.get("latency_s", 0.0))
@@ -68,8 +74,8 @@ def pilot_measurements(manifests: Sequence[Mapping[str, Any]], predicted: Sequen
                 continue
             computed = True
             if per.get(c, 0.0) > 0:
-                measured[c] = measured.get(c, 0.0) + float(e["latency_s"])
-                pred[c] = pred.get(c, 0.0) + per[c]
+                measured[c] = measured.get(c, 0.0) + w * float(e["latency_s"])
+                pred[c] = pred.get(c, 0.0) + w * per[c]
             else:
                 unmodelled += float(e["latency_s"])
         computed_videos += computed
@@ -86,9 +92,10 @@ def _devices_of(p: BatchPlan) -> list[Device]:
 
 
 def run_pilot(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: BatchPlan, checklist: Checklist,
-              run_id: str) -> Pilot:
+              run_id: str, weights: Sequence[float] | None = None) -> Pilot:
     """Process ``videos`` one at a time at ``plan_``'s batch sizes (for real, into ``run_id``) and compare each
-    component's time with what the stage model predicts for the same videos on the plan's devices."""
+    component's time with what the stage model predicts for the same videos on the plan's devices (``weights``:
+    per video, as :func:`pick_pilot` returns them)."""
     from extraction.runner import extract
 
     run.batch_sizes = dict(plan_.batch_sizes)
@@ -98,7 +105,7 @@ def run_pilot(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], plan_: Ba
     specs = video_specs(videos, run.cfg, checklist, components=run.components)
     per_video = predicted_component_seconds(specs, component_specs(run.components), _devices_of(plan_), checklist,
                                             plan_.batch_sizes)
-    measured, predicted, overhead = pilot_measurements(manifests, per_video, summary.seconds)
+    measured, predicted, overhead = pilot_measurements(manifests, per_video, summary.seconds, weights)
     return Pilot(videos=[m["video_id"] for m in manifests], seconds=summary.seconds, measured=measured,
                  predicted=predicted, factors=pilot_factors(measured, predicted), video_overhead_s=overhead,
                  summary=summary)
@@ -116,6 +123,41 @@ def pick_pilot(cached: Sequence[set[str]], k: int) -> list[int]:
     """Indices of the first ``k`` videos with nothing to reuse from the cache (``cached``: per video, the reused
     components; a reused artifact measures nothing); fewer, or none, when the corpus is (mostly) extracted."""
     return [i for i, hits in enumerate(cached) if not hits][:k]
+
+
+def pick_pilot_pps(cached: Sequence[set[str]], k: int, costs: Sequence[float]) -> tuple[list[int], list[float]]:
+    """``k`` videos drawn with probability proportional to their predicted cost, and each one's weight.
+
+    Systematic sampling over the videos with nothing cached, sorted by ``costs`` (the stage model's predicted
+    seconds per video): the video under each of the points ``(j + 1/2) / k`` of the cumulative cost is picked (a
+    video costing more than ``1/k`` of the total can be hit twice; it is picked once and weighs twice). This covers
+    the corpus' real distribution of sizes and content where the time goes -- the long and large videos that weigh
+    most in a ratio of sums -- instead of its first videos. Weights are ``hits / cost``: the Hansen-Hurwitz
+    estimator's inverse inclusion probabilities, normalised to mean 1.
+
+    Returns:
+        (indices in corpus order, their weights); the first-``k`` pick with weight 1 when costs are all zero.
+    """
+    free = [i for i, hits in enumerate(cached) if not hits]
+    total = sum(max(0.0, costs[i]) for i in free)
+    if k <= 0 or not free:
+        return [], []
+    if total <= 0 or len(free) <= k:
+        picked = free[:k]
+        return picked, [1.0] * len(picked)
+    order = sorted(free, key=lambda i: (costs[i], i))
+    hits: dict[int, int] = {}
+    cum, pos = 0.0, 0
+    for j in range(k):
+        target = (j + 0.5) * total / k
+        while pos < len(order) - 1 and cum + max(0.0, costs[order[pos]]) < target:
+            cum += max(0.0, costs[order[pos]])
+            pos += 1
+        hits[order[pos]] = hits.get(order[pos], 0) + 1
+    picked = sorted(hits)
+    raw = [hits[i] / max(costs[i], 1e-9) for i in picked]
+    mean = sum(raw) / len(raw)
+    return picked, [w / mean for w in raw]
 
 
 def merge_summaries(a: Any, b: Any) -> Any:

@@ -46,6 +46,20 @@ def rss_bytes(pids: Iterable[int]) -> int:
     return sum(status_bytes(p, "VmRSS") for p in pids)
 
 
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have spent so far, all threads (gone ones count 0)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def reset_peaks(pids: Iterable[int]) -> None:
     """Reset the peak RSS (VmHWM) of each process to its current RSS (Linux ``clear_refs`` = 5)."""
     for p in pids:

@@ -16,7 +16,6 @@ calibration videos with ``demo.synth`` when no corpus is given.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -43,6 +42,7 @@ from planning.measure import SWEEP_UNITS, measure_interleaved, median, split_req
 from planning.probes import (
     BackgroundMeter,
     GpuMemory,
+    cpu_seconds,
     model_processes,
     peak_delta,
     process_tree,
@@ -261,16 +261,7 @@ def _window_memory(s: _Session, gpu_mem: GpuMemory | None):
 
 def _stub_cpu(pids: Sequence[int]):
     """Cumulative CPU seconds of the model's stub processes (``cpu()`` for :func:`measure_interleaved`)."""
-    import psutil
-
-    def cpu() -> float:
-        total = 0.0
-        for pid in pids:
-            with contextlib.suppress(psutil.Error):
-                t = psutil.Process(pid).cpu_times()
-                total += t.user + t.system
-        return total
-    return cpu
+    return lambda: cpu_seconds(pids)
 
 
 def _sweep(s: _Session, name: str, h: Any, members: list[str], key: tuple, gpu_mem: GpuMemory | None
