@@ -12,7 +12,7 @@ from extraction.components.base import units_for
 from planning.planner import plan
 from planning.residency import ModelResidency, apply_instances, placement_config
 from planning.specs import ComponentSpec, Device
-from tests.unit.test_planner import FRAMES, GB, checklist, entry, videos
+from testsupport.planning import FRAMES, GB, checklist, entry, videos
 
 
 class FakeControl:
