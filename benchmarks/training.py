@@ -88,7 +88,7 @@ def bench_table(path: Path, families: list[str], settings: dict[str, list[str]])
     return out
 
 
-COVERAGE_BAND_90 = (0.88, 0.92)  # issue acceptance: nominal 90% intervals cover 88-92% on the demo test split
+COVERAGE_BAND_90 = (0.88, 0.92)  # acceptance band: nominal 90% intervals cover 88-92% on the demo test split
 
 
 def report(name: str, results: dict[str, dict[str, float]], coverage_band: tuple[float, float] | None = None

@@ -1,4 +1,4 @@
-"""The batching planner on synthetic checklists: the issue's seed example, tight budgets, several devices,
+"""The batching planner on synthetic checklists: the design card's example, tight budgets, several devices,
 insufficient memory, residency (passes) and DAG order. Pure: no server, no files."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ SC = ComponentSpec("sc", ("frames",), uses_model=True, uses_frames=True)
 
 
 def seed_checklist(**kw) -> Checklist:
-    """The issue's example: object detection 1 GB / 7 s per frame, scene classification 1.5 GB / 11 s per frame."""
+    """The design example: object detection 1 GB / 7 s per frame, scene classification 1.5 GB / 11 s per frame."""
     return checklist(entry("od", per_unit_bytes=1 * GB, seconds_per_unit=7.0, **kw),
                      entry("sc", per_unit_bytes=1.5 * GB, seconds_per_unit=11.0, **kw))
 
