@@ -88,6 +88,18 @@ def _reset_instances(control: Any, models: list[str]) -> None:
             control.load_model(m, config=placement_config(control, m, 1, "cpu"))
 
 
+def _gpus_or_fail() -> list[Any]:
+    """The GPUs to run on; prints a clear error (the caller exits 2) on a machine without one."""
+    from planning.probes import gpu_memory, nvidia_driver_present
+
+    gpus = gpu_memory()
+    if not gpus:
+        why = "no NVIDIA driver" if not nvidia_driver_present() else "the driver answers neither NVML nor CUDA torch"
+        print(f"error: no_gpu: --device cuda needs an NVIDIA GPU ({why} on this machine); run it on a GPU host, "
+              "or without --device for the CPU benchmark", file=sys.stderr)
+    return gpus
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.extraction", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=16, help="videos in the main corpus (>= 16)")
@@ -103,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--pilot", type=int, default=None,
                     help="pilot videos before the planner plans the rest (default: executor.pilot_size; 0 = off)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: serve the GPU models with KIND_GPU instances on every GPU (extraction.gpu_repo) and "
+                         "profile a checklist on them first; fails at once on a machine without a GPU")
     args = ap.parse_args(argv)
+    gpus = _gpus_or_fail() if args.device == "cuda" else []
+    if args.device == "cuda" and not gpus:
+        return 2
 
     from demo import synth
     from extraction import triton_server
@@ -125,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     try:
         _log(f"work folder {work}; starting Triton ...")
-        state = triton_server.start(state_dir=state_dir)
+        repo = triton_server.DEFAULT_MODEL_REPOSITORY
+        if gpus:
+            from extraction.gpu_repo import write_gpu_repository
+
+            repo, devices = work / "model_repository_gpu", [g.index for g in gpus]
+            _log(f"GPU repository for devices {devices}: KIND_GPU for {write_gpu_repository(repo, devices)}")
+        state = triton_server.start(model_repository=repo, state_dir=state_dir)
         provider = TritonModelProvider(state.grpc_url)
         control = provider.client
         cfg = load_profile(args.profile)
@@ -146,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         sigs = model_signatures(probe_run.resolve_models())
         models = sorted({h.name for h in probe_run.handles.values()})
         try:
+            if gpus:  # the signatures do not say where a model runs: a CPU checklist would pass the check
+                raise ChecklistMissing("--device cuda profiles its own checklist on the GPU")
             cl_path = find_checklist(args.profile, args.checklist)
             cl = load_checklist(cl_path)
             cl.check_signatures(sigs, source=str(cl_path))

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
+WINDOW_PX = 24  # the frontal-face cascade's detection window
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class HaarConfig:
         min_size_frac: smallest face side as a fraction of the frame's shorter side (floored at 24 px,
             the cascade's window).
         min_side: smallest frame side accepted; smaller frames are a bad request.
+        detect_min_face_frac: when set, the smallest face looked for, as a fraction of the frame's shorter side:
+            each frame is first downscaled (area interpolation) so that a face of this size spans the cascade's
+            24-px window, and detection runs on the small frame. The cascade's cost grows with the pixels of the
+            pyramid's first levels, so this stops paying for the small scales where the demo's faces never are
+            (``face_detector`` version 2; ``python -m benchmarks.faces`` measures it against version 1).
     """
 
     max_faces: int = 16
@@ -34,6 +40,24 @@ class HaarConfig:
     min_neighbors: int = 5
     min_size_frac: float = 0.05
     min_side: int = 24
+    detect_min_face_frac: float | None = None
+
+
+# face_detector's versions differ only in these settings (each version's model.py asks for its own).
+VERSION_SETTINGS: dict[str, dict[str, float | int]] = {
+    "1": {},
+    # Downscale so that a face of 20% of the short side meets the 24-px window (the fast profile's 480x270 frames
+    # become 213x120); the finer pyramid step and fewer neighbours give back the raw detections the smaller image
+    # loses (at 1.1 / 5 the second, smaller face of two-face shots was dropped). Measured by benchmarks.faces.
+    "2": {"detect_min_face_frac": 0.2, "scale_factor": 1.05, "min_neighbors": 3},
+}
+
+
+def haar_config(version: str, max_faces: int = 16) -> HaarConfig:
+    """The detector settings of ``face_detector`` version ``version``."""
+    if version not in VERSION_SETTINGS:
+        raise ValueError(f"face_detector has no version {version!r} (known: {sorted(VERSION_SETTINGS)})")
+    return HaarConfig(max_faces=max_faces, **VERSION_SETTINGS[version])
 
 
 def cascade_path() -> Path:
@@ -82,9 +106,16 @@ def detect_faces(
     boxes = np.zeros((b, cfg.max_faces, 4), np.float32)
     scores = np.zeros((b, cfg.max_faces), np.float32)
     count = np.zeros((b, 1), np.int32)
-    min_px = max(24, int(round(cfg.min_size_frac * min(h, w))))
+    min_px = max(WINDOW_PX, int(round(cfg.min_size_frac * min(h, w))))
+    scale = 1.0
+    if cfg.detect_min_face_frac:
+        scale = min(1.0, WINDOW_PX / (cfg.detect_min_face_frac * min(h, w)))
+        min_px = WINDOW_PX
+    small = (max(WINDOW_PX, round(w * scale)), max(WINDOW_PX, round(h * scale)))
     for i in range(b):
         gray = cv2.cvtColor(frames[i], cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            gray = cv2.resize(gray, small, interpolation=cv2.INTER_AREA)
         rects, _levels, weights = cascade.detectMultiScale3(
             gray,
             scaleFactor=cfg.scale_factor,
@@ -98,7 +129,8 @@ def detect_faces(
         conf = 1.0 / (1.0 + np.exp(-np.asarray(weights, np.float64).reshape(-1)))
         order = np.argsort(-conf, kind="stable")[: cfg.max_faces]
         n = len(order)
-        boxes[i, :n] = rects[order] / np.array([w, h, w, h], np.float64)
+        gh, gw = gray.shape
+        boxes[i, :n] = rects[order] / np.array([gw, gh, gw, gh], np.float64)
         scores[i, :n] = conf[order]
         count[i, 0] = n
     return boxes, scores, count

@@ -161,7 +161,7 @@ def test_stale_checklist_is_refused_before_any_work(triton_server, videos, tmp_p
     cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml", digest_of={"faces": "sha256:old"})
     with pytest.raises(ChecklistStale) as err:
         run_extraction(videos, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False)
-    assert "faces: measured face_detector:1:sha256:old, the server now serves face_detector:1:sha256:" in str(err.value)
+    assert "faces: measured face_detector:2:sha256:old, the server now serves face_detector:2:sha256:" in str(err.value)
     assert "python -m extraction checklist profile --profile fast" in str(err.value)
     assert not list(tmp_path.glob("out/**/*.npz"))
 
@@ -243,7 +243,7 @@ def test_ensure_checklist_uses_a_fresh_one_refuses_a_stale_one_and_measures_when
     synthetic_checklist(triton_server.grpc_url, fresh, digest_of={"faces": "sha256:old"})  # now stale
     measured = ensure_checklist("fast", **kw)
     assert measured == local / hw / "fast.yaml" and measured.exists()
-    assert any("checklist_stale" in m and "faces: measured face_detector:1:sha256:old" in m for m in said)
+    assert any("checklist_stale" in m and "faces: measured face_detector:2:sha256:old" in m for m in said)
     assert any(m.startswith("checklist: measuring a quick one for this machine") for m in said)
     assert load_checklist(measured).models["faces"].weights_digest != "sha256:old"
     said.clear()

