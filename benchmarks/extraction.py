@@ -14,7 +14,14 @@ and the planner's predictions vs what happened. Numbers, not a timed test.
    component {1, 4, 16, 64} (capped by each model's max_batch_size) x instances of the bottleneck model (the
    one with the most predicted server time) {1, 2} -- timed for real from the same server state as the
    planner (instance reloads included); the three best and the planner are timed again and each keeps its best;
-5. prints a table and, last, ``planner_vs_naive=<x> oracle_gap_pct=<p> makespan_err_pct=<p> peak_over_budget=<n>``.
+5. a corpus of another make (``--other-n`` 12 videos: 480p/720p-heavy, mostly 60 fps, 20-60 s, other audio rates;
+   ``OTHER_CORPUS``): ``--other-repeats`` planner runs, predicted vs measured;
+6. prints a table and, last, ``planner_vs_naive=<x> planner_efficiency=<x> oracle_gap_pct=<p> makespan_err_pct=<p>
+   makespan_err_pct_other=<p> peak_over_budget=<n>``.
+
+The machine's bound: the CPU seconds that every process (this client, Triton and its stubs) spends on the naive run,
+divided by the cores other work leaves free; ``planner_efficiency = cpu_bound_s / planner_makespan_s`` (1.0 = the
+machine is the limit, batching and parallelism cannot win more).
 
 Peak memory of a run is measured, like the checklist's, as peak RSS (VmHWM after ``clear_refs``) of the stubs of the
 models the plan uses, plus the growth of the Triton main process and of this client process, and compared with
@@ -39,6 +46,12 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL_COMPONENTS = ("visual", "motion", "faces", "audio", "text")
 CORPUS = dict(resolution_mix={"640x360": 0.4, "1280x720": 0.35, "1920x1080": 0.25}, duration_s=(3.0, 20.0),
               edge_cases=False)
+# A corpus of another make than the demo's and than the checklist's calibration videos: 480p/720p-heavy, mostly 60 fps,
+# 20-60 s long (the decoder goes through 2-4x more source frames per sampled frame, audio is 3-6x longer), other
+# audio sample rates, every video with sound.
+OTHER_CORPUS = dict(resolution_mix={"854x480": 0.45, "1280x720": 0.45, "1920x1080": 0.10}, duration_s=(20.0, 60.0),
+                    fps_choices={60: 0.7, 30: 0.2, 50: 0.1}, sample_rate_mix={44100: 0.5, 48000: 0.4, 32000: 0.1},
+                    audio_fraction=1.0, portrait_fraction=0.2, edge_cases=False)
 
 
 def _log(msg: str) -> None:
@@ -49,13 +62,13 @@ class PeakMemory:
     """Peak RSS of a run: the plan's model stubs (whole), plus growth of the Triton main process and this client."""
 
     def __init__(self, server_pid: int, models: list[str]) -> None:
-        from planning.checklist import _status_kb, model_processes, reset_peaks
+        from planning.probes import model_processes, reset_peaks, status_bytes
 
-        self._kb, self._stubs = _status_kb, model_processes
+        self._kb, self._stubs = status_bytes, model_processes
         self.server_pid, self.models = server_pid, models
         self.me = os.getpid()
         reset_peaks([server_pid, self.me, *self._stub_pids()])
-        self.before = {p: _status_kb(p, "VmRSS") for p in (server_pid, self.me)}
+        self.before = {p: status_bytes(p, "VmRSS") for p in (server_pid, self.me)}
 
     def _stub_pids(self) -> list[int]:
         return [p for m in self.models for p in self._stubs(self.server_pid, m)]
@@ -68,11 +81,23 @@ class PeakMemory:
 
 def _reset_instances(control: Any, models: list[str]) -> None:
     """Every model back to its repository config's instance count (1 here), reloading only those that differ."""
-    from planning.executor import current_instances, placement_config
+    from planning.residency import current_instances, placement_config
 
     for m, n in current_instances(control, {m: m for m in models}).items():
         if n != 1:
             control.load_model(m, config=placement_config(control, m, 1, "cpu"))
+
+
+def _gpus_or_fail() -> list[Any]:
+    """The GPUs to run on; prints a clear error (the caller exits 2) on a machine without one."""
+    from planning.probes import gpu_memory, nvidia_driver_present
+
+    gpus = gpu_memory()
+    if not gpus:
+        why = "no NVIDIA driver" if not nvidia_driver_present() else "the driver answers neither NVML nor CUDA torch"
+        print(f"error: no_gpu: --device cuda needs an NVIDIA GPU ({why} on this machine); run it on a GPU host, "
+              "or without --device for the CPU benchmark", file=sys.stderr)
+    return gpus
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="fast")
     ap.add_argument("--checklist", type=Path, default=None, help="checklist to use (default: this hardware's)")
     ap.add_argument("--no-oracle", action="store_true")
+    ap.add_argument("--other-n", type=int, default=12, help="videos in the corpus of another make (0 = skip it)")
+    ap.add_argument("--other-repeats", type=int, default=1, help="planner rounds on the other corpus")
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--pilot", type=int, default=None,
                     help="pilot videos before the planner plans the rest (default: executor.pilot_size; 0 = off)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: serve the GPU models with KIND_GPU instances on every GPU (extraction.gpu_repo) and "
+                         "profile a checklist on them first; fails at once on a machine without a GPU")
     args = ap.parse_args(argv)
+    gpus = _gpus_or_fail() if args.device == "cuda" else []
+    if args.device == "cuda" and not gpus:
+        return 2
 
     from demo import synth
     from extraction import triton_server
@@ -96,20 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     from extraction.config import load_profile
     from extraction.provider import TritonModelProvider
     from extraction.runner import ExtractionRun, discover_videos, extract
-    from planning.checklist import (
-        ChecklistMissing,
-        ChecklistStale,
-        background_busy_cores,
-        load_checklist,
-        run_profile,
-    )
-    from planning.executor import (
-        find_checklist,
-        model_signatures,
-        placement_config,
-        plan_and_execute,
-        video_specs,
-    )
+    from planning.checklist import ChecklistMissing, ChecklistStale, load_checklist
+    from planning.executor import plan_and_execute
+    from planning.inputs import find_checklist, model_signatures, video_specs
+    from planning.probes import background_busy_cores, cpu_seconds, process_tree
+    from planning.profiler import run_profile
+    from planning.residency import placement_config
 
     budget = parse_bytes(args.budget)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-extraction-"))
@@ -118,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     try:
         _log(f"work folder {work}; starting Triton ...")
-        state = triton_server.start(state_dir=state_dir)
+        repo = triton_server.DEFAULT_MODEL_REPOSITORY
+        if gpus:
+            from extraction.gpu_repo import write_gpu_repository
+
+            repo, devices = work / "model_repository_gpu", [g.index for g in gpus]
+            _log(f"GPU repository for devices {devices}: KIND_GPU for {write_gpu_repository(repo, devices)}")
+        state = triton_server.start(model_repository=repo, state_dir=state_dir)
         provider = TritonModelProvider(state.grpc_url)
         control = provider.client
         cfg = load_profile(args.profile)
@@ -128,11 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         synth.generate(args.oracle_n, work / "small", seed=args.seed + 1, progress=False, clean=True, **CORPUS)
         main_vids = discover_videos(work / "corpus" / "videos")
         small_vids = discover_videos(work / "small" / "videos")
+        other_vids = []
+        if args.other_n > 0:
+            _log(f"rendering {args.other_n} videos of another make (480p/720p, 60 fps, 20-60 s) ...")
+            synth.generate(args.other_n, work / "other", seed=args.seed + 2, progress=False, clean=True,
+                           **OTHER_CORPUS)
+            other_vids = discover_videos(work / "other" / "videos")
 
         probe_run = ExtractionRun(cfg=cfg, out_root=work / "probe", provider=provider, progress=False)
         sigs = model_signatures(probe_run.resolve_models())
         models = sorted({h.name for h in probe_run.handles.values()})
         try:
+            if gpus:  # the signatures do not say where a model runs: a CPU checklist would pass the check
+                raise ChecklistMissing("--device cuda profiles its own checklist on the GPU")
             cl_path = find_checklist(args.profile, args.checklist)
             cl = load_checklist(cl_path)
             cl.check_signatures(sigs, source=str(cl_path))
@@ -153,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             run = ExtractionRun(cfg=cfg, out_root=out, provider=provider, progress=False,
                                 batch_sizes=dict.fromkeys(MODEL_COMPONENTS, batch))
             bg = background_busy_cores(0.5, [state.pid])
-            t0 = time.perf_counter()
+            pids = [os.getpid(), *(p.pid for p in process_tree(state.pid))]  # client, Triton, its stubs
+            c0, t0 = cpu_seconds(pids), time.perf_counter()
             s = extract(run, vids, videos_in_parallel=parallel)
-            return {"seconds": time.perf_counter() - t0, "ok": s.ok, "background": bg}
+            return {"seconds": time.perf_counter() - t0, "ok": s.ok, "background": bg,
+                    "cpu_s": cpu_seconds(pids) - c0}
 
         def run_planner(vids: list, tag: str) -> dict[str, Any]:
             """Plan, pilot (16 videos: the first 2 one at a time), re-plan the rest, execute: all of it timed; the
@@ -199,6 +240,24 @@ def main(argv: list[str] | None = None) -> int:
         best_plan = res["planner"][-1]["plan"]
         errs = [abs(x["exec_s"] - x["plan"].predicted_makespan_s) / x["exec_s"] * 100 for x in res["planner"]]
         peaks = [(x["peak"], x["plan"].devices["cpu"]["predicted_peak_bytes"]) for x in res["planner"]]
+        # the machine's bound: the CPU seconds all processes spent on the naive run, spread over the cores that
+        # other work left free (on an idle machine: all of them); no plan finishes the same work sooner
+        cores = os.cpu_count() or 1
+        bg_all = statistics.median(x["background"] for v in res.values() for x in v)
+        usable = max(1.0, cores - bg_all)
+        cpu_naive = statistics.median(x["cpu_s"] for x in res["naive"])
+        cpu_bound = cpu_naive / usable
+        efficiency = cpu_bound / med["planner"]
+
+        # ---- a corpus of another make -----------------------------------------------------------------------
+        other: list[dict[str, Any]] = []
+        for r in range(args.other_repeats if other_vids else 0):
+            _reset_instances(control, models)
+            _log(f"other corpus round {r + 1}/{args.other_repeats}: planner ...")
+            other.append(run_planner(other_vids, f"other{r}"))
+            peaks.append((other[-1]["peak"], other[-1]["plan"].devices["cpu"]["predicted_peak_bytes"]))
+            _log(other[-1]["plan"].describe())
+        errs_other = [abs(x["exec_s"] - x["plan"].predicted_makespan_s) / x["exec_s"] * 100 for x in other]
 
         # ---- oracle -----------------------------------------------------------------------------------------
         oracle: dict[tuple, float] = {}
@@ -266,9 +325,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  p={key[0]} b={key[1]:<3} i={key[2]}: {oracle[key]:.2f}s")
             print(f"  planner (best of {len(planner_small)}): {min(planner_small):.2f}s -> gap {gap:+.1f}% "
                   f"(worst grid plan {max(oracle.values()):.2f}s)")
+        print(f"machine bound: naive spent {cpu_naive:.1f} CPU s (client + Triton + stubs) over {usable:.2f} usable "
+              f"cores ({cores} less {bg_all:.2f} busy with other work) = {cpu_bound:.2f} s; planner "
+              f"{med['planner']:.2f} s -> efficiency {efficiency:.2f}")
+        for i, x in enumerate(other):
+            pilot_s = x["plan"].calibration.get("pilot_seconds", 0.0)
+            print(f"other corpus ({len(other_vids)} videos, 480p/720p, 60 fps, 20-60 s) round {i + 1}: plan "
+                  f"{x['plan_s'] - pilot_s:.2f}s + pilot {pilot_s:.2f}s + execute {x['plan'].videos} videos "
+                  f"{x['exec_s']:.2f}s (predicted {x['plan'].predicted_makespan_s:.2f}s, error {errs_other[i]:.0f}%), "
+                  f"peak {x['peak'] / 2**20:.0f} MiB (predicted "
+                  f"{x['plan'].devices['cpu']['predicted_peak_bytes'] / 2**20:.0f} MiB)")
         over = sum(1 for peak, _ in peaks if peak > budget)
         vs = med["naive"] / med["planner"]
-        print(f"planner_vs_naive={vs:.2f} oracle_gap_pct={gap:.1f} makespan_err_pct={statistics.median(errs):.1f} "
+        err_other = statistics.median(errs_other) if errs_other else float("nan")
+        print(f"planner_vs_naive={vs:.2f} planner_efficiency={efficiency:.2f} oracle_gap_pct={gap:.1f} "
+              f"makespan_err_pct={statistics.median(errs):.1f} makespan_err_pct_other={err_other:.1f} "
               f"peak_over_budget={over}")
         return 0
     finally:

@@ -2,5 +2,6 @@
 hashing and repository paths.
 
 Owns: :mod:`common.errors`, :mod:`common.fsio`, :mod:`common.clock`, :mod:`common.hashing`, :mod:`common.auth`,
-:mod:`common.paths`. May import: the standard library only. Every other package may import it.
+:mod:`common.paths`, :mod:`common.graph` (topological order of named dependencies).
+May import: the standard library only. Every other package may import it.
 """

@@ -104,6 +104,8 @@ class SynthConfig:
         crf: x264 constant rate factor (higher = smaller files).
         published_from: first possible publishing day (UTC, ISO date).
         published_days: publishing window length in days.
+        sample_rate_mix: audio sample rates and their weights; None = the demo's mix of :data:`SAMPLE_RATES`
+            (left out of the corpus record when None, so existing corpora stay the same corpus).
     """
 
     resolution_mix: dict[str, float] = field(
@@ -122,6 +124,7 @@ class SynthConfig:
     crf: int = 26
     published_from: str = "2026-09-01"
     published_days: int = 60
+    sample_rate_mix: dict[int, float] | None = None
 
     def __post_init__(self) -> None:
         for key in self.resolution_mix:
@@ -435,7 +438,11 @@ def _content(rng: np.random.Generator, cfg: SynthConfig, kind: str, platform: st
             akind = str(rng.choice(AUDIO_KINDS, p=[0.7, 0.15, 0.05, 0.1]))
         else:
             akind = str(rng.choice(AUDIO_KINDS, p=[0.25, 0.35, 0.15, 0.25]))
-        audio = AudioSpec(akind, int(rng.choice(SAMPLE_RATES, p=[0.35, 0.2, 0.3, 0.15])),
+        rates, weights = SAMPLE_RATES, [0.35, 0.2, 0.3, 0.15]
+        if cfg.sample_rate_mix:
+            rates = list(cfg.sample_rate_mix)
+            weights = np.asarray(list(cfg.sample_rate_mix.values()), float) / sum(cfg.sample_rate_mix.values())
+        audio = AudioSpec(akind, int(rng.choice(rates, p=weights)),
                           int(rng.choice([1, 2], p=[0.65, 0.35])),
                           float(rng.uniform(-40.0, -10.0)))
     bounds = [*starts, n_frames]
@@ -934,6 +941,10 @@ def _prepare(videos: Path, ids: set[str], clean: bool) -> None:
 def _config_to_json(cfg: SynthConfig) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     d["fps_choices"] = {str(k): v for k, v in cfg.fps_choices.items()}
+    if cfg.sample_rate_mix is None:
+        d.pop("sample_rate_mix")
+    else:
+        d["sample_rate_mix"] = {str(k): v for k, v in cfg.sample_rate_mix.items()}
     return d
 
 
@@ -941,6 +952,8 @@ def _config_from_json(d: dict[str, Any]) -> SynthConfig:
     d = dict(d)
     d["fps_choices"] = {int(k): float(v) for k, v in d["fps_choices"].items()}
     d["duration_s"] = tuple(d["duration_s"])
+    if d.get("sample_rate_mix") is not None:
+        d["sample_rate_mix"] = {int(k): float(v) for k, v in d["sample_rate_mix"].items()}
     return SynthConfig(**d)
 
 

@@ -134,7 +134,8 @@ def parse_bytes(text: str) -> int:
 
 
 def _checklist(args: argparse.Namespace) -> int:
-    from planning.checklist import load_checklist, run_profile
+    from planning.checklist import load_checklist
+    from planning.profiler import run_profile
 
     if args.action == "profile":
         run_profile(args.profile, url=args.triton_url, state_dir=args.state_dir, videos_dir=args.videos,
@@ -143,7 +144,7 @@ def _checklist(args: argparse.Namespace) -> int:
                     log=lambda m: print(m, file=sys.stderr, flush=True))
         return 0
     from planning.api import served_signatures
-    from planning.executor import find_checklist
+    from planning.inputs import find_checklist
 
     path = find_checklist(args.profile, args.out)
     cl = load_checklist(path)

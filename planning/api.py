@@ -55,7 +55,7 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
 def served_signatures(profile: str = "fast", url: str | None = None,
                       state_dir: Path = triton_server.DEFAULT_STATE_DIR) -> dict[str, str]:
     """component -> ``name:version:weights_digest`` of the models the server serves for ``profile`` now."""
-    from planning.executor import model_signatures
+    from planning.inputs import model_signatures
 
     run = ExtractionRun(cfg=load_profile(profile), out_root=Path("."),
                         provider=TritonModelProvider(triton_url(url, state_dir)), progress=False)
@@ -83,9 +83,9 @@ def ensure_checklist(profile: str = "fast", url: str | None = None,
         checklist_path,
         detect_hardware,
         load_checklist,
-        run_profile,
     )
-    from planning.executor import find_checklist
+    from planning.inputs import find_checklist
+    from planning.profiler import run_profile
 
     current = served_signatures(profile, url, state_dir)
     candidates: list[Path] = []

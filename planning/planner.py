@@ -7,6 +7,10 @@ Inputs (all plain data, so the planner is a pure function tested on synthetic ch
 * the devices (:class:`Device`: CPU RAM and every GPU, with the bytes free right now);
 * a safety margin and optional explicit memory budgets, the :class:`~planning.checklist.Checklist`.
 
+The data types are in :mod:`planning.specs`, the cost model in :mod:`planning.costs`, the makespan simulation in
+:mod:`planning.simulate` and the batch-size knapsack in :mod:`planning.knapsack`; all of it pure (import-linter
+keeps ``extraction``, ``tritonclient`` and the executor out).
+
 Output: a :class:`BatchPlan` -- per component a batch size (units per Triton request) and a device; how many
 videos run at once; which models are resident in which pass (tier-0 models stay loaded, tier-1 models rotate
 when memory or ``max_loaded_models_per_device`` forces it); the predicted peak memory per device and the
@@ -36,330 +40,31 @@ How it decides:
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import product
-from typing import Any, Literal
+from typing import Any
 
 from common.errors import ConfigError, InsufficientMemory
+from common.graph import topo_order
 from planning.checklist import Checklist, ModelEntry
+from planning.costs import batch_options, client_bytes, decode_bytes, server_time, working_bytes
+from planning.knapsack import knapsack
+from planning.simulate import CLIENT_GIL, Stage, simulate
+from planning.specs import (
+    DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
+    DEFAULT_MAX_VIDEOS_IN_PARALLEL,
+    DEFAULT_SAFETY_MARGIN,
+    BatchPlan,
+    ComponentPlan,
+    ComponentSpec,
+    Device,
+    VideoSpec,
+    _gib,
+)
 
-PLANNER_VERSION = "1"
-DEFAULT_SAFETY_MARGIN = 0.2
-DEFAULT_MAX_VIDEOS_IN_PARALLEL = 8
-DEFAULT_MAX_LOADED_MODELS_PER_DEVICE = 8
 PARALLEL_OPTIONS: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
-BATCH_LADDER: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
-CLIENT_COPIES = 2  # the client holds a request's input array and its serialised copy
-# The extraction process's interpreter: lanes are threads, so pure-Python work (reusing cached artifacts) runs one
-# lane at a time, whatever the cores (measured: 4,000 cached demo videos took 57 s with 1 lane, 96 s with 2).
-CLIENT_GIL = "client-interpreter"
-_DP_BUCKETS = 1000
 _MAX_ASSIGNMENTS = 64
-
-
-# --------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class Device:
-    """A device the planner may place work on, with the memory usable by this run right now.
-
-    Attributes:
-        name: ``cpu`` or ``gpu0``, ``gpu1``...
-        kind: ``cpu`` or ``gpu``.
-        free_bytes: memory free right now (CPU: available RAM; GPU: free device memory).
-        concurrency: how many stages run at full speed at once (CPU cores; 1 for a GPU).
-        loaded_bytes: memory already held by models that are loaded now and that the plan keeps loaded
-            (they are in use, not free, but count toward the plan's peak).
-        background: capacity other processes keep busy now (cores on a shared CPU); the simulation shares the
-            device with it.
-        speed_ratio: how much longer CPU work takes now than when the checklist was measured
-            (:func:`planning.checklist.speed_ratio`; 1.0 = as measured). CPU devices only.
-    """
-
-    name: str
-    kind: Literal["cpu", "gpu"]
-    free_bytes: int
-    concurrency: float = 1.0
-    loaded_bytes: int = 0
-    background: float = 0.0
-    speed_ratio: float = 1.0
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """What the planner needs to know of a component (see ``extraction.components.base.Component``)."""
-
-    name: str
-    dependencies: tuple[str, ...] = ()
-    tier: int = 1
-    uses_model: bool = False
-    uses_frames: bool = False
-    uses_audio: bool = False
-
-    @classmethod
-    def of(cls, component: Any) -> ComponentSpec:
-        return cls(name=component.name, dependencies=tuple(component.dependencies), tier=int(component.tier),
-                   uses_model=bool(component.uses_model), uses_frames=bool(component.uses_frames),
-                   uses_audio=bool(getattr(component, "uses_audio", component.name == "audio")))
-
-
-@dataclass(frozen=True)
-class VideoSpec:
-    """One video as the planner sees it (from the container header; nothing decoded).
-
-    Attributes:
-        video_id: for reports.
-        size_class: ``360p`` / ``720p`` / ``1080p`` (see :func:`planning.checklist.size_class`).
-        units: component -> units sent to its model (frames, frame pairs, audio windows, texts).
-        decoded_frames: source frames the decoder goes through to reach the last sampled frame.
-        sampled_frames: frames kept by the sampling policy (held in memory while the video is processed).
-        audio_s: seconds of audio to decode (0 without an audio track).
-        reused: components whose artifact comes from the cache (each costs the checklist's
-            ``reuse_s_per_component``; their units are 0).
-    """
-
-    video_id: str
-    size_class: str
-    units: Mapping[str, int]
-    decoded_frames: int = 0
-    sampled_frames: int = 0
-    audio_s: float = 0.0
-    reused: int = 0
-
-
-# --------------------------------------------------------------------------------------------- output
-
-
-@dataclass
-class ComponentPlan:
-    component: str
-    model: str | None
-    device: str
-    batch_size: int
-    requests: int
-    predicted_server_s: float
-    working_bytes: int  # one video's request of batch_size on the device
-    pass_index: int
-    instances: int = 1  # Triton model instances (one python-backend process each; on a CPU, one core each)
-
-
-@dataclass
-class BatchPlan:
-    """The planner's decision; recorded in every manifest and printed by the main job."""
-
-    videos: int
-    videos_in_parallel: int
-    components: dict[str, ComponentPlan]
-    passes: list[list[str]]
-    resident: list[dict[str, list[str]]]  # per pass: device -> components whose models are loaded
-    devices: dict[str, dict[str, Any]]  # device -> kind, free, budget, predicted peak
-    safety_margin: float
-    predicted_makespan_s: float
-    candidates: int
-    alternatives: list[dict[str, Any]] = field(default_factory=list)
-    checklist: dict[str, Any] = field(default_factory=dict)
-    max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE
-    calibration: dict[str, Any] = field(default_factory=dict)  # pilot on this corpus: factors, what it measured
-
-    @property
-    def batch_sizes(self) -> dict[str, int]:
-        return {c: p.batch_size for c, p in self.components.items() if p.model}
-
-    @property
-    def instances(self) -> dict[str, int]:
-        return {c: p.instances for c, p in self.components.items() if p.model}
-
-    @property
-    def device_of(self) -> dict[str, str]:
-        return {c: p.device for c, p in self.components.items()}
-
-    def predicted_peak(self, device: str) -> int:
-        return int(self.devices[device]["predicted_peak_bytes"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "planner_version": PLANNER_VERSION, "videos": self.videos, "videos_in_parallel": self.videos_in_parallel,
-            "batch_sizes": self.batch_sizes, "instances": self.instances,
-            "components": {c: asdict(p) for c, p in self.components.items()},
-            "passes": self.passes, "resident": self.resident, "devices": self.devices,
-            "safety_margin": self.safety_margin, "predicted_makespan_s": round(self.predicted_makespan_s, 3),
-            "candidates": self.candidates, "alternatives": self.alternatives, "checklist": self.checklist,
-            "max_loaded_models_per_device": self.max_loaded_models_per_device, "calibration": self.calibration,
-        }
-
-    def describe(self) -> str:
-        """A few lines a person reads: parallelism, per-component batch/device, memory, makespan."""
-        lines = [f"batch plan: {self.videos} videos, {self.videos_in_parallel} in parallel, "
-                 f"predicted makespan {self.predicted_makespan_s:.1f}s ({self.candidates} candidates compared)"]
-        for c, p in self.components.items():
-            if p.model:
-                lines.append(f"  {c:<8} {p.model:<24} on {p.device:<5} batch {p.batch_size:>3}  x{p.instances} "
-                             f"instance{'s' if p.instances > 1 else ' '}  {p.requests:>5} requests  "
-                             f"~{p.predicted_server_s:.1f}s server  pass {p.pass_index + 1}")
-        for d, info in self.devices.items():
-            lines.append(f"  {d}: predicted peak {_gib(info['predicted_peak_bytes'])} of budget "
-                         f"{_gib(info['budget_bytes'])} (free {_gib(info['free_bytes'])}, "
-                         f"margin {self.safety_margin:.0%}"
-                         + (f", {info['estimate_margin']:.0%} of the budget kept for estimate error"
-                            if info.get("estimate_margin") else "")
-                         + (f"; {info['background']:.2f} of {info['concurrency']:g} cores busy with other work"
-                            f"; CPU x{info.get('speed_ratio', 1.0):.2f} the checklist's time"
-                            if info["kind"] == "cpu" else "") + ")")
-        if len(self.passes) > 1:
-            lines.append(f"  {len(self.passes)} passes (tier-1 models rotate): "
-                         + " | ".join(",".join(p) for p in self.passes))
-        cal = self.calibration
-        if cal.get("time_factors"):
-            pilot = (f"pilot of {len(cal['pilot_videos'])} video(s) in {cal['pilot_seconds']:.1f}s, "
-                     if cal.get("pilot_videos") else "")
-            lines.append(f"  calibrated on this corpus ({pilot}measured / predicted): "
-                         + ", ".join(f"{c} x{f:.2f}" for c, f in cal["time_factors"].items())
-                         + (f"; {cal['video_overhead_s']:.3f}s per video outside the components' model"
-                            if cal.get("video_overhead_s") is not None else ""))
-        elif cal.get("skipped"):
-            lines.append(f"  no pilot: {cal['skipped']}")
-        return "\n".join(lines)
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
-
-
-# --------------------------------------------------------------------------------------------- costs
-
-
-def _server_time(entry: ModelEntry, videos: Sequence[VideoSpec], comp: str, b: int) -> tuple[float, int]:
-    """Summed request seconds and request count of ``comp`` at batch ``b`` over ``videos``."""
-    total, reqs = 0.0, 0
-    for v in videos:
-        u = int(v.units.get(comp, 0))
-        if u <= 0:
-            continue
-        curve = entry.curve(v.size_class)
-        q, r = divmod(u, b)
-        total += q * curve.seconds(b) + (curve.seconds(r) if r else 0.0)
-        reqs += q + (1 if r else 0)
-    return total, reqs
-
-
-def _working_bytes(entry: ModelEntry, classes: Iterable[str], b: int) -> int:
-    """Device working memory of one request of ``b`` units (worst size class present)."""
-    return max((entry.curve(c).mem_bytes(b) for c in classes), default=0)
-
-
-def _client_bytes(entry: ModelEntry, classes: Iterable[str], b: int) -> int:
-    return CLIENT_COPIES * b * max((entry.curve(c).unit_bytes for c in classes), default=0)
-
-
-def _decode_bytes(cl: Checklist, v: VideoSpec) -> int:
-    d = cl.decode_for(v.size_class)
-    return int(d.fixed_bytes + v.sampled_frames * d.per_frame_bytes + v.audio_s * d.audio_bytes_per_s)
-
-
-def _batch_options(entry: ModelEntry, max_units: int) -> list[int]:
-    """Candidate batch sizes: a ladder, the measured sizes and even splits of the largest video."""
-    if max_units <= 0:
-        return [1]
-    measured = [p.batch for c in entry.size_classes.values() for p in c.points]
-    cap = max(measured)
-    if entry.max_batch_size:
-        cap = min(cap, entry.max_batch_size)
-    cap = max(1, min(cap, max_units))
-    opts = {b for b in (*BATCH_LADDER, *measured) if b <= cap}
-    opts |= {max(1, min(cap, math.ceil(max_units / k))) for k in range(1, 5)}
-    return sorted(opts)
-
-
-# --------------------------------------------------------------------------------------------- simulation
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One piece of one video's work: ``work`` seconds at full speed, holding ``instance`` (a model's single
-    Triton instance) if set, using ``demand`` units of each resource (device name -> cores / GPU share)."""
-
-    work: float
-    demand: tuple[tuple[str, float], ...]
-    instance: str | None = None
-    component: str = ""  # whose work it is (decode counts for the first component that needs frames)
-
-
-def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str, float],
-             instances: Mapping[str, int] | None = None, background: Mapping[str, float] | None = None) -> float:
-    """Makespan of ``jobs`` (one stage list per video) on ``lanes`` parallel workers.
-
-    Lanes take jobs in order; a lane runs its job's stages one after another. A stage waits (FIFO) for one of
-    its model's ``instances`` (default 1) when all are held by other lanes. Running stages share each resource:
-    when their summed demand (plus the resource's constant ``background`` demand) exceeds its capacity, every
-    stage on it slows by ``capacity / demand`` (processor sharing, i.e. the OS's fair share)."""
-    queue = deque(range(len(jobs)))
-    lane_job: list[int | None] = [None] * max(1, lanes)
-    lane_pos = [0] * len(lane_job)
-    running: dict[int, float] = {}  # lane -> remaining work
-    waiting: dict[str, deque[int]] = {}
-    held: dict[str, int] = {}
-    slots = dict(instances or {})
-    t = 0.0
-
-    def stage_of(lane: int) -> Stage:
-        return jobs[lane_job[lane]][lane_pos[lane]]  # type: ignore[index]
-
-    def start_next(lane: int) -> None:
-        """Advance ``lane`` to its next runnable stage (taking a new job when its job is done)."""
-        while True:
-            if lane_job[lane] is None or lane_pos[lane] >= len(jobs[lane_job[lane]]):
-                if not queue:
-                    lane_job[lane] = None
-                    return
-                lane_job[lane], lane_pos[lane] = queue.popleft(), 0
-                continue
-            st = stage_of(lane)
-            if st.work <= 0:
-                lane_pos[lane] += 1
-                continue
-            if st.instance is not None:
-                if held.get(st.instance, 0) >= slots.get(st.instance, 1):
-                    waiting.setdefault(st.instance, deque()).append(lane)
-                    return
-                held[st.instance] = held.get(st.instance, 0) + 1
-            running[lane] = st.work
-            return
-
-    for lane in range(len(lane_job)):
-        start_next(lane)
-    while running:
-        load: dict[str, float] = dict(background or {})
-        for lane in running:
-            for res, d in stage_of(lane).demand:
-                load[res] = load.get(res, 0.0) + d
-        factor = {r: min(1.0, capacity.get(r, 1.0) / d) if d > 0 else 1.0 for r, d in load.items()}
-        rate = {lane: min((factor[r] for r, _ in stage_of(lane).demand), default=1.0) for lane in running}
-        dt = min(running[lane] / rate[lane] for lane in running)
-        t += dt
-        done = []
-        for lane in running:
-            running[lane] -= rate[lane] * dt
-            if running[lane] <= 1e-9:
-                done.append(lane)
-        for lane in done:
-            del running[lane]
-            st = stage_of(lane)
-            lane_pos[lane] += 1
-            if st.instance is not None:
-                q = waiting.get(st.instance)
-                if q:  # the freed instance goes straight to the next waiting lane
-                    nxt = q.popleft()
-                    running[nxt] = stage_of(nxt).work
-                else:
-                    held[st.instance] -= 1
-            start_next(lane)
-    return t
-
-
-# --------------------------------------------------------------------------------------------- planner
 
 
 @dataclass
@@ -402,7 +107,7 @@ class _Planner:
             raise ConfigError(f"estimate_margin must be in [0, 1), got {estimate_margin}")
         self.estimate_margin = estimate_margin
         self.videos = list(videos)
-        self.comps = _topo(components)
+        self.comps = topo_order(components)
         self.by_name = {c.name: c for c in self.comps}
         self.devices = {d.name: d for d in devices}
         self.cl = checklist
@@ -428,8 +133,8 @@ class _Planner:
                                        or {1})
         self.max_units = {c.name: max((int(v.units.get(c.name, 0)) for v in self.videos), default=0)
                           for c in self.model_comps}
-        self.options = {c.name: _batch_options(self.entry(c.name), self.max_units[c.name]) for c in self.model_comps}
-        self.decode_max = max((_decode_bytes(checklist, v) for v in self.videos), default=0)
+        self.options = {c.name: batch_options(self.entry(c.name), self.max_units[c.name]) for c in self.model_comps}
+        self.decode_max = max((decode_bytes(checklist, v) for v in self.videos), default=0)
         self.current_instances = dict(current_instances or {})
         self.max_instances: dict[str, int] = {}
         for c in self.model_comps:
@@ -458,7 +163,7 @@ class _Planner:
     def time(self, comp: str, b: int) -> tuple[float, int]:
         key = (comp, b)
         if key not in self._time_cache:
-            t, r = _server_time(self.entry(comp), self.videos, comp, b)
+            t, r = server_time(self.entry(comp), self.videos, comp, b)
             self._time_cache[key] = (t * self.scale(comp) * self.factor(comp), r)
         return self._time_cache[key]
 
@@ -484,13 +189,13 @@ class _Planner:
     def cpu_extra(self, parallel: int, computing: Sequence[str], batches: Mapping[str, int]) -> int:
         """CPU RAM the client holds: decoded videos plus request copies (all devices' components)."""
         return parallel * (self.decode_max + sum(
-            _client_bytes(self.entry(c), self.classes, batches.get(c, 1)) for c in computing))
+            client_bytes(self.entry(c), self.classes, batches.get(c, 1)) for c in computing))
 
     def need(self, device: str, resident: Iterable[str], computing: Sequence[str], parallel: int,
              batches: Mapping[str, int], assign: Mapping[str, str], inst: Mapping[str, int] | None = None) -> int:
         inst = inst or {}
         fixed = sum(self.entry(c).fixed_bytes * inst.get(c, 1) for c in resident if assign[c] == device)
-        work = parallel * sum(_working_bytes(self.entry(c), self.classes, batches.get(c, 1))
+        work = parallel * sum(working_bytes(self.entry(c), self.classes, batches.get(c, 1))
                               for c in computing if assign[c] == device)
         if self.devices[device].kind == "cpu":
             work += self.cpu_extra(parallel, computing, batches)
@@ -607,7 +312,7 @@ class _Planner:
                 if self.devices[dev].kind == "cpu":
                     extra = parallel * self.decode_max
                     # client copies of components on other devices: reserved at their largest option
-                    extra += parallel * sum(_client_bytes(self.entry(c), self.classes, self.options[c][-1])
+                    extra += parallel * sum(client_bytes(self.entry(c), self.classes, self.options[c][-1])
                                             for c in computing if assign[c] != dev)
                 room = self.budget[dev] - fixed - extra
                 if room < 0:
@@ -620,13 +325,13 @@ class _Planner:
 
                 def mem(c: str, b: int, dev: str = dev, memo: dict[tuple[str, int], int] = memo) -> int:
                     if (c, b) not in memo:
-                        m = _working_bytes(self.entry(c), self.classes, b)
+                        m = working_bytes(self.entry(c), self.classes, b)
                         if self.devices[dev].kind == "cpu":
-                            m += _client_bytes(self.entry(c), self.classes, b)
+                            m += client_bytes(self.entry(c), self.classes, b)
                         memo[(c, b)] = parallel * m
                     return memo[(c, b)]
 
-                chosen = _knapsack(items, self.options, mem, self.time, room)
+                chosen = knapsack(items, self.options, mem, self.time, room)
                 if chosen is None:
                     return None
                 batches.update(chosen)
@@ -795,7 +500,7 @@ class _Planner:
                 b = best.batches[c.name]
                 comps[c.name] = ComponentPlan(
                     c.name, self.label(c.name), best.assign[c.name], b, best.reqs[c.name],
-                    round(best.server_s[c.name], 3), _working_bytes(self.entry(c.name), self.classes, b),
+                    round(best.server_s[c.name], 3), working_bytes(self.entry(c.name), self.classes, b),
                     where[c.name], best.instances.get(c.name, 1))
             else:
                 comps[c.name] = ComponentPlan(c.name, None, cpu, 0, 0, 0.0, 0, where[c.name])
@@ -816,69 +521,6 @@ class _Planner:
                          passes=best.passes, resident=resident, devices=devices, safety_margin=self.margin,
                          predicted_makespan_s=best.makespan, candidates=len(all_), alternatives=alternatives,
                          checklist=self.cl.summary(), max_loaded_models_per_device=self.max_loaded)
-
-
-def _knapsack(items: Sequence[str], options: Mapping[str, Sequence[int]], mem, time, room: int
-              ) -> dict[str, int] | None:
-    """Pick one batch size per item minimising (summed time, summed requests) with summed memory <= room."""
-    tr = {(c, b): (round(time(c, b)[0], 9), time(c, b)[1]) for c in items for b in options[c]}
-    best_each = {c: min(options[c], key=lambda b, c=c: (*tr[(c, b)], b)) for c in items}
-    if sum(mem(c, b) for c, b in best_each.items()) <= room:
-        return best_each
-    unit = max(1.0, room / _DP_BUCKETS)
-    # state: bucket -> (time, requests, choices)
-    states: dict[int, tuple[float, int, tuple[int, ...]]] = {0: (0.0, 0, ())}
-    for c in items:
-        nxt: dict[int, tuple[float, int, tuple[int, ...]]] = {}
-        for b in options[c]:
-            m = mem(c, b)
-            if m > room:
-                continue
-            w = math.ceil(m / unit)
-            t, r = time(c, b)
-            for bucket, (t0, r0, ch) in states.items():
-                nb = bucket + w
-                if nb * unit > room:  # memory is rounded up to buckets: every kept state fits
-                    continue
-                ct, cr = t0 + t, r0 + r
-                cur = nxt.get(nb)
-                # less time (beyond float noise), then fewer requests
-                if cur is None or ct < cur[0] - 1e-9 or (ct <= cur[0] + 1e-9 and cr < cur[1]):
-                    nxt[nb] = (ct, cr, (*ch, b))
-        states = nxt
-        if not states:
-            return None
-    best = None
-    for _, (t, r, ch) in states.items():
-        picked = dict(zip(items, ch, strict=False))
-        if sum(mem(c, b) for c, b in picked.items()) > room:
-            continue
-        if best is None or (round(t, 9), r) < (round(best[0], 9), best[1]):
-            best = (t, r, picked)
-    return best[2] if best else None
-
-
-def _topo(components: Sequence[ComponentSpec]) -> list[ComponentSpec]:
-    by = {c.name: c for c in components}
-    out: list[ComponentSpec] = []
-    state: dict[str, int] = {}
-
-    def visit(n: str, path: tuple[str, ...]) -> None:
-        if state.get(n) == 2:
-            return
-        if state.get(n) == 1:
-            raise ConfigError(f"dependency cycle: {' -> '.join((*path, n))}")
-        if n not in by:
-            raise ConfigError(f"{path[-1] if path else '?'} depends on unknown component {n!r}")
-        state[n] = 1
-        for d in by[n].dependencies:
-            visit(d, (*path, n))
-        state[n] = 2
-        out.append(by[n])
-
-    for c in components:
-        visit(c.name, ())
-    return out
 
 
 def plan(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec], devices: Sequence[Device],

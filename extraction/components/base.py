@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from common.errors import DependencyMissing
-from extraction.decode import SampledFrames, decode_audio, sample_frames
+from extraction.decode import AUDIO_SAMPLE_RATE, SampledFrames, decode_audio, sample_frames
 from extraction.provider import InferStats, ModelHandle, ModelProvider
 from extraction.schemas import SCHEMAS, ModelUsed, Status
 
@@ -96,6 +96,11 @@ class Component:
     # one of them. Empty for model-free components (modules never call a model).
     models: ClassVar[tuple[str, ...]] = ()
     uses_frames: ClassVar[bool] = False  # part of the key: sampling policy applies
+    uses_audio: ClassVar[bool] = False  # decodes the audio track
+    uses_text: ClassVar[bool] = False  # reads the sidecar's title and description
+    # What one unit sent to the model is (one of UNIT_KINDS); None for model-free components. The planner counts a
+    # video's units with :func:`units_for` and the profiler records it in the checklist.
+    unit: ClassVar[str | None] = None
 
     @property
     def schema_version(self) -> str:
@@ -115,6 +120,31 @@ class Component:
         return {"name": self.name, "kind": self.kind, "producer_version": self.producer_version,
                 "schema_version": self.schema_version, "dependencies": list(self.dependencies),
                 "tier": self.tier, "uses_model": self.uses_model, "models": list(self.models)}
+
+
+TEXT_UNITS = 2  # the text component embeds the title and the description
+UNIT_KINDS: tuple[str, ...] = ("frame", "frame_pair", "audio_window", "text")
+
+
+def units_for(unit: str, sampled: int, duration_s: float, has_audio: bool, params: dict[str, Any]) -> int:
+    """Units a component of unit kind ``unit`` sends to its model for one video of ``sampled`` sampled frames and
+    ``duration_s`` seconds (``params``: the component's profile parameters, e.g. the audio ``window_s``).
+
+    Raises:
+        TrendflowError: ``config_invalid`` for a unit kind outside :data:`UNIT_KINDS`.
+    """
+    if unit == "frame":
+        return sampled
+    if unit == "frame_pair":
+        return max(sampled - 1, 0)
+    if unit == "audio_window":
+        win = int(round(float(params.get("window_s", 1.0)) * AUDIO_SAMPLE_RATE))
+        return int(duration_s * AUDIO_SAMPLE_RATE) // win if has_audio and win > 0 else 0
+    if unit == "text":
+        return TEXT_UNITS
+    from common.errors import TrendflowError
+
+    raise TrendflowError(f"unknown unit kind {unit!r} in the checklist", code="config_invalid")
 
 
 def model_signature(models: list[ModelUsed]) -> str:

@@ -104,6 +104,7 @@ class VisualProvider(Component):
     uses_model = True
     models = ("visual_embed_fast", "visual_embed_quality")
     uses_frames = True
+    unit = "frame"
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
         import cv2
@@ -127,6 +128,7 @@ class MotionProvider(Component):
     uses_model = True
     models = ("optical_flow",)
     uses_frames = True
+    unit = "frame_pair"
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
         import cv2
@@ -158,6 +160,7 @@ class FacesProvider(Component):
     uses_model = True
     models = ("face_detector",)
     uses_frames = True
+    unit = "frame"
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
         import cv2
@@ -198,6 +201,8 @@ class AudioProvider(Component):
     producer_version = "1.0.0"
     uses_model = True
     models = ("audio_features",)
+    uses_audio = True
+    unit = "audio_window"
 
     def compute(self, ctx: ComputeContext) -> ComponentResult:
         wave = ctx.video.audio
@@ -226,6 +231,8 @@ class TextProvider(Component):
     tier = 0
     uses_model = True
     models = ("text_embed",)
+    uses_text = True
+    unit = "text"
 
     def config_for_key(self, video, params):
         return {"params": {k: v for k, v in params.items() if k != "model"},

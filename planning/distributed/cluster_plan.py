@@ -30,7 +30,8 @@ from typing import Any
 
 from common.errors import ConfigError, InsufficientMemory
 from planning.checklist import Checklist
-from planning.planner import (
+from planning.planner import plan, predicted_component_seconds
+from planning.specs import (
     DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
     DEFAULT_MAX_VIDEOS_IN_PARALLEL,
     DEFAULT_SAFETY_MARGIN,
@@ -38,8 +39,6 @@ from planning.planner import (
     ComponentSpec,
     Device,
     VideoSpec,
-    plan,
-    predicted_component_seconds,
 )
 
 CPU_MEM = "cpu_mem_mb"  # custom Ray resource: the node's CPU RAM budget for this extraction, MiB

@@ -141,7 +141,7 @@ def start_tritons(probes, checklists, components, *, profile: str, mapping: Path
 
 def check_same_models(infos: dict[str, TritonInfo], checklists: dict[str, Any], sources: dict[str, str]) -> None:
     """Every node serves the same models, and each node's checklist measured them (else ``checklist_stale``)."""
-    from planning.executor import model_signatures
+    from planning.inputs import model_signatures
 
     sigs = {n: model_signatures(i.handles) for n, i in infos.items()}
     first_node, first = next(iter(sigs.items()))
@@ -213,7 +213,7 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
 
     from extraction.config import load_profile
     from extraction.runner import ExtractionRun, discover_videos, new_run_id
-    from planning.executor import ESTIMATE_MARGIN, cached_per_video, component_specs, video_specs
+    from planning.inputs import ESTIMATE_MARGIN, cached_per_video, component_specs, video_specs
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     started, dashboard = connect(address, log=log)

@@ -24,7 +24,7 @@ from typing import Any
 
 from common.errors import TrendflowError
 from planning.distributed.cluster_plan import GPU_MEM, MIB
-from planning.planner import Device
+from planning.specs import Device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ def probe_node(out_root: str, resources: dict[str, float]) -> NodeProbe:
     import ray
 
     from planning.checklist import detect_hardware
-    from planning.executor import discover_devices
+    from planning.inputs import discover_devices
 
     found = discover_devices(background=0.0)
     cpu = Device("cpu", "cpu", int(psutil.virtual_memory().available),
@@ -101,7 +101,7 @@ class NodeTriton:
         from extraction.config import load_profile
         from extraction.provider import TritonModelProvider
         from extraction.runner import ExtractionRun
-        from planning.executor import current_instances, loaded_models
+        from planning.residency import current_instances, loaded_models
 
         provider = TritonModelProvider(self.state.grpc_url)
         run = ExtractionRun(cfg=load_profile(self.profile, Path(self.mapping), seed=self.seed), out_root=Path("."),
@@ -118,7 +118,7 @@ class NodeTriton:
         """Load each GPU-placed model with one instance group on its planned GPU (``component -> (model,
         instances, device)``); returns the models reloaded. CPU placements are left as loaded."""
         from extraction.provider import TritonModelProvider
-        from planning.executor import placement_config
+        from planning.residency import placement_config
 
         client = TritonModelProvider(self.state.grpc_url).client
         done = []

@@ -33,9 +33,9 @@ from planning.checklist import (
     SizeClassProfile,
     detect_hardware,
     load_checklist,
-    profile,
     save_checklist,
 )
+from planning.profiler import profile
 from testsupport.videos import write_sidecar, write_video
 
 pytestmark = pytest.mark.triton
@@ -117,7 +117,7 @@ def test_small_memory_budget_forces_smaller_batches_and_the_run_still_completes(
 
 
 def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, tmp_path):
-    from planning.executor import PILOT_MIN_VIDEOS, PILOT_VIDEOS
+    from planning.pilot import PILOT_MIN_VIDEOS, PILOT_VIDEOS
 
     folder = tmp_path / "corpus"
     folder.mkdir()
@@ -205,7 +205,7 @@ def test_tier1_models_rotate_lru_with_explicit_model_control(triton_server, vide
 @pytest.mark.slow
 def test_profiler_measures_a_checklist_the_planner_accepts(triton_server, videos, tmp_path):
     from extraction.runner import discover_videos
-    from planning.checklist import pick_calibration
+    from planning.profiler import pick_calibration
 
     cfg = load_profile("fast")
     provider = TritonModelProvider(triton_server.grpc_url)

@@ -20,14 +20,11 @@ from planning.checklist import (
     SizeClassProfile,
     detect_hardware,
     load_checklist,
-    measure_until_stable,
-    peak_delta,
-    reset_peaks,
     save_checklist,
     size_class,
-    split_requests,
-    sweep_subset,
 )
+from planning.measure import measure_until_stable, split_requests, sweep_subset
+from planning.probes import peak_delta, reset_peaks
 
 
 def _entry(component="visual", model="visual_embed_fast", digest="sha256:aaa") -> ModelEntry:
@@ -182,7 +179,7 @@ def test_cpu_ratio_is_cpu_over_wall_per_request_and_one_core_when_unmeasured():
 
 
 def test_measure_interleaved_reports_cpu_seconds_per_request():
-    from planning.checklist import measure_interleaved
+    from planning.measure import measure_interleaved
 
     clock = {"cpu": 0.0}
 

@@ -10,7 +10,7 @@ import pytest
 
 from common.errors import ConfigError, InsufficientMemory
 from planning.distributed.cluster_plan import CPU_MEM, GPU_MEM, MIB, NodeReport, assign_videos, plan_cluster
-from planning.planner import Device
+from planning.specs import Device
 from tests.unit.test_planner import FRAMES, GB, OD, SC, checklist, entry, videos
 
 COMPS = [FRAMES, OD, SC]

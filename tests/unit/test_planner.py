@@ -7,7 +7,9 @@ import pytest
 
 from common.errors import InsufficientMemory
 from planning.checklist import BatchPoint, Checklist, DecodeProfile, Hardware, ModelEntry, SizeClassProfile
-from planning.planner import BatchPlan, ComponentSpec, Device, Stage, VideoSpec, plan, simulate
+from planning.planner import plan
+from planning.simulate import Stage, simulate
+from planning.specs import BatchPlan, ComponentSpec, Device, VideoSpec
 
 GB = 10**9
 
@@ -245,7 +247,8 @@ def test_a_slower_machine_than_the_checklists_scales_cpu_times_not_gpu_times():
 
 
 def test_speed_ratio_of_a_checklist_with_and_without_a_probe():
-    from planning.checklist import SPEED_RATIO_BOUNDS, speed_probe, speed_ratio
+    from planning.checklist import SPEED_RATIO_BOUNDS, speed_ratio
+    from planning.probes import speed_probe
 
     cl = seed_checklist()
     assert speed_ratio(cl) == 1.0  # no probe recorded: times as measured
@@ -292,14 +295,14 @@ def test_pilot_time_factors_scale_that_components_stages_and_are_recorded():
 
 
 def test_pilot_factors_are_clamped_and_need_something_predicted():
-    from planning.executor import FACTOR_BOUNDS, pilot_factors
+    from planning.pilot import FACTOR_BOUNDS, pilot_factors
 
     f = pilot_factors({"a": 1.5, "b": 100.0, "c": 0.001, "d": 0.2}, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0})
     assert f == {"a": 1.5, "b": FACTOR_BOUNDS[1], "c": FACTOR_BOUNDS[0]}  # d: nothing predicted to compare
 
 
 def test_pilot_measurements_skip_cache_hits_and_charge_unmodelled_work_per_video():
-    from planning.executor import pilot_measurements
+    from planning.pilot import pilot_measurements
 
     def e(latency, hit=False, status="ok"):
         return {"latency_s": latency, "cache_hit": hit, "status": status}
@@ -317,7 +320,7 @@ def test_pilot_measurements_skip_cache_hits_and_charge_unmodelled_work_per_video
 
 
 def test_pilot_size_grows_with_the_corpus_within_bounds():
-    from planning.executor import PILOT_MAX_VIDEOS, PILOT_MIN_VIDEOS, PILOT_VIDEOS, pilot_size
+    from planning.pilot import PILOT_MAX_VIDEOS, PILOT_MIN_VIDEOS, PILOT_VIDEOS, pilot_size
 
     assert pilot_size(PILOT_MIN_VIDEOS - 1) == 0
     assert pilot_size(PILOT_MIN_VIDEOS) == pilot_size(16) == PILOT_VIDEOS
@@ -325,7 +328,7 @@ def test_pilot_size_grows_with_the_corpus_within_bounds():
 
 
 def test_pilot_videos_are_the_first_ones_with_nothing_cached():
-    from planning.executor import pick_pilot
+    from planning.pilot import pick_pilot
 
     cached = [{"frames", "visual"}, set(), {"metadata"}, set(), set()]
     assert pick_pilot(cached, 2) == [1, 3]

@@ -8,8 +8,10 @@ import json
 import pytest
 
 from common.errors import TrendflowError
-from planning.executor import ModelResidency, apply_instances, placement_config, units_for
-from planning.planner import ComponentSpec, Device, plan
+from extraction.components.base import units_for
+from planning.planner import plan
+from planning.residency import ModelResidency, apply_instances, placement_config
+from planning.specs import ComponentSpec, Device
 from tests.unit.test_planner import FRAMES, GB, checklist, entry, videos
 
 
