@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--memory-budget", default=None, help="cap on the memory the run may use, e.g. 2GiB, 800MiB")
     r.add_argument("--safety-margin", type=float, default=0.2, help="fraction of free memory left untouched")
     r.add_argument("--max-loaded-models-per-device", type=int, default=8)
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: this machine and its Triton (default); ray: a Ray cluster, one Triton per node")
+    r.add_argument("--ray-address", default=None,
+                   help="with --executor ray: the cluster (auto, host:port, ray://...); default: start a local one")
+    r.add_argument("--keep-triton", action="store_true",
+                   help="with --executor ray: leave the Triton each node started running for later runs")
     c = sub.add_parser("checklist", help="measure (profile) or check the batching planner's checklist")
     c.add_argument("action", choices=["profile", "check"])
     c.add_argument("--profile", default="fast", help="analysis profile (fast | quality)")
@@ -72,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "checklist":
             return _checklist(args)
+        if args.executor == "ray":
+            return _run_on_ray(args)
+        if args.ray_address:
+            raise TrendflowError("--ray-address needs --executor ray", code="config_invalid")
         from planning.api import ensure_checklist, run_extraction
 
         checklist = args.checklist
@@ -90,6 +100,27 @@ def main(argv: list[str] | None = None) -> int:
     except TrendflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run_on_ray(args: argparse.Namespace) -> int:
+    """``run --executor ray``: the same planned extraction over a Ray cluster (``planning.distributed``)."""
+    if args.no_plan or args.memory_budget or args.triton_url:
+        raise TrendflowError("--no-plan, --memory-budget and --triton-url are local-executor options; on Ray each "
+                             "node declares its budget (cpu_mem_mb) and runs its own Triton", code="config_invalid")
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise TrendflowError('--executor ray needs Ray: pip install -e ".[ray]"', code="config_invalid")
+    from planning.distributed.ray_executor import run_on_ray
+
+    summary = run_on_ray(args.videos, args.out, args.profile, address=args.ray_address, checklist=args.checklist,
+                         seed=args.seed, safety_margin=args.safety_margin,
+                         max_videos_in_parallel=args.videos_in_parallel or 8,
+                         max_loaded_models_per_device=args.max_loaded_models_per_device,
+                         progress=not args.no_progress, keep_tritons=args.keep_triton,
+                         on_plan=lambda p: print(p.describe(), file=sys.stderr, flush=True))
+    print(json.dumps(summary.to_dict() | {"manifests": len(summary.manifests)}, indent=2))
+    return 0
 
 
 def parse_bytes(text: str) -> int:
