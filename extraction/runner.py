@@ -36,6 +36,7 @@ from extraction.components import Component, ComputeContext, VideoInput, default
 from extraction.components.base import ComponentResult, model_signature
 from extraction.config import ExtractionConfig
 from extraction.decode import SAMPLING_POLICY_VERSION
+from extraction.lease import RunLease
 from extraction.provider import InferStats, ModelHandle, ModelProvider
 from extraction.schemas import ArtifactMeta
 
@@ -206,9 +207,12 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
         entry.update(cache_key=key, signature=key)
         dst = rdir / f"{comp.name}.npz"
         hit = lookup_cache(run.out_root, video.platform_id, video.video_id, key)
-        if hit is not None:
-            if hit.resolve() != dst.resolve():
+        if hit is not None and hit.resolve() != dst.resolve():
+            try:
                 link_or_copy(hit, dst)
+            except FileNotFoundError:  # a GC removed it between lookup and link (no lease held it): compute
+                hit = None
+        if hit is not None:
             arrays, meta = read_artifact(dst)
             loaded[comp.name] = arrays
             entry.update(status=meta.status, cache_hit=True, artifact=dst.name, batch_size=meta.batch_size,
@@ -307,12 +311,15 @@ def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], video
             vbar.update(1)
         return m
 
+    # The lease tells a concurrent retention GC which run folders and cached videos this run holds.
+    lease = RunLease(run.out_root, run_id, [(j.video.platform_id, j.video.video_id) for j in jobs])
     try:
-        if videos_in_parallel <= 1:
-            manifests = [one(j) for j in jobs]
-        else:
-            with ThreadPoolExecutor(max_workers=videos_in_parallel) as pool:
-                manifests = list(pool.map(one, jobs))
+        with lease:
+            if videos_in_parallel <= 1:
+                manifests = [one(j) for j in jobs]
+            else:
+                with ThreadPoolExecutor(max_workers=videos_in_parallel) as pool:
+                    manifests = list(pool.map(one, jobs))
     finally:
         bar.close()
         vbar.close()
