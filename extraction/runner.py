@@ -5,7 +5,8 @@ For each video and each component (in dependency order) the runner computes the 
 model_signature, dependency signatures). A key already in the cache index is reused (hard-linked into the
 new run folder); otherwise the component computes and its artifact is written atomically and indexed. A
 ``manifest.json`` per video closes the run folder. A run killed midway leaves complete artifacts indexed and
-no manifest; running again reuses them.
+no manifest; running again reuses them. While it runs, a lease (``extraction.lease``) tells the retention GC which
+run folders and cached videos it holds.
 
 Triton problems abort the whole run (``triton_unavailable`` / ``model_not_found``); a video that cannot be
 decoded is recorded as ``video_decode_failed`` while the others complete.

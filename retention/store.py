@@ -152,8 +152,10 @@ def apply_index_updates(root: Path, updates: list[IndexUpdate]) -> int:
         if u.new_target is None:
             path.unlink(missing_ok=True)
         else:
-            atomic_write_json(path, {"artifact": u.new_target})
+            atomic_write_json(path, {"artifact": u.new_target}, fsync=False)
         changed += 1
+    if changed:
+        os.sync()  # durable, all at once, before any run folder is renamed away
     return changed
 
 

@@ -214,3 +214,31 @@ def test_registry_gc_keeps_what_gates_and_service_need(registry_store, tmp_path)
         assert ready["ready"], ready
         assert {m["version"] for m in ready["models"].values()} == {str(v.version) for v in vs[2:]}
     assert ops.rollback(s.client, s.cfg, "baseline", "gate check after gc").ok, "previous is intact"
+
+
+def test_registered_versions_pin_their_training_runs_past_the_cap(registry_store, tmp_path):
+    from retention.pins import registry_pins
+    from training.data import EXTRACTION_RUNS_ARTIFACT
+
+    s = registry_store
+    recorded, bare = s.log("baseline").version, s.log("baseline").version
+    s.client.log_text(recorded.run_id, json.dumps([["yt", "x", "r-old"]]), EXTRACTION_RUNS_ARTIFACT)
+    policy = load_policy(None, record=str(tmp_path / "gc.jsonl"))
+    pins = registry_pins(policy, s.config_path)
+    assert pins.runs == {("yt", "x", "r-old"): f"training data of trendflow-baseline v{recorded.version}"}
+    assert pins.unrecorded == [f"trendflow-baseline v{bare.version}"]
+    s.client.set_model_version_tag("trendflow-baseline", recorded.version, "archived", "true")
+    assert registry_pins(policy, s.config_path).runs == {}, "an archived version pins nothing..."
+    s.client.set_registered_model_alias("trendflow-baseline", "stable", recorded.version)
+    assert "(alias stable)" in registry_pins(policy, s.config_path).runs[("yt", "x", "r-old")], "...unless aliased"
+    fab = FabricatedStore(tmp_path / "store", now=time.time())
+    fab.add_run("x", "r-old", 100)
+    fab.add_run("x", "r-other", 100, model_sig="other")
+    cli = subprocess.run([sys.executable, "-m", "extraction", "gc", "--artifacts", str(fab.root), "--policy",
+                          str(_policy_file(tmp_path)), "--registry-config", str(s.config_path)],
+                         capture_output=True, text=True, cwd=REPO, env=ENV, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert f"kept past the cap: run {fab.root}/yt/x/r-old  [pinned: training data of trendflow-baseline " \
+           f"v{recorded.version} (alias stable)]" in cli.stdout
+    assert f"would delete run {fab.root}/yt/x/r-other  [past_cap:" in cli.stdout
+    assert f"trendflow-baseline v{bare.version}" in cli.stdout, "the unrecorded version is warned about"

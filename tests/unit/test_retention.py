@@ -241,3 +241,16 @@ def test_temp_ttl_and_stale_tmp_files(tmp_path):
     report = gc_temp(load_policy(p), apply=True, now=now)
     assert {Path(i.what).name for i in report.items} == {"calibration-old", tmp.name}
     assert fresh.exists() and not old.exists() and not tmp.exists() and report.freed_bytes == 17
+
+
+def test_training_records_the_extraction_runs_of_its_table(tmp_path):
+    import pandas as pd
+
+    from training.data import extraction_runs
+
+    df = pd.DataFrame({"platform_id": ["yt", "yt", "yt"], "video_id": ["b", "a", "b"], "run_id": ["r2", "r1", "r2"],
+                       "x": [1.0, 2.0, 3.0]})
+    df.to_parquet(tmp_path / "t.parquet")
+    assert extraction_runs(tmp_path / "t.parquet") == [["yt", "a", "r1"], ["yt", "b", "r2"]]
+    df[["x"]].to_parquet(tmp_path / "synthetic.parquet")
+    assert extraction_runs(tmp_path / "synthetic.parquet") == []
