@@ -55,7 +55,8 @@ def _items(root: Path, snap: StoreSnapshot, live: LiveSet, dead: list[LeaseInfo]
 
 def gc_store(root: Path, policy: RetentionPolicy, *, apply: bool = False, now: float | None = None,
              pins: Pins | None = None, progress=None) -> GcReport:
-    """Dry run (default) or apply the GC of the store at ``root``.
+    """Dry run (default) or apply the GC of the store at ``root``; ``progress(stage, n)`` reports long scans and
+    sweeps.
 
     On apply the leases are read again just before the sweep and the live set recomputed with them, so a run
     that started after the scan keeps what it holds (and its own new folders were never scanned).
@@ -65,12 +66,12 @@ def gc_store(root: Path, policy: RetentionPolicy, *, apply: bool = False, now: f
     now = time.time() if now is None else now
     pins = pins or Pins()
     report = GcReport("artifacts", [str(root)], apply)
-    snap = scan(root)
+    snap = scan(root, progress)
     live_l, dead = live_leases(root, policy, now)
     live = _mark(snap, policy, now, pins, live_l)
     stale = stale_tmp_files([root], policy.temp.stale_tmp_hours * 3600, now, min_live_start=_oldest(live_l))
-    if apply:
-        live_l, dead = live_leases(root, policy, time.time() if now is None else now)
+    if apply:  # a run may have started since the scan: what its lease holds must survive this sweep
+        live_l, dead = live_leases(root, policy, now)
         live = _mark(snap, policy, now, pins, live_l)
     report.items, report.kept_past_cap = _items(root, snap, live, dead)
     report.items += stale

@@ -36,7 +36,7 @@ def extraction_gc(artifacts: list[Path] | None, *, apply: bool = False, as_json:
     if stores or not (temp or weights):
         pins = registry_pins(policy, registry_config)
         report.merge(gc_artifacts(stores, policy, apply=apply, now=now, pins=pins,
-                                  progress=_progress("sweep") if apply else None))
+                                  progress=_progress))
     if temp or full:
         report.merge(gc_temp(policy, apply=apply, now=now))
     if weights or full:
@@ -46,12 +46,9 @@ def extraction_gc(artifacts: list[Path] | None, *, apply: bool = False, as_json:
     return 0
 
 
-def _progress(label: str):
-    """Long sweeps show progress on stderr (every 1,000 runs moved)."""
-    def tick(i: int) -> None:
-        if i % 1000 == 0:
-            print(f"{label}: {i} runs moved to trash", file=sys.stderr, flush=True)
-    return tick
+def _progress(stage: str, n: int) -> None:
+    """Long scans and sweeps show progress on stderr (called every 1,000 runs)."""
+    print(f"gc: {n} {stage}", file=sys.stderr, flush=True)
 
 
 def registry_gc(cfg, *, apply: bool = False, as_json: bool = False, policy_path: Path | None = None,

@@ -102,8 +102,9 @@ def _dirs(path: Path) -> list[os.DirEntry]:
         return []
 
 
-def scan(root: Path) -> StoreSnapshot:
-    """Every run folder, cache-index entry and trash leftover of the store at ``root``."""
+def scan(root: Path, progress=None) -> StoreSnapshot:
+    """Every run folder, cache-index entry and trash leftover of the store at ``root``; ``progress(stage, n)`` is
+    called every 1,000 runs scanned."""
     root = Path(root)
     runs: list[RunRec] = []
     index: list[IndexRec] = []
@@ -118,6 +119,8 @@ def scan(root: Path) -> StoreSnapshot:
                     rec = _run(p.name, v.name, Path(r.path))
                     if rec is not None:
                         runs.append(rec)
+                        if progress is not None and len(runs) % 1000 == 0:
+                            progress("runs scanned", len(runs))
     trash = [e.path for e in _dirs(root / TRASH_DIR)]
     return StoreSnapshot(str(root), tuple(runs), tuple(index), tuple(trash), sum(_tree_bytes(Path(t)) for t in trash))
 
@@ -177,8 +180,8 @@ def trash_runs(root: Path, rels: list[str], gc_id: str | None = None, progress=N
             moved += 1
         except FileNotFoundError:
             pass
-        if progress is not None:
-            progress(i + 1)
+        if progress is not None and (i + 1) % 1000 == 0:
+            progress("runs moved to trash", i + 1)
     return trash, moved
 
 

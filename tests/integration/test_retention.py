@@ -149,7 +149,7 @@ def test_gc_killed_mid_sweep_leaves_a_store_the_next_gc_and_run_accept(triton_se
     videos = _videos(tmp_path / "v", ["k0"], seed=40)
     real = _run(url, videos, store)
     fab = FabricatedStore(store, now=time.time(), size=64)
-    for i in range(2500):  # old bulk so the sweep takes long enough to be killed in the middle
+    for i in range(1500):  # old bulk so the sweep takes long enough to be killed in the middle
         fab.add_run(f"bulk{i % 50}", f"old{i}", 100, platform="fab")
     policy = _policy_file(tmp_path)
     cmd = [sys.executable, "-m", "extraction", "gc", "--artifacts", str(store), "--policy", str(policy),
