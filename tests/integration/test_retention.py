@@ -182,9 +182,9 @@ def test_registry_gc_keeps_what_gates_and_service_need(registry_store, tmp_path)
     from tests.integration.test_inference_service import inference_cfg
 
     s = registry_store
-    vs = [s.log(t).version for t in ("baseline", "baseline", "baseline", "v1", "v2")]
-    assert all(ops.promote(s.client, s.cfg, t, v.version, "setup").ok
-               for t, v in (("baseline", vs[1]), ("baseline", vs[2]), ("v1", vs[3]), ("v2", vs[4])))
+    vs = [s.log("baseline").version for _ in range(3)]
+    assert ops.promote(s.client, s.cfg, "baseline", vs[1].version, "setup").ok
+    assert ops.promote(s.client, s.cfg, "baseline", vs[2].version, "setup").ok  # stable = 3, previous = 2
     exp = ensure_experiment(s.client, "scratch", s.cfg)
     with mlflow.start_run(experiment_id=exp) as stray:  # an experiment nobody registered
         mlflow.log_metric("x", 1.0)
@@ -196,6 +196,12 @@ def test_registry_gc_keeps_what_gates_and_service_need(registry_store, tmp_path)
     assert [i.what.split()[0] for i in dry.items if i.kind == "mlflow_run"] == [stray.info.run_id]
     assert [i.what for i in dry.items if i.kind == "model_version"] == [f"trendflow-baseline v{vs[0].version}"]
     assert s.client.get_run(stray.info.run_id).info.lifecycle_stage == "active", "dry run"
+    cli = subprocess.run([sys.executable, "-m", "registry", "--config", str(s.config_path), "gc", "--json",
+                          "--policy", str(_policy_file(tmp_path, cap_days=1e-9))],
+                         capture_output=True, text=True, cwd=REPO, env=ENV, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert {i["kind"]: i["rule"] for i in json.loads(cli.stdout)["items"]} == {"mlflow_run": "past_cap",
+                                                                             "model_version": "archive"}
     done = gc_registry(policy, s.cfg, apply=True)
     assert "mlflow gc removed 1 runs" in done.stats["mlflow_gc"]
     with pytest.raises(mlflow.exceptions.MlflowException):
@@ -207,12 +213,14 @@ def test_registry_gc_keeps_what_gates_and_service_need(registry_store, tmp_path)
         assert s.client.get_run(v.run_id).info.lifecycle_stage == "active"
     assert gc_registry(policy, s.cfg).items == [], "a second GC finds nothing"
     s.reconnect()
-    with ServerThread(inference_cfg(s, shadow=None)) as srv:
+    only_baseline = {"models": {"baseline": {"type": "baseline", "alias": "stable"}}, "primary": "baseline",
+                     "fallback": [], "shadow": None}
+    with ServerThread(inference_cfg(s, **only_baseline)) as srv:
         import httpx
 
         ready = httpx.get(f"{srv.url}/health/ready", timeout=60).json()
         assert ready["ready"], ready
-        assert {m["version"] for m in ready["models"].values()} == {str(v.version) for v in vs[2:]}
+        assert ready["models"]["baseline"]["version"] == str(vs[2].version), "the service serves stable"
     assert ops.rollback(s.client, s.cfg, "baseline", "gate check after gc").ok, "previous is intact"
 
 
