@@ -250,3 +250,25 @@ def test_registered_versions_pin_their_training_runs_past_the_cap(registry_store
            f"v{recorded.version} (alias stable)]" in cli.stdout
     assert f"would delete run {fab.root}/yt/x/r-other  [past_cap:" in cli.stdout
     assert f"trendflow-baseline v{bare.version}" in cli.stdout, "the unrecorded version is warned about"
+
+
+def test_training_records_its_extraction_runs_and_the_registry_pins_them(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retention.pins import registry_pins
+    from testsupport.training import fast_overrides, tiny_table
+    from training.config import compose
+    from training.train import run
+
+    table = tiny_table(tmp_path / "t.parquet", n=300, seed=1)
+    t = pq.read_table(table)  # a features-built table carries run_id per row; the synthetic one has none
+    t = t.append_column("run_id", pa.array([f"r{i % 2}" for i in range(t.num_rows)]))
+    pq.write_table(t, table)
+    rows = t.select(["platform_id", "video_id", "run_id"]).to_pylist()
+    _, obj = run(compose(fast_overrides("catboost", table, tmp_path / "mlflow")))
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(yaml.safe_dump({"tracking_uri": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"}))
+    pins = registry_pins(load_policy(None), reg)
+    assert set(pins.runs) == {(r["platform_id"], r["video_id"], r["run_id"]) for r in rows}
+    assert all(why == f"training data of trendflow-baseline v{obj['model_version']}" for why in pins.runs.values())
