@@ -84,9 +84,10 @@ def scan_versions(repo: Path) -> list[WeightVersion]:
     for cfg in sorted(Path(repo).glob("*/config.pbtxt")):
         for d in sorted(cfg.parent.iterdir()):
             if d.is_dir() and d.name.isdigit():
-                size, newest = tree_stats(d)
-                atimes = [os.stat(p).st_atime for p in d.rglob("*") if p.is_file()]
-                out.append(WeightVersion(cfg.parent.name, d.name, str(d), size, max([newest, *atimes])))
+                size, _ = tree_stats(d)
+                stats = [os.stat(p) for p in d.rglob("*") if p.is_file()]
+                used = max((max(st.st_atime, st.st_mtime) for st in stats), default=d.stat().st_mtime)
+                out.append(WeightVersion(cfg.parent.name, d.name, str(d), size, used))
     return out
 
 

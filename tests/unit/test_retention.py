@@ -254,3 +254,49 @@ def test_training_records_the_extraction_runs_of_its_table(tmp_path):
     assert extraction_runs(tmp_path / "t.parquet") == [["yt", "a", "r1"], ["yt", "b", "r2"]]
     df[["x"]].to_parquet(tmp_path / "synthetic.parquet")
     assert extraction_runs(tmp_path / "synthetic.parquet") == []
+
+
+def test_weights_gc_archives_unreferenced_versions_then_expires_the_archive(tmp_path):
+    from retention.weights import gc_weights
+
+    repo, now = tmp_path / "repo", time.time()
+    for model, versions in (("m", ("1", "2")), ("n", ("1",))):
+        (repo / model).mkdir(parents=True)
+        (repo / model / "config.pbtxt").write_text("name: x")
+        for v in versions:
+            f = repo / model / v / "model.py"
+            f.parent.mkdir()
+            f.write_text("x" * 100)
+            os.utime(f, (now - 30 * DAY, now - 30 * DAY))
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("models: {a: {triton_model: m, version: '1'}, b: {triton_model: n, version: '1'}}\n")
+    p = tmp_path / "r.yaml"
+    p.write_text(json.dumps({"weights": {"model_repository": str(repo), "mapping": str(mapping),
+                                         "archive_dir": str(tmp_path / "archive"), "grace_days": 14}}))
+    policy = load_policy(p)
+    dry = gc_weights(policy, now=now, loaded=set())
+    assert [(Path(i.what).parts[-2:], i.rule) for i in dry.items] == [(("m", "2"), "unreferenced_past_grace")]
+    assert (repo / "m" / "2").exists(), "dry run"
+    gc_weights(policy, apply=True, now=now, loaded=set())
+    assert not (repo / "m" / "2").exists() and (repo / "m" / "1").exists() and (repo / "n" / "1").exists()
+    (archived,) = (tmp_path / "archive" / "m").iterdir()
+    later = gc_weights(policy, apply=True, now=now + 31 * DAY, loaded={("m", "1")})
+    assert [i.rule for i in later.items] == ["archive_expired"] and not archived.exists()
+
+
+def test_registry_plan_keeps_versions_runs_aliases_served_and_young():
+    from retention.mlflow_gc import RunRec as MRun
+    from retention.mlflow_gc import VersionRec, plan_registry
+
+    old, young = NOW - 90 * DAY, NOW - 1 * DAY
+    runs = [MRun("r1", "1", old, "a"), MRun("r2", "1", old, "b"), MRun("r3", "1", old, "c"),
+            MRun("stray", "2", old, "s"), MRun("fresh", "2", young, "f"), MRun("r5", "1", old, "e")]
+    versions = [VersionRec("m", "1", "r1", old, (), False), VersionRec("m", "2", "r2", old, ("previous",), False),
+                VersionRec("m", "3", "r3", old, ("stable",), False), VersionRec("m", "4", None, young, (), False),
+                VersionRec("m", "5", "r5", old, (), False), VersionRec("other", "1", None, old, (), False)]
+    delete, archive, kept = plan_registry(runs, versions, audit_versions=set(), served={("m", "5")},
+                                          managed={"m"}, now=NOW, cap_s=CAP)
+    assert [r.run_id for r, _ in delete] == ["stray"]
+    assert [(v.name, v.version) for v, _ in archive] == [("m", "1")]
+    assert kept == {"run_registered_version": 4, "run_young": 1, "version_aliased": 2, "version_young": 1,
+                    "version_served": 1}
