@@ -42,10 +42,9 @@ def _items(root: Path, snap: StoreSnapshot, live: LiveSet, dead: list[LeaseInfo]
     items += [Item("trash", t, "interrupted_gc", "left by a GC that did not finish", 0) for t in snap.trash]
     if snap.trash:
         items[-1] = dataclasses.replace(items[-1], bytes=snap.trash_bytes)
-    deleted = {d.run.rel for d in live.deleted}
     items += [Item("index_entry", f"{root}/{u.entry.platform_id}/{u.entry.video_id}/cache/{u.entry.cache_key}.json",
-                   "target_deleted" if u.entry.target.rsplit("/", 1)[0] in deleted
-                   else "dangling", f"points at {u.entry.target}, which no kept run holds", 0)
+                   "dangling" if u.dangling else "target_deleted",
+                   f"points at {u.entry.target}, which no kept run holds", 0)
               for u in live.index_updates if u.new_target is None]
     items += [Item("lease", lease.path, "dead_lease", f"run {lease.run_id} stopped its heartbeat", 0)
               for lease in dead]

@@ -95,6 +95,7 @@ class Decision:
 class IndexUpdate:
     entry: IndexRec
     new_target: str | None  # None: remove the entry (no link of the artifact survives)
+    dangling: bool = False  # the scan saw no such file (re-checked before removing: it may have appeared since)
 
 
 @dataclass
@@ -259,7 +260,7 @@ def index_updates(snap: StoreSnapshot, decisions: list[Decision],
         run_rel = e.target.rsplit("/", 1)[0]
         f = files.get(e.target)
         if f is None:
-            out.append(IndexUpdate(e, None))  # dangling already: repair
+            out.append(IndexUpdate(e, None, dangling=True))  # dangling already: repair
         elif run_rel in deleted:
             out.append(IndexUpdate(e, kept_links.get(((e.platform_id, e.video_id), f.inode))))
     return out

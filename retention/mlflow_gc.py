@@ -117,7 +117,14 @@ def _collect(client, archive_tag: str) -> tuple[list[RunRec], list[VersionRec]]:
             if not token:
                 break
     versions = []
-    for rm in client.search_registered_models():
+    models, token = [], None
+    while True:
+        page = client.search_registered_models(max_results=100, page_token=token)
+        models += list(page)
+        token = page.token
+        if not token:
+            break
+    for rm in models:
         aliases: dict[str, list[str]] = {}
         for a, ver in (rm.aliases or {}).items():
             aliases.setdefault(str(ver), []).append(a)

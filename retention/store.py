@@ -157,6 +157,8 @@ def apply_index_updates(root: Path, updates: list[IndexUpdate]) -> int:
             continue  # gone or being replaced: nothing to fix
         if current != e.target:
             continue
+        if u.dangling and (Path(root) / e.target).exists():
+            continue  # written after the scan looked at its run folder: not dangling after all
         if u.new_target is None:
             path.unlink(missing_ok=True)
         else:
