@@ -39,7 +39,7 @@ def build(root: Path, runs: int, per_run: int, now: float) -> tuple[object, dict
     for v in range(videos):
         prev = None
         for k in range(runs // videos):
-            age = 120.0 * (1 - k / (runs // videos)) + (v % 7) * 0.1
+            age = 120.0 * (1 - k / (runs // videos)) + (v % 7) * 0.1 + 0.05  # never exactly on the cap
             sig = f"m{k // 4}"
             rid = f"r{k:02d}"
             store.add_run(f"v{v:05d}", rid, age, model_sig=sig, components=comps,
