@@ -42,8 +42,10 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename). ``fsync=False`` keeps the atomicity
+    (readers and killed writers see old or new) but not durability across a power loss; for callers that write
+    many small files and then make them durable together (one ``os.sync()``), e.g. the retention GC's index."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
@@ -51,7 +53,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -62,9 +65,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
+def atomic_write_json(path: str | Path, obj: Any, fsync: bool = True) -> None:
     """JSON with sorted keys and two-space indent (stable bytes for the same object)."""
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode(), fsync=fsync)
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:

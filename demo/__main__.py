@@ -1,4 +1,4 @@
-"""``python -m demo``: generate demo data, start Triton, extract, build features, train, promote, serve.
+"""``python -m demo``: generate demo data, start Triton, extract, build features, train, promote, serve, GC dry run.
 
 Each step is an importable function of the package that owns it; this file only composes them and prints
 what a person wants to see. Embedded defaults: a local Triton, a SQLite-backed MLflow, files on disk.
@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result["response"], indent=2))
         if result["status"] != 200:
             return 1
+        from extraction.__main__ import main as extraction_cli
+
+        t = _step("7. retention: what `python -m extraction gc` would free in this store (dry run)")
+        stores = [artifacts] + [s for s in [ROOT / ".trendflow" / "serving" / "artifacts"] if s.is_dir()]
+        extraction_cli(["gc", *(a for s in stores for a in ("--artifacts", str(s)))])
         print("\nMLflow UI on this store: " + MLFLOW_UI)
         print(f"Triton keeps running (pid {state.pid}); stop it with: make triton-stop")
     except TrendflowError as exc:

@@ -1,4 +1,4 @@
-"""CLI: ``python -m extraction {run, triton start|stop|status, checklist profile|check}``.
+"""CLI: ``python -m extraction {run, gc, triton start|stop|status, checklist profile|check}``.
 
 Errors print as ``error_code: message`` and exit with status 2; no stack trace is the only message.
 """
@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not unload/load models (fixed memory from their processes, no load time)")
     c.add_argument("--triton-url", default=None)
     c.add_argument("--state-dir", type=Path, default=triton_server.DEFAULT_STATE_DIR)
+    g = sub.add_parser("gc", help="retention GC of artifact stores, temp files and model weights (dry run by default)")
+    g.add_argument("--artifacts", type=Path, action="append", default=None,
+                   help="artifact store to collect (repeatable; default: the policy's stores, temp files and weights)")
+    g.add_argument("--temp", action="store_true", help="also expire temp files (default when no --artifacts)")
+    g.add_argument("--weights", action="store_true", help="also collect model weights (default when no --artifacts)")
+    g.add_argument("--apply", action="store_true", help="delete (without it: print what would go, why, and bytes)")
+    g.add_argument("--json", action="store_true", help="the full report as JSON")
+    g.add_argument("--policy", type=Path, default=None, help="retention policy (default conf/retention.yaml)")
+    g.add_argument("--registry-config", type=Path, default=None,
+                   help="registry config whose versions pin their training runs (default conf/registry.yaml)")
     t = sub.add_parser("triton", help="manage the local Triton server")
     t.add_argument("action", choices=["start", "stop", "status"])
     t.add_argument("--model-repository", type=Path, default=triton_server.DEFAULT_MODEL_REPOSITORY)
@@ -78,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "checklist":
             return _checklist(args)
+        if args.cmd == "gc":
+            from retention.cli import extraction_gc
+
+            return extraction_gc(args.artifacts, apply=args.apply, as_json=args.json, policy_path=args.policy,
+                                 registry_config=args.registry_config, temp=args.temp, weights=args.weights)
         if args.executor == "ray":
             return _run_on_ray(args)
         if args.ray_address:

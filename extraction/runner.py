@@ -5,7 +5,8 @@ For each video and each component (in dependency order) the runner computes the 
 model_signature, dependency signatures). A key already in the cache index is reused (hard-linked into the
 new run folder); otherwise the component computes and its artifact is written atomically and indexed. A
 ``manifest.json`` per video closes the run folder. A run killed midway leaves complete artifacts indexed and
-no manifest; running again reuses them.
+no manifest; running again reuses them. While it runs, a lease (``extraction.lease``) tells the retention GC which
+run folders and cached videos it holds.
 
 Triton problems abort the whole run (``triton_unavailable`` / ``model_not_found``); a video that cannot be
 decoded is recorded as ``video_decode_failed`` while the others complete.
@@ -36,6 +37,7 @@ from extraction.components import Component, ComputeContext, VideoInput, default
 from extraction.components.base import ComponentResult, model_signature
 from extraction.config import ExtractionConfig
 from extraction.decode import SAMPLING_POLICY_VERSION
+from extraction.lease import RunLease
 from extraction.provider import InferStats, ModelHandle, ModelProvider
 from extraction.schemas import REQUIRED_SIDECAR_KEYS, ArtifactMeta
 
@@ -210,10 +212,14 @@ class _VideoState:
 
 
 def _reuse(run: ExtractionRun, comp: Component, state: _VideoState, hit: Path, dst: Path,
-           entry: dict[str, Any]) -> Produced:
-    """Hard-link the cached artifact ``hit`` into this run's folder and record it as a cache hit."""
+           entry: dict[str, Any]) -> Produced | None:
+    """Hard-link the cached artifact ``hit`` into this run's folder and record it as a cache hit; None when a GC
+    removed it between the lookup and the link (no lease held it), so the component is computed instead."""
     if hit.resolve() != dst.resolve():
-        link_or_copy(hit, dst)
+        try:
+            link_or_copy(hit, dst)
+        except FileNotFoundError:
+            return None
     state.loaded[comp.name], meta = read_artifact(dst)
     entry.update(status=meta.status, cache_hit=True, artifact=dst.name, batch_size=meta.batch_size,
                  source_artifact=str(hit.relative_to(run.out_root)), warnings=meta.warnings)
@@ -283,9 +289,8 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
             entry.update(cache_key=keys[0], signature=keys[0])
             dst = rdir / f"{comp.name}.npz"
             hit = lookup_cache(run.out_root, video.platform_id, video.video_id, keys[0])
-            if hit is not None:
-                produced = _reuse(run, comp, state, hit, dst, entry)
-            else:
+            produced = _reuse(run, comp, state, hit, dst, entry) if hit is not None else None
+            if produced is None:
                 produced = _compute(run, job, comp, state, dst, keys, entry, manifest)
             if produced.path is not None:
                 entry["latency_s"] = round(time.perf_counter() - t0, 4)
@@ -359,12 +364,15 @@ def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], video
             vbar.update(1)
         return m
 
+    # The lease tells a concurrent retention GC which run folders and cached videos this run holds.
+    lease = RunLease(run.out_root, run_id, [(j.video.platform_id, j.video.video_id) for j in jobs])
     try:
-        if videos_in_parallel <= 1:
-            manifests = [one(j) for j in jobs]
-        else:
-            with ThreadPoolExecutor(max_workers=videos_in_parallel) as pool:
-                manifests = list(pool.map(one, jobs))
+        with lease:
+            if videos_in_parallel <= 1:
+                manifests = [one(j) for j in jobs]
+            else:
+                with ThreadPoolExecutor(max_workers=videos_in_parallel) as pool:
+                    manifests = list(pool.map(one, jobs))
     finally:
         bar.close()
         vbar.close()

@@ -1,4 +1,4 @@
-"""CLI: ``python -m registry {list, promote, rollback, history, stable-at, verify-audit}``.
+"""CLI: ``python -m registry {list, promote, rollback, history, stable-at, verify-audit, gc}``.
 
 Exit status: 0 done, 1 a gate refused (promotion/rollback not applied), 2 an error (``error: code: message``).
 """
@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--type", dest="model_type", required=True)
     sa.add_argument("when")
     sub.add_parser("verify-audit", help="check the audit log's hash chain")
+    gc = sub.add_parser("gc", help="retention GC of MLflow runs and versions (dry run by default)")
+    gc.add_argument("--apply", action="store_true", help="soft-delete, `mlflow gc` and archive (else only print)")
+    gc.add_argument("--json", action="store_true")
+    gc.add_argument("--policy", type=Path, default=None, help="retention policy (default conf/retention.yaml)")
     return p
 
 
@@ -80,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "stable-at":
             print(ops.stable_at(cfg, args.model_type, args.when) or "none")
             return 0
+        if args.cmd == "gc":
+            from retention.cli import registry_gc
+
+            return registry_gc(cfg, apply=args.apply, as_json=args.json, policy_path=args.policy)
         if args.cmd == "verify-audit":
             from registry import audit
 

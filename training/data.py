@@ -83,6 +83,22 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
+EXTRACTION_RUNS_ARTIFACT = "dataset/extraction_runs.json"
+
+
+def extraction_runs(path: str | Path) -> list[list[str]]:
+    """``[platform_id, video_id, run_id]`` of every row of the training table at ``path``, sorted and unique: the
+    extraction runs a model trained on it depends on (the retention GC pins them). ``dataset_hash`` cannot say
+    this: it leaves ``run_id`` out on purpose. Empty when the table has no such columns (synthetic tables)."""
+    import pyarrow.parquet as pq
+
+    keys = ["platform_id", "video_id", "run_id"]
+    if not set(keys) <= set(pq.read_schema(path).names):
+        return []
+    t = pq.read_table(path, columns=keys).to_pydict()
+    return [list(r) for r in sorted(set(zip(*(t[k] for k in keys), strict=True)))]
+
+
 def content_hash(df: pd.DataFrame, exclude: tuple[str, ...] = ("run_id",)) -> str:
     """sha256 (first 16 hex) of a table's values, column by column in name order, without ``exclude``.
 

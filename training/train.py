@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import TrainConfig, validate
-from training.data import load_split
+from training.data import EXTRACTION_RUNS_ARTIFACT, extraction_runs, load_split
 from training.intervals import IntervalCalibrator
 from training.metrics import (
     LogLinearPredictor,
@@ -285,6 +285,8 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
     mlflow.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
     mlflow.log_text(json.dumps(split_record, indent=2), "split/split.json")
     mlflow.log_text(json.dumps(table_meta, indent=2), "dataset/metadata.json")
+    # The extraction runs behind the table's rows: what keeps their artifacts alive through the retention GC.
+    mlflow.log_text(json.dumps(extraction_runs(c.paths.resolve(c.data.path))), EXTRACTION_RUNS_ARTIFACT)
     mlflow.log_artifact(str(spec_path), "feature_spec")
     mlflow.log_text(json.dumps(model.calibrator.to_dict(), indent=2), "calibration/calibration.json")
     if c.tracking.plots:

@@ -31,7 +31,7 @@ from common.errors import InsufficientMemory
 from extraction import triton_server
 from extraction.artifacts import latest_runs
 from planning.distributed.cluster_plan import CPU_MEM, MIB
-from testsupport.stores import artifact_differences
+from testsupport.compare_stores import artifact_differences
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,36 @@
+"""Compare two artifact stores: the same videos, bit-identical arrays, equal meta apart from execution fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# What two executions of the same work may differ in: which run computed an artifact and when.
+EXECUTION_META = ("run_id", "created_at")
+
+
+def artifact_differences(a: Path, b: Path, ignore: tuple[str, ...] = EXECUTION_META) -> list[str]:
+    """Every difference between the newest run of each video in store ``a`` and in store ``b`` (empty: identical).
+
+    Arrays must match in dtype, shape and bytes; each artifact's meta must be equal except the ``ignore`` keys."""
+    from extraction.artifacts import latest_runs, load_run
+
+    ra, rb = latest_runs(Path(a)), latest_runs(Path(b))
+    out = [f"video {k} only in {a}" for k in sorted(set(ra) - set(rb))]
+    out += [f"video {k} only in {b}" for k in sorted(set(rb) - set(ra))]
+    for key in sorted(set(ra) & set(rb)):
+        _, arts_a = load_run(ra[key])
+        _, arts_b = load_run(rb[key])
+        if set(arts_a) != set(arts_b):
+            out.append(f"{key}: components {sorted(arts_a)} vs {sorted(arts_b)}")
+        for comp in sorted(set(arts_a) & set(arts_b)):
+            (xa, ma), (xb, mb) = arts_a[comp], arts_b[comp]
+            if set(xa) != set(xb):
+                out.append(f"{key}/{comp}: arrays {sorted(xa)} vs {sorted(xb)}")
+            for name in sorted(set(xa) & set(xb)):
+                u, v = xa[name], xb[name]
+                if u.dtype != v.dtype or u.shape != v.shape or u.tobytes() != v.tobytes():
+                    out.append(f"{key}/{comp}/{name}: arrays differ ({u.dtype}{u.shape} vs {v.dtype}{v.shape})")
+            da, db = ma.model_dump(exclude=set(ignore)), mb.model_dump(exclude=set(ignore))
+            for field in sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k)):
+                out.append(f"{key}/{comp}: meta {field} {da.get(field)!r} vs {db.get(field)!r}")
+    return out
