@@ -28,8 +28,11 @@ def _json(status: int, body: Any) -> Response:
                     media_type="application/json")
 
 
-def create_app(service: Service, handle_signals: bool = False) -> FastAPI:
-    """The ASGI app; models load in its lifespan (Tier-0 preload) before it accepts requests."""
+def create_app(service: Service, handle_signals: bool = False, recorder: Any | None = None) -> FastAPI:
+    """The ASGI app; models load in its lifespan (Tier-0 preload) before it accepts requests.
+
+    ``recorder``: an :class:`observability.spool.ServingRecorder` over ``service.metrics.registry``, started with
+    the app and flushed when it stops (None: no observability windows)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -40,7 +43,11 @@ def create_app(service: Service, handle_signals: bool = False) -> FastAPI:
                 loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged()))
             except (NotImplementedError, RuntimeError, ValueError):
                 log.warning("SIGHUP reload unavailable here; use POST /admin/reload")
+        if recorder is not None:
+            recorder.start()
         yield
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close)
         await service.close()
 
     async def _reload_logged() -> None:

@@ -351,6 +351,10 @@ class Service:
                       "features_schema_version": lm.features_schema_version}}
         if bucket is not None:
             prediction["experiment_bucket"] = bucket
+            self.metrics.ab_buckets.labels(bucket).inc()
+        for t in TARGETS:
+            self.metrics.prediction_p50.labels(t).observe(out[f"{t}_p50"])
+            self.metrics.prediction_width.labels(t).observe(out[f"{t}_p90"] - out[f"{t}_p10"])
         total = time.perf_counter() - t_start
         timings["total_s"] = total
         self.metrics.request_seconds.labels(mode).observe(total)

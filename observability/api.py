@@ -59,10 +59,17 @@ def ingest(store: Store, cfg: ObservabilityConfig | None = None, *, artifacts: P
     return report
 
 
+def hook_enabled() -> bool:
+    return os.environ.get("TRENDFLOW_OBSERVABILITY", "on").lower() not in ("off", "0", "false", "no")
+
+
 def ingest_after_run(*, artifacts: Path | None = None, run_ids: list[str] | None = None, mlflow: bool | str = False,
                      url: str | None = None) -> ing.IngestReport | None:
     """The hook at the end of an extraction or training run: ingest it, and never raise (a dead or locked store
-    is logged; the next ``python -m observability ingest`` picks the run up, ingest being idempotent)."""
+    is logged; the next ``python -m observability ingest`` picks the run up, ingest being idempotent).
+    ``$TRENDFLOW_OBSERVABILITY=off`` turns the hook off."""
+    if not hook_enabled():
+        return None
     try:
         cfg = load_config()
         store = open_store(url or cfg.store_url())
@@ -83,6 +90,8 @@ def record_failed_run(kind: str, code: str, message: str, *, url: str | None = N
     status ``error`` and its code, so alerts and the page see it. Never raises; returns whether it was stored."""
     from observability.queries import utcnow
 
+    if not hook_enabled():
+        return False
     when = when or utcnow()
     rec = ing.RunRecord(run_key=f"{kind}:failed:{when.isoformat()}:{json_hash(message, 8)}", kind=kind,
                         status="error", started_at=when, finished_at=when, source="hook",
@@ -97,6 +106,28 @@ def record_failed_run(kind: str, code: str, message: str, *, url: str | None = N
     except Exception as exc:
         log.warning("failed %s run not recorded in the observability store: %s", kind, exc)
         return False
+
+
+def serving_recorder(registry: Any, instance: str, cfg: ObservabilityConfig | None = None) -> Any:
+    """The inference service's :class:`~observability.spool.ServingRecorder`: windows spooled under the config's
+    ``spool_dir`` every ``window_s``, then ingested into the store (retried while it is down). None when
+    ``$TRENDFLOW_OBSERVABILITY=off``."""
+    from observability.spool import ServingRecorder
+
+    if not hook_enabled():
+        return None
+    cfg = cfg or load_config()
+    url = cfg.store_url()
+
+    def ingest_spool(spool: Path) -> None:
+        store = open_store(url)
+        try:
+            ing.ingest_spool(store, spool)
+        finally:
+            store.close()
+
+    return ServingRecorder(registry=registry, spool_dir=cfg.path(cfg.spool_dir), instance=instance,
+                           window_s=cfg.window_s, ingest=ingest_spool)
 
 
 @dataclass

@@ -360,6 +360,7 @@ def serving_record(window: Mapping[str, Any]) -> tuple[RunRecord, dict[str, Any]
                shadow_divergence_mean=window.get("shadow_divergence_mean"),
                errors_by_code=dict(window.get("errors_by_code") or {}),
                requests_by_version=dict(window.get("requests_by_version") or {}),
+               ab_buckets=dict(window.get("ab_buckets") or {}),
                latency=dict(window.get("latency") or {}), predictions=dict(window.get("predictions") or {}))
     return rec, row
 

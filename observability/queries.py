@@ -244,6 +244,7 @@ class WindowRow:
     shadow_divergence_mean: float | None
     errors_by_code: dict[str, int]
     requests_by_version: dict[str, int]
+    ab_buckets: dict[str, int]
     latency_p50_s: float | None
     latency_p95_s: float | None
     latency_p99_s: float | None
@@ -267,10 +268,10 @@ def serving_windows(store: Store, since: datetime | None = None, limit: int = 20
             lat = w.latency or {}
             req = next((h for k, h in lat.items() if k.startswith("request")), None)
             qs = _quantiles(req) if req else {"p50": None, "p95": None, "p99": None}
-            out.append(WindowRow(w.instance, w.window_start, w.window_s, w.requests, w.errors, w.fallbacks, w.rejected,
-                                 w.shadow_divergence_mean, w.errors_by_code, w.requests_by_version, qs["p50"],
-                                 qs["p95"], qs["p99"], {k: _quantiles(h) for k, h in sorted(lat.items())},
-                                 w.predictions))
+            out.append(WindowRow(w.instance, w.window_start, w.window_s, w.requests, w.errors, w.fallbacks,
+                                 w.rejected, w.shadow_divergence_mean, w.errors_by_code, w.requests_by_version,
+                                 w.ab_buckets, qs["p50"], qs["p95"], qs["p99"],
+                                 {k: _quantiles(h) for k, h in sorted(lat.items())}, w.predictions))
     return out
 
 

@@ -102,7 +102,8 @@ class ServingWindow(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     shadow_divergence_mean: Mapped[float | None] = mapped_column(Float, nullable=True)
     errors_by_code: Mapped[dict] = mapped_column(JSON, default=dict)
-    requests_by_version: Mapped[dict] = mapped_column(JSON, default=dict)  # type:version -> requests (A/B arms)
+    requests_by_version: Mapped[dict] = mapped_column(JSON, default=dict)  # type:version -> requests
+    ab_buckets: Mapped[dict] = mapped_column(JSON, default=dict)  # A/B bucket -> answered requests
     latency: Mapped[dict] = mapped_column(JSON, default=dict)  # histogram name -> {bounds, counts, sum}
     predictions: Mapped[dict] = mapped_column(JSON, default=dict)  # target -> {p50_mean, width_mean, n}
     __table_args__ = (UniqueConstraint("instance", "window_start", name="uq_serving_windows"),

@@ -76,6 +76,9 @@ def window_record(now: Snapshot, before: Snapshot, instance: str, start: datetim
     """The JSON a window spools: what changed between two snapshots."""
     d = _delta(now, before)
     errors = _sum(d, "inference_errors_total", ("error_code",))
+    reload_failed = int(_sum(d, "model_reloads_total", ("outcome",)).get("failed", 0))
+    if reload_failed:  # a failed reload is a model that did not load: ModelLoadFailed reads this code
+        errors["model_load_failed"] = errors.get("model_load_failed", 0) + reload_failed
     div_n = sum(_sum(d, "shadow_divergence_count").values())
     loads = [{"model": dict(k[1]).get("model_type"), "version": dict(k[1]).get("model_version"),
               "seconds": v, "observed_at": end.isoformat()}
@@ -91,8 +94,18 @@ def window_record(now: Snapshot, before: Snapshot, instance: str, start: datetim
         "fallbacks": int(sum(_sum(d, "inference_fallbacks_total").values())),
         "shadow_divergence_mean": (round(sum(_sum(d, "shadow_divergence_sum").values()) / div_n, 6)
                                    if div_n else None),
-        "latency": _histograms(d), "model_loads": loads,
+        "latency": _histograms(d), "model_loads": loads, "predictions": _predictions(d),
+        "ab_buckets": {k: int(v) for k, v in _sum(d, "ab_bucket_requests_total", ("bucket",)).items() if v},
     }
+
+
+def _predictions(d: Snapshot) -> dict[str, dict[str, float]]:
+    """target -> mean p50 and mean 80% interval width (log1p) over the window's answered requests."""
+    n = _sum(d, "prediction_p50_log1p_count", ("target",))
+    p50 = _sum(d, "prediction_p50_log1p_sum", ("target",))
+    width = _sum(d, "prediction_width80_log1p_sum", ("target",))
+    return {t: {"p50_mean": round(p50.get(t, 0.0) / c, 6), "width_mean": round(width.get(t, 0.0) / c, 6),
+                "n": int(c)} for t, c in sorted(n.items()) if c}
 
 
 @dataclass

@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("shadow_divergence_mean", sa.Float, nullable=True),
         sa.Column("errors_by_code", sa.JSON, nullable=False),
         sa.Column("requests_by_version", sa.JSON, nullable=False),
+        sa.Column("ab_buckets", sa.JSON, nullable=False),
         sa.Column("latency", sa.JSON, nullable=False),
         sa.Column("predictions", sa.JSON, nullable=False),
         sa.UniqueConstraint("instance", "window_start", name="uq_serving_windows"),
