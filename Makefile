@@ -43,6 +43,7 @@ bench: setup
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.inference
+	$(PY) -m benchmarks.observability
 
 triton-start: setup
 	$(PY) -m extraction triton start

@@ -168,6 +168,25 @@ def summarize_store(store: Store) -> Summary:
                    firing=firing)
 
 
+def ingest_and_summarize(artifacts: Path | None = None, mlflow: bool | str = True,
+                         cfg: ObservabilityConfig | None = None) -> tuple[ing.IngestReport, Summary, str]:
+    """What the main job does at its end: ingest everything, evaluate the alerts once, summarize.
+
+    Returns ``(report, summary, admin page URL)``. Raises like :func:`open_store` when the store is unreachable.
+    """
+    from observability.alerts import Context, evaluate, load_rules
+    from observability.queries import utcnow
+
+    cfg = cfg or load_config()
+    store = open_store(cfg.store_url())
+    try:
+        report = ingest(store, cfg, artifacts=artifacts, mlflow=mlflow)
+        evaluate(Context(store=store, now=utcnow()), load_rules(cfg.path(cfg.alerts_file)), cfg.webhook_url)
+        return report, summarize_store(store), "http://127.0.0.1:8200/"
+    finally:
+        store.close()
+
+
 def as_jsonable(obj: Any) -> Any:
     """Dataclasses / datetimes -> JSON-ready values (the CLI's ``--json``)."""
     import dataclasses

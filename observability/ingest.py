@@ -179,10 +179,12 @@ def find_manifests(root: Path) -> dict[str, list[Path]]:
     return dict(runs)
 
 
-def ingest_artifacts(store: Store, root: Path, run_ids: Iterable[str] | None = None) -> IngestReport:
-    """Ingest every extraction run under ``root`` (or only ``run_ids``)."""
+def ingest_artifacts(store: Store, root: Path, run_ids: Iterable[str] | None = None,
+                     batch: int = 200) -> IngestReport:
+    """Ingest every extraction run under ``root`` (or only ``run_ids``), ``batch`` runs per transaction."""
     report = IngestReport()
     wanted = set(run_ids) if run_ids is not None else None
+    pending: list[RunRecord] = []
     for run_id, paths in find_manifests(root).items():
         if wanted is not None and run_id not in wanted:
             continue
@@ -193,7 +195,11 @@ def ingest_artifacts(store: Store, root: Path, run_ids: Iterable[str] | None = N
             except (OSError, ValueError) as exc:
                 report.failed.append(f"{p}: {exc}")
         if manifests:
-            report.add(upsert_runs(store, [extraction_record(run_id, manifests, source=str(root))]))
+            pending.append(extraction_record(run_id, manifests, source=str(root)))
+        if len(pending) >= batch:
+            report.add(upsert_runs(store, pending))
+            pending = []
+    report.add(upsert_runs(store, pending))
     return report
 
 

@@ -213,9 +213,24 @@ def component_trend(store: Store, component: str, since: datetime, until: dateti
                     buckets: int = 24) -> list[TrendPoint]:
     """``component`` over ``[since, until)`` in ``buckets`` equal time buckets (empty buckets included)."""
     until = until or utcnow()
+    return _trend(component, component_rows(store, since, until, component=component), since, until, buckets)
+
+
+def component_overview(store: Store, since: datetime, until: datetime | None = None, buckets: int = 24
+                       ) -> tuple[list[ComponentStats], dict[str, list[TrendPoint]]]:
+    """Stats and trends of every component from one query (the components page)."""
+    until = until or utcnow()
+    by: dict[str, list[Any]] = defaultdict(list)
+    for r in component_rows(store, since, until):
+        by[r.component].append(r)
+    stats = [summarize(c, rows) for c, rows in sorted(by.items())]
+    return stats, {c: _trend(c, rows, since, until, buckets) for c, rows in sorted(by.items())}
+
+
+def _trend(component: str, rows: list[Any], since: datetime, until: datetime, buckets: int) -> list[TrendPoint]:
     width = max((until - since) / buckets, timedelta(seconds=1))
     by: dict[int, list[Any]] = defaultdict(list)
-    for r in component_rows(store, since, until, component=component):
+    for r in rows:
         by[min(int((r.started_at - since) / width), buckets - 1)].append(r)
     out = []
     for i in range(buckets):

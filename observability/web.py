@@ -144,10 +144,10 @@ def create_app(cfg: ObservabilityConfig, url: str | None = None, store: Store | 
     @app.get("/components", response_class=HTMLResponse)
     async def components(request: Request, since: str = "7d") -> HTMLResponse:
         since_text, since_dt = _since(since, "7d")
-        stats = queries.component_stats(store, since_dt)
+        stats, trends = queries.component_overview(store, since_dt, buckets=24)
         charts = {}
         for s in stats:
-            pts = queries.component_trend(store, s.component, since_dt, buckets=24)
+            pts = trends[s.component]
             xs = [p.start for p in pts]
             charts[s.component] = [
                 plots.line_chart(xs, [p.p95_s for p in pts], f"{s.component} p95 latency", " ms", scale=1000),
