@@ -36,6 +36,8 @@ def create_app(service: Service, handle_signals: bool = False, recorder: Any | N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if recorder is not None:  # before the models load: their load times and failures are in the first window
+            recorder.start()
         await service.start()
         if handle_signals:
             try:
@@ -43,8 +45,6 @@ def create_app(service: Service, handle_signals: bool = False, recorder: Any | N
                 loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged()))
             except (NotImplementedError, RuntimeError, ValueError):
                 log.warning("SIGHUP reload unavailable here; use POST /admin/reload")
-        if recorder is not None:
-            recorder.start()
         yield
         if recorder is not None:
             await asyncio.to_thread(recorder.close)

@@ -40,6 +40,8 @@ class ServiceMetrics:
                                       registry=r)
         self.prediction_width = Summary("prediction_width80_log1p", "p90 - p10 of each answered prediction (log1p)",
                                         ["target"], registry=r)
+        self.load_failures = Counter("model_load_failures", "Slots whose model failed to load or its sanity check",
+                                     ["model_type", "slot"], registry=r)
         self.ab_buckets = Counter("ab_bucket_requests", "Answered requests per A/B bucket", ["bucket"], registry=r)
 
     def render(self) -> bytes:

@@ -76,9 +76,10 @@ def window_record(now: Snapshot, before: Snapshot, instance: str, start: datetim
     """The JSON a window spools: what changed between two snapshots."""
     d = _delta(now, before)
     errors = _sum(d, "inference_errors_total", ("error_code",))
-    reload_failed = int(_sum(d, "model_reloads_total", ("outcome",)).get("failed", 0))
-    if reload_failed:  # a failed reload is a model that did not load: ModelLoadFailed reads this code
-        errors["model_load_failed"] = errors.get("model_load_failed", 0) + reload_failed
+    load_failed = int(_sum(d, "model_reloads_total", ("outcome",)).get("failed", 0)
+                      + sum(_sum(d, "model_load_failures_total").values()))
+    if load_failed:  # a slot that failed to load, or a failed reload: ModelLoadFailed reads this code
+        errors["model_load_failed"] = errors.get("model_load_failed", 0) + load_failed
     div_n = sum(_sum(d, "shadow_divergence_count").values())
     loads = [{"model": dict(k[1]).get("model_type"), "version": dict(k[1]).get("model_version"),
               "seconds": v, "observed_at": end.isoformat()}

@@ -4,6 +4,7 @@ Screenshots of each main page are saved under the test's tmp output for review."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -31,6 +32,12 @@ def admin(triton_server, tmp_path_factory):
     r = subprocess.run([*cli, "ingest", "--artifacts", str(run.artifacts)], capture_output=True, text=True, cwd=REPO,
                        env=env, timeout=120)
     assert r.returncode == 0 and "1 new" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([*cli, "runs", "--kind", "extraction", "--since", "1d", "--json"], capture_output=True,
+                       text=True, cwd=REPO, env=env, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["runs"][0]["run_key"] == f"extraction:{run.run_id}"
+    r = subprocess.run([*cli, "component-stats", "--since", "24h"], capture_output=True, text=True, cwd=REPO,
+                       env=env, timeout=120)
+    assert r.returncode == 0 and "25.0%" in r.stdout and "visual" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([*cli, "alerts", "--once"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert r.returncode == 1 and "ComponentErrorRateHigh" in r.stdout, r.stdout + r.stderr  # the broken video
     port = free_port()

@@ -167,15 +167,25 @@ def test_training_runs_from_a_real_mlflow_store(store, mlflow_store) -> None:
     assert any(k.startswith("test/") for k in detail.metrics), detail.metrics
 
 
+def test_the_training_hook_ingests_the_mlflow_store_it_logged_to(store, mlflow_store, monkeypatch) -> None:
+    from training.__main__ import _observe
+
+    monkeypatch.setenv("TRENDFLOW_OBSERVABILITY_URL", store.url)
+    mlflow_store.reconnect()  # MLflow's tracking URI is this store, as after training.tracking.setup
+    _observe()
+    assert list_runs(store, RunFilter(kind="training"))[1] == 2
+
+
 @pytest.fixture(scope="module")
 def serving_spool(tmp_path_factory):
-    """A real inference service (uvicorn, real MLflow versions; v2 is a version whose predict raises) answering
-    20 requests, its recorder spooling the window; the ingest target is a dead PostgreSQL address."""
+    """A real inference service (uvicorn, real MLflow versions; v2 is a version whose predict raises, so its load
+    sanity check fails too) answering 20 requests; its recorder, started and flushed by the app's lifespan,
+    spools the window; the recorder's ingest target is a dead PostgreSQL address."""
     import httpx
     import yaml
 
     from inference.config import parse_config
-    from inference.server import ServerThread
+    from inference.server import ServerThread, build_service
     from observability.spool import ServingRecorder
     from registry import ops
     from tests.conftest import RegistryStore
@@ -200,15 +210,15 @@ def serving_spool(tmp_path_factory):
         ing.ingest_spool(dead, folder)
 
     row = {c: 0.5 for c in reg.columns if not c.startswith("mask__")}
-    srv = ServerThread(parse_config(raw))
-    # window_s=3600: the one window is the whole test, flushed by close()
-    recorder = ServingRecorder(srv.service.metrics.registry, spool, "127.0.0.1:test", window_s=3600,
+    cfg = parse_config(raw)
+    service = build_service(cfg)
+    # window_s=3600: the one window is the whole test, flushed when the app stops
+    recorder = ServingRecorder(service.metrics.registry, spool, "127.0.0.1:test", window_s=3600,
                                ingest=ingest_to_dead_db)
-    with srv, httpx.Client(base_url=srv.url, timeout=60) as http:
-        recorder.start()
+    with ServerThread(cfg, service=service, recorder=recorder) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as http:
         for _ in range(20):
             assert http.post("/predict", json={"features": row}).status_code == 200
-        recorder.close()
     return spool, attempts
 
 
@@ -226,7 +236,11 @@ def test_serving_windows_survive_a_dead_database_then_ingest_once(store, serving
     with store.session() as s:
         w = s.scalars(select(ServingWindow)).one()
     assert w.requests == 20 and w.fallbacks == 20, "every request fell back from the broken v2"
-    assert w.errors_by_code == {"model_error": 20} and any(k.startswith("request:") for k in w.latency)
+    assert w.errors_by_code == {"model_error": 20, "model_load_failed": 1}, "v2's sanity check failed at load"
+    assert any(k.startswith("request:") for k in w.latency) and any(k.startswith("model:v1:") for k in w.latency)
+    from observability.queries import model_loads
+
+    assert {m.model for m in model_loads(store)} == {"v1", "v2", "baseline"}, "the service's load seconds"
     assert set(w.predictions) and all(p["n"] == 20 for p in w.predictions.values())
 
 
@@ -238,6 +252,7 @@ def test_serving_fallback_alert_fires_and_is_sent_to_the_webhook(store, serving_
     try:
         ev = evaluate(Context(store=store, now=utcnow()), RULES, webhook_url=rx.url)
         assert ("ServingFallbackRateHigh", "", 1.0) in ev.firing
+        assert ("ModelLoadFailed", "", 1.0) in ev.firing
         assert any(b["status"] == "firing" and b["alerts"][0]["name"] == "ServingFallbackRateHigh" for b in rx.bodies)
         later = evaluate(Context(store=store, now=utcnow() + timedelta(minutes=11)), RULES, webhook_url=rx.url)
         assert not any(n == "ServingFallbackRateHigh" for n, _, _ in later.firing)
