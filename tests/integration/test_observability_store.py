@@ -147,11 +147,13 @@ def test_a_killed_run_is_ingested_then_completed(store, real_run, tmp_path) -> N
 @pytest.fixture(scope="module")
 def mlflow_store(tmp_path_factory):
     """A real MLflow store with two registered versions (logged once for both backends)."""
+    from registry import ops
     from tests.conftest import RegistryStore
 
     reg = RegistryStore(tmp_path_factory.mktemp("obs-mlflow") / "mlflow")
     reg.v1 = reg.log("v1", seed=1)
     reg.log("baseline", seed=2)
+    assert ops.promote(reg.client, reg.cfg, "v1", reg.v1.version.version, "obs test").ok  # one audit entry
     return reg
 
 
@@ -165,6 +167,17 @@ def test_training_runs_from_a_real_mlflow_store(store, mlflow_store) -> None:
     assert f"v1:{a.version.version}" in versions and all(r.status == "ok" for r in rows)
     detail = get_run(store, next(r.id for r in rows if r.model_version.startswith("v1")))
     assert any(k.startswith("test/") for k in detail.metrics), detail.metrics
+
+
+def test_stable_versions_from_the_registry_audit_log(store, mlflow_store) -> None:
+    from observability.queries import stable_history
+
+    path = mlflow_store.cfg.audit_path()
+    assert ing.ingest_audit(store, path).stable_versions >= 1
+    assert ing.ingest_audit(store, path).stable_versions == 0, "idempotent"
+    rows = stable_history(store)
+    assert any(r.model_type == "v1" and r.alias == "stable" and r.version == str(mlflow_store.v1.version.version)
+               and r.action == "promote" for r in rows), [(r.model_type, r.alias, r.version, r.action) for r in rows]
 
 
 def test_the_training_hook_ingests_the_mlflow_store_it_logged_to(store, mlflow_store, monkeypatch) -> None:
