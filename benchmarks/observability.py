@@ -64,6 +64,7 @@ def fill(store, template_run_id: int, total: int) -> None:
     """Copy the template run's rows until the store holds ``total`` runs, spread over the last 30 days."""
     from sqlalchemy import func, insert, select, text
 
+    from observability.ingest import add_to_rollups
     from observability.queries import utcnow
     from observability.schema import Run, RunComponent
 
@@ -78,6 +79,7 @@ def fill(store, template_run_id: int, total: int) -> None:
     now = utcnow()
     todo = total - have
     chunk = 2000
+    per_hour: dict = {}  # the filler's rollups: each hour's runs x the template's components
     for start in range(0, todo, chunk):
         runs, rcs = [], []
         for i in range(start, min(start + chunk, todo)):
@@ -86,15 +88,33 @@ def fill(store, template_run_id: int, total: int) -> None:
             runs.append({**row, "id": rid, "run_key": f"extraction:filler{rid}", "started_at": at, "finished_at": at,
                          "status": "partial" if rng.random() < 0.05 else "ok"})
             rcs += [{**c, "run_id": rid, "started_at": at} for c in comps]
+            hour = at.replace(minute=0, second=0, microsecond=0)
+            per_hour[hour] = per_hour.get(hour, 0) + 1
         with store.engine.begin() as conn:
             conn.execute(insert(Run), runs)
             conn.execute(insert(RunComponent), rcs)
         print(f"  filled {have + start + len(runs):,} / {total:,} runs", file=sys.stderr, flush=True)
+    with store.session.begin() as s:  # the same rollup rows ingest keeps, one add per hour and component
+        for hour, k in per_hour.items():
+            add_to_rollups(s, [_Scaled(RunComponent(**{**c, "started_at": hour}), k) for c in comps])
     if store.dialect == "postgresql":  # explicit ids: move the sequences past them
         with store.engine.begin() as conn:
             for t in ("runs", "run_components"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT max(id) FROM {t}))"))
             conn.execute(text("ANALYZE"))
+
+
+class _Scaled:
+    """A component row counted ``k`` times (``runs`` = k): what k identical runs in one hour add to a rollup."""
+
+
+
+    def __init__(self, c, k: int) -> None:
+        self.component, self.started_at, self.runs = c.component, c.started_at, k
+        self.n, self.errors, self.cache_hits, self.retries = c.n * k, c.errors * k, c.cache_hits * k, c.retries * k
+        self.oom_count, self.latency_sum_s = c.oom_count, c.latency_sum_s * k
+        self.latency_buckets = [b * k for b in c.latency_buckets]
+        self.error_codes = {e: v * k for e, v in (c.error_codes or {}).items()}
 
 
 def page_latency(store, paths: list[str], requests: int) -> dict[str, list[float]]:
@@ -168,6 +188,9 @@ def bench_backend(name: str, url: str, artifacts: Path, args) -> dict[str, float
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its PostgreSQL
     p = argparse.ArgumentParser(prog="python -m benchmarks.observability", description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=100_000)
     p.add_argument("--ingest-runs", type=int, default=500)

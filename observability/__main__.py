@@ -103,9 +103,9 @@ def _runs(args, cfg, store) -> int:
 
 def _component_stats(args, cfg, store) -> int:
     from observability.api import as_jsonable
-    from observability.queries import component_stats, parse_duration, utcnow
+    from observability.queries import component_stats_hourly, parse_duration, utcnow
 
-    stats = component_stats(store, utcnow() - parse_duration(args.since))
+    stats = component_stats_hourly(store, utcnow() - parse_duration(args.since))
     if args.json:
         print(json.dumps(as_jsonable(stats), indent=2))
         return 0

@@ -45,6 +45,7 @@ def ingest(store: Store, cfg: ObservabilityConfig | None = None, *, artifacts: P
     root = Path(artifacts) if artifacts else cfg.path(cfg.artifacts)
     if root.exists():
         report.add(ing.ingest_artifacts(store, root, run_ids))
+    _ensure_rollups(store)
     if mlflow:
         uri = mlflow if isinstance(mlflow, str) else mlflow_uri(cfg)
         if uri:
@@ -61,6 +62,19 @@ def ingest(store: Store, cfg: ObservabilityConfig | None = None, *, artifacts: P
 
 def hook_enabled() -> bool:
     return os.environ.get("TRENDFLOW_OBSERVABILITY", "on").lower() not in ("off", "0", "false", "no")
+
+
+def _ensure_rollups(store: Store) -> None:
+    """Build the hourly rollups once for a store whose runs were ingested before they existed (revision 0002)."""
+    from sqlalchemy import exists, select
+
+    from observability.schema import ComponentHour, Run
+
+    with store.session() as s:
+        missing = s.scalar(select(exists().where(Run.kind == "extraction"))) and not s.scalar(
+            select(exists().where(ComponentHour.id.isnot(None))))
+    if missing:
+        log.info("observability: building the hourly component rollups (%d hour rows)", ing.rebuild_rollups(store))
 
 
 def ingest_after_run(*, artifacts: Path | None = None, run_ids: list[str] | None = None, mlflow: bool | str = False,
@@ -154,13 +168,13 @@ class Summary:
 def summarize_store(store: Store) -> Summary:
     from sqlalchemy import func, select
 
-    from observability.queries import alerts, component_stats
+    from observability.queries import alerts, component_stats_hourly
     from observability.schema import Run, RunComponent
 
     with store.session() as s:
         runs = dict(s.execute(select(Run.kind, func.count(Run.id)).group_by(Run.kind)).all())
         n_comp = s.scalar(select(func.count(RunComponent.id))) or 0
-    stats = component_stats(store)
+    stats = component_stats_hourly(store, datetime(1970, 1, 1))
     n = sum(c.n for c in stats)
     err = sum((c.error_rate or 0) * c.n for c in stats) / n if n else None
     firing = [f"{a.name}{'{' + a.key + '}' if a.key else ''}" for a in alerts(store, ("firing",))]

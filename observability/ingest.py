@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from common.clock import parse_iso
 from common.hashing import json_hash
 from observability import histogram
-from observability.schema import ModelLoad, Run, RunComponent, ServingWindow, StableVersion
+from observability.schema import ComponentHour, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
 from observability.store import Store
 
 log = logging.getLogger("observability.ingest")
@@ -215,6 +215,8 @@ def upsert_runs(store: Store, records: Iterable[RunRecord]) -> IngestReport:
         keys = [r.run_key for r in records]
         existing = {k: (i, f) for k, i, f in s.execute(
             select(Run.run_key, Run.id, Run.fingerprint).where(Run.run_key.in_(keys)))}
+        removed: list[Any] = []
+        added: list[Any] = []
         for rec in records:
             fp = rec.fingerprint()
             old = existing.get(rec.run_key)
@@ -222,6 +224,8 @@ def upsert_runs(store: Store, records: Iterable[RunRecord]) -> IngestReport:
                 report.unchanged += 1
                 continue
             if old is not None:
+                if rec.kind == "extraction":
+                    removed += s.scalars(select(RunComponent).where(RunComponent.run_id == old[0])).all()
                 s.execute(delete(RunComponent).where(RunComponent.run_id == old[0]))
                 s.execute(delete(Run).where(Run.id == old[0]))
                 report.updated += 1
@@ -232,8 +236,76 @@ def upsert_runs(store: Store, records: Iterable[RunRecord]) -> IngestReport:
                       **rec.fields)
             run.components = [RunComponent(started_at=rec.started_at, **c.__dict__) for c in rec.components]
             s.add(run)
+            if rec.kind == "extraction":
+                added += run.components
             report.components += len(rec.components)
+        add_to_rollups(s, removed, sign=-1)  # one pass per batch: the hours it touches, locked once
+        add_to_rollups(s, added)
     return report
+
+
+# ---- hourly rollups of extraction components ------------------------------------------------------------------
+
+def hour_of(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def add_to_rollups(s: Any, comps: Iterable[Any], sign: int = 1) -> None:
+    """Add (``sign=-1``: remove) component rows to their ``component_hours`` rows, in session ``s``.
+
+    A row may carry ``runs`` (default 1): the number of runs its (already summed) counts stand for.
+
+    Rows are locked (``FOR UPDATE`` on PostgreSQL) so two ingests never lose each other's counts."""
+    by: dict[tuple[str, datetime], list[Any]] = defaultdict(list)
+    for c in comps:
+        by[(c.component, hour_of(c.started_at))].append(c)
+    if not by:
+        return
+    hours = {h for _, h in by}
+    have = {(r.component, r.hour): r for r in s.scalars(
+        select(ComponentHour).where(ComponentHour.hour.in_(hours),
+                                    ComponentHour.component.in_({c for c, _ in by})).with_for_update())}
+    for key, rows in by.items():
+        h = have.get(key)
+        if h is None:
+            h = ComponentHour(component=key[0], hour=key[1], runs=0, n=0, errors=0, cache_hits=0, oom_runs=0,
+                              retries=0, latency_sum_s=0.0, latency_buckets=histogram.empty(), error_codes={})
+            s.add(h)
+            have[key] = h
+        h.runs += sign * sum(getattr(r, "runs", 1) for r in rows)
+        h.n += sign * sum(r.n for r in rows)
+        h.errors += sign * sum(r.errors for r in rows)
+        h.cache_hits += sign * sum(r.cache_hits for r in rows)
+        h.oom_runs += sign * sum(getattr(r, "runs", 1) * (r.oom_count > 0) for r in rows)
+        h.retries += sign * sum(r.retries for r in rows)
+        h.latency_sum_s = round(h.latency_sum_s + sign * sum(r.latency_sum_s for r in rows), 6)
+        # New lists/dicts (not in-place edits): the ORM sees a JSON column change only on assignment.
+        h.latency_buckets = [a + sign * b for a, b in zip(h.latency_buckets, histogram.merge(
+            r.latency_buckets for r in rows), strict=True)]
+        codes = dict(h.error_codes)
+        for r in rows:
+            for k, v in (r.error_codes or {}).items():
+                codes[k] = codes.get(k, 0) + sign * v
+        h.error_codes = {k: v for k, v in codes.items() if v}
+
+
+def rebuild_rollups(store: Store) -> int:
+    """Recompute ``component_hours`` from every extraction run's components (a store ingested before the
+    rollups existed, or a repair). Returns the number of hour rows."""
+    with store.session.begin() as s:
+        s.execute(delete(ComponentHour))
+        last = 0
+        while True:  # keyset pages: memory stays flat at any store size
+            batch = s.scalars(select(RunComponent).join(Run, Run.id == RunComponent.run_id)
+                              .where(Run.kind == "extraction", RunComponent.id > last)
+                              .order_by(RunComponent.id).limit(5000)).all()
+            if not batch:
+                break
+            add_to_rollups(s, batch)
+            s.flush()
+            last = batch[-1].id
+    with store.session() as s:
+        return s.scalar(select(func.count(ComponentHour.id))) or 0
 
 
 # ---- model loads (the planner's checklists) -------------------------------------------------------------------

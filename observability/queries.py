@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from common.errors import ConfigError
 from observability import histogram
-from observability.schema import Alert, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
+from observability.schema import Alert, ComponentHour, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
 from observability.store import Store
 
 KINDS = ("extraction", "training", "serving")
@@ -174,18 +174,24 @@ def component_rows(store: Store, since: datetime | None, until: datetime | None 
         return s.execute(q).all()
 
 
+def _oom_runs(r: Any) -> int:
+    return r.oom_runs if hasattr(r, "oom_runs") else int(r.oom_count > 0)
+
+
 def summarize(component: str, rows: list[Any]) -> ComponentStats:
+    """Merge component rows (one per run) or hourly rollup rows (``runs`` per row) into stats."""
     n = sum(r.n for r in rows)
+    runs = sum(getattr(r, "runs", 1) for r in rows)
     hist = histogram.merge(r.latency_buckets for r in rows)
     codes: dict[str, int] = defaultdict(int)
     for r in rows:
         for k, v in (r.error_codes or {}).items():
             codes[k] += v
     return ComponentStats(
-        component=component, runs=len(rows), n=n, error_rate=round(sum(r.errors for r in rows) / n, 6) if n else None,
+        component=component, runs=runs, n=n, error_rate=round(sum(r.errors for r in rows) / n, 6) if n else None,
         p50_s=_finite(histogram.histogram_quantile(0.5, hist)), p95_s=_finite(histogram.histogram_quantile(0.95, hist)),
         cache_hit_rate=round(sum(r.cache_hits for r in rows) / n, 6) if n else None,
-        oom_rate=round(sum(r.oom_count > 0 for r in rows) / len(rows), 6) if rows else None,
+        oom_rate=round(sum(_oom_runs(r) for r in rows) / runs, 6) if runs else None,
         retries=sum(r.retries for r in rows), error_codes=dict(codes))
 
 
@@ -216,12 +222,47 @@ def component_trend(store: Store, component: str, since: datetime, until: dateti
     return _trend(component, component_rows(store, since, until, component=component), since, until, buckets)
 
 
+@dataclass
+class _HourRow:
+    """A ``component_hours`` row in the shape :func:`summarize` reads."""
+
+    component: str
+    started_at: datetime
+    runs: int
+    n: int
+    errors: int
+    cache_hits: int
+    oom_runs: int
+    retries: int
+    latency_buckets: list[int]
+    error_codes: dict[str, int]
+
+
+def hourly_rows(store: Store, since: datetime, until: datetime | None = None) -> list[_HourRow]:
+    """The rolled-up hours of ``[since, until)`` (hour resolution: ``since`` is rounded down to its hour)."""
+    q = select(ComponentHour).where(ComponentHour.hour >= since.replace(minute=0, second=0, microsecond=0),
+                                    ComponentHour.runs > 0)
+    if until:
+        q = q.where(ComponentHour.hour < until)
+    with store.session() as s:
+        return [_HourRow(h.component, h.hour, h.runs, h.n, h.errors, h.cache_hits, h.oom_runs, h.retries,
+                         h.latency_buckets, h.error_codes) for h in s.scalars(q)]
+
+
+def component_stats_hourly(store: Store, since: datetime, until: datetime | None = None) -> list[ComponentStats]:
+    """:func:`component_stats` of extraction runs from the hourly rollups (cost independent of the run count)."""
+    by: dict[str, list[Any]] = defaultdict(list)
+    for r in hourly_rows(store, since, until):
+        by[r.component].append(r)
+    return [summarize(c, rows) for c, rows in sorted(by.items())]
+
+
 def component_overview(store: Store, since: datetime, until: datetime | None = None, buckets: int = 24
                        ) -> tuple[list[ComponentStats], dict[str, list[TrendPoint]]]:
-    """Stats and trends of every component from one query (the components page)."""
+    """Stats and trends of every component from the hourly rollups, one query (the components page)."""
     until = until or utcnow()
     by: dict[str, list[Any]] = defaultdict(list)
-    for r in component_rows(store, since, until):
+    for r in hourly_rows(store, since, until):
         by[r.component].append(r)
     stats = [summarize(c, rows) for c, rows in sorted(by.items())]
     return stats, {c: _trend(c, rows, since, until, buckets) for c, rows in sorted(by.items())}
@@ -231,7 +272,7 @@ def _trend(component: str, rows: list[Any], since: datetime, until: datetime, bu
     width = max((until - since) / buckets, timedelta(seconds=1))
     by: dict[int, list[Any]] = defaultdict(list)
     for r in rows:
-        by[min(int((r.started_at - since) / width), buckets - 1)].append(r)
+        by[max(0, min(int((r.started_at - since) / width), buckets - 1))].append(r)
     out = []
     for i in range(buckets):
         s = summarize(component, by.get(i, []))

@@ -48,7 +48,9 @@ class Run(Base):
     plan: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     components: Mapped[list[RunComponent]] = relationship(back_populates="run", cascade="all, delete-orphan",
                                                           order_by="RunComponent.id")
-    __table_args__ = (Index("ix_runs_started_at", "started_at"), Index("ix_runs_kind_started_at", "kind", "started_at"))
+    __table_args__ = (Index("ix_runs_started_at", "started_at"), Index("ix_runs_kind_started_at", "kind", "started_at"),
+                      Index("ix_runs_status_started_at", "status", "started_at"),
+                      Index("ix_runs_kind_status_started_at", "kind", "status", "started_at"))
 
 
 class RunComponent(Base):
@@ -73,6 +75,27 @@ class RunComponent(Base):
     run: Mapped[Run] = relationship(back_populates="components")
     __table_args__ = (Index("ix_run_components_run_id", "run_id"),
                       Index("ix_run_components_component_started", "component", "started_at"))
+
+
+class ComponentHour(Base):
+    """Extraction components rolled up per UTC hour (kept by ingest): the components page and
+    ``component-stats`` read these, so their cost does not grow with the number of runs in the range."""
+
+    __tablename__ = "component_hours"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(String(100))
+    hour: Mapped[datetime] = mapped_column(DateTime)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    cache_hits: Mapped[int] = mapped_column(Integer, default=0)
+    oom_runs: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    latency_sum_s: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_buckets: Mapped[list] = mapped_column(JSON, default=list)
+    error_codes: Mapped[dict] = mapped_column(JSON, default=dict)
+    __table_args__ = (UniqueConstraint("component", "hour", name="uq_component_hours"),
+                      Index("ix_component_hours_hour", "hour"))
 
 
 class ModelLoad(Base):

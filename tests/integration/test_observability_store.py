@@ -157,6 +157,31 @@ def mlflow_store(tmp_path_factory):
     return reg
 
 
+def test_hourly_rollups_equal_the_stats_of_the_runs(store, real_run, tmp_path) -> None:
+    """The components page reads hourly rollups kept by ingest: after an ingest, a replaced run and a rebuild
+    they give the same stats as the run rows themselves."""
+    from observability.queries import component_stats_hourly
+
+    since = utcnow() - timedelta(hours=2)
+
+    def same() -> None:
+        raw = {s.component: s for s in component_stats(store, since)}
+        assert raw and raw == {s.component: s for s in component_stats_hourly(store, since)}
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(real_run.artifacts, root)
+    ing.ingest_artifacts(store, root)
+    same()
+    path = sorted(root.glob(f"*/*/{real_run.run_id}/manifest.json"))[-1]
+    m = json.loads(path.read_text())
+    m["components"]["visual"].update(status="error", error_code="out_of_memory")  # the run resumed differently
+    path.write_text(json.dumps(m))
+    assert ing.ingest_artifacts(store, root).updated == 1
+    same()
+    assert ing.rebuild_rollups(store) > 0
+    same()
+
+
 def test_training_runs_from_a_real_mlflow_store(store, mlflow_store) -> None:
     a = mlflow_store.v1
     uri = mlflow_store.cfg.resolved_tracking_uri()
