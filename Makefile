@@ -44,6 +44,7 @@ bench: setup
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.inference
 	$(PY) -m benchmarks.retention
+	$(PY) -m benchmarks.observability
 
 triton-start: setup
 	$(PY) -m extraction triton start

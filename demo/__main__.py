@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result["response"], indent=2))
         if result["status"] != 200:
             return 1
+        _observability(artifacts)
         from extraction.__main__ import main as extraction_cli
 
-        t = _step("7. retention: what `python -m extraction gc` would free in this store (dry run)")
+        t = _step("8. retention: what `python -m extraction gc` would free in this store (dry run)")
         stores = [artifacts] + [s for s in [ROOT / ".trendflow" / "serving" / "artifacts"] if s.is_dir()]
         extraction_cli(["gc", *(a for s in stores for a in ("--artifacts", str(s)))])
         print("\nMLflow UI on this store: " + MLFLOW_UI)
@@ -92,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _observability(artifacts: Path) -> None:
+    """Step 7: ingest what the demo produced into the observability store, print the page URL and a summary
+    (reported, never failing the demo)."""
+    _step("7. observability: runs, components, alerts")
+    try:
+        from observability.api import ingest_and_summarize
+
+        report, summary, url = ingest_and_summarize(artifacts, mlflow=True)
+        print(report.line())
+        print("\n".join(summary.lines()))
+        print(f"admin page: TRENDFLOW_ADMIN_TOKEN=<token> .venv/bin/python -m observability serve -> {url}")
+    except Exception as exc:  # the demo's own results stand
+        print(f"observability: skipped ({exc})")
 
 
 if __name__ == "__main__":

@@ -111,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                                  max_loaded_models_per_device=args.max_loaded_models_per_device,
                                  on_plan=lambda p: print(p.describe(), file=sys.stderr, flush=True))
         print(json.dumps(summary.to_dict() | {"manifests": len(summary.manifests)}, indent=2))
+        _observe(args.out, summary.run_id)
         return 0
     except TrendflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if args.cmd == "run":
+            _observe(args.out, None, exc)
         return 2
 
 
@@ -136,6 +139,19 @@ def _run_on_ray(args: argparse.Namespace) -> int:
                          on_plan=lambda p: print(p.describe(), file=sys.stderr, flush=True))
     print(json.dumps(summary.to_dict() | {"manifests": len(summary.manifests)}, indent=2))
     return 0
+
+
+def _observe(out: Path, run_id: str | None, failure: TrendflowError | None = None) -> None:
+    """Ingest the run into the observability store (a failure to start as a failed run); never fails the run."""
+    try:
+        from observability.api import ingest_after_run, record_failed_run
+
+        if failure is not None:
+            record_failed_run("extraction", failure.code, failure.message)
+        else:
+            ingest_after_run(artifacts=out, run_ids=[run_id] if run_id else None)
+    except Exception as exc:  # observability is best effort here: the run's own result stands
+        print(f"observability: not recorded ({exc})", file=sys.stderr)
 
 
 def parse_bytes(text: str) -> int:

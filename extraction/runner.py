@@ -49,6 +49,13 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
+def peak_rss_bytes() -> int:
+    """This process' peak resident set size (Linux reports ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
 def runtime_environment() -> dict[str, str]:
     """Versions that can change numbers; hashed into every artifact's ``runtime_env_hash``."""
     import av
@@ -300,6 +307,11 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
     manifest.setdefault("status", "ok" if all(e["status"] != "error" for e in manifest["components"].values())
                         else "partial")
     manifest["finished_at"] = now_iso()
+    # For the observability store (throughput, peak memory vs budget): frames this run decoded (None when every
+    # frame-based component was reused) and this process' peak RSS so far.
+    frames = video.__dict__.get("frames")
+    manifest["frames_sampled"] = len(frames.rgb) if frames is not None else None
+    manifest["peak_rss_bytes"] = peak_rss_bytes()
     atomic_write_json(rdir / "manifest.json", manifest)
     return manifest
 

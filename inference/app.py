@@ -28,11 +28,16 @@ def _json(status: int, body: Any) -> Response:
                     media_type="application/json")
 
 
-def create_app(service: Service, handle_signals: bool = False) -> FastAPI:
-    """The ASGI app; models load in its lifespan (Tier-0 preload) before it accepts requests."""
+def create_app(service: Service, handle_signals: bool = False, recorder: Any | None = None) -> FastAPI:
+    """The ASGI app; models load in its lifespan (Tier-0 preload) before it accepts requests.
+
+    ``recorder``: an :class:`observability.spool.ServingRecorder` over ``service.metrics.registry``, started with
+    the app and flushed when it stops (None: no observability windows)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if recorder is not None:  # before the models load: their load times and failures are in the first window
+            recorder.start()
         await service.start()
         if handle_signals:
             try:
@@ -41,6 +46,8 @@ def create_app(service: Service, handle_signals: bool = False) -> FastAPI:
             except (NotImplementedError, RuntimeError, ValueError):
                 log.warning("SIGHUP reload unavailable here; use POST /admin/reload")
         yield
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close)
         await service.close()
 
     async def _reload_logged() -> None:

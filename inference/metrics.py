@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60)
 
@@ -34,6 +34,15 @@ class ServiceMetrics:
         self.shadow_errors = Counter("shadow_errors", "Shadow predictions that failed", ["shadow_type"], registry=r)
         self.reloads = Counter("model_reloads", "Reloads of the model set", ["outcome"], registry=r)
         self.ready = Gauge("service_ready", "1 when /health/ready is OK", registry=r)
+        # The prediction distribution (log1p scale) per target, so a shift is visible (observability windows,
+        # conf/alerts.yaml PredictionDistributionShift), and the A/B bucket of each answered request.
+        self.prediction_p50 = Summary("prediction_p50_log1p", "p50 of each answered prediction (log1p)", ["target"],
+                                      registry=r)
+        self.prediction_width = Summary("prediction_width80_log1p", "p90 - p10 of each answered prediction (log1p)",
+                                        ["target"], registry=r)
+        self.load_failures = Counter("model_load_failures", "Slots whose model failed to load or its sanity check",
+                                     ["model_type", "slot"], registry=r)
+        self.ab_buckets = Counter("ab_bucket_requests", "Answered requests per A/B bucket", ["bucket"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

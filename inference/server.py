@@ -51,9 +51,13 @@ def serve(cfg: InferenceConfig) -> None:
     import uvicorn
 
     from inference.app import create_app
+    from observability.api import serving_recorder
 
     configure_logging(cfg.server.log_level)
-    app = create_app(build_service(cfg), handle_signals=True)
+    service = build_service(cfg)
+    # Serving windows go to the observability store through a local spool, off the request path.
+    recorder = serving_recorder(service.metrics.registry, f"{cfg.server.host}:{cfg.server.port}")
+    app = create_app(service, handle_signals=True, recorder=recorder)
     uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, workers=1, log_level=cfg.server.log_level,
                 access_log=False, timeout_graceful_shutdown=30)
 
@@ -81,14 +85,15 @@ def wait_ready(url: str, timeout_s: float = 120.0, need_ready: bool = True, proc
 class ServerThread:
     """uvicorn serving ``cfg`` from a background thread of this process, on a free port."""
 
-    def __init__(self, cfg: InferenceConfig, port: int | None = None, service: Any | None = None) -> None:
+    def __init__(self, cfg: InferenceConfig, port: int | None = None, service: Any | None = None,
+                 recorder: Any | None = None) -> None:
         import uvicorn
 
         from inference.app import create_app
 
         self.port = port or free_port()
         self.service = service or build_service(cfg)
-        self.app = create_app(self.service)
+        self.app = create_app(self.service, recorder=recorder)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     access_log=False, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)

@@ -102,6 +102,8 @@ class Service:
             lm = load_slot(client, self.reg_cfg, self.cfg, slot, spec=self.spec)
             models[slot] = lm
             self.metrics.model_load_seconds.labels(lm.type, lm.version, slot).set(lm.load_s)
+            if lm.error:
+                self.metrics.load_failures.labels(lm.type, slot).inc()
         return ModelSet(self._generation, models)
 
     def _start_batchers(self, ms: ModelSet) -> None:
@@ -127,6 +129,8 @@ class Service:
             if slot not in ms.models:
                 lm = await asyncio.to_thread(load_slot, self._connect(), self.reg_cfg, self.cfg, slot)
                 self.metrics.model_load_seconds.labels(lm.type, lm.version, slot).set(lm.load_s)
+                if lm.error:
+                    self.metrics.load_failures.labels(lm.type, slot).inc()
                 ms.models[slot] = lm
                 self._start_batchers(ms)
         return ms.models[slot]
@@ -351,6 +355,10 @@ class Service:
                       "features_schema_version": lm.features_schema_version}}
         if bucket is not None:
             prediction["experiment_bucket"] = bucket
+            self.metrics.ab_buckets.labels(bucket).inc()
+        for t in TARGETS:
+            self.metrics.prediction_p50.labels(t).observe(out[f"{t}_p50"])
+            self.metrics.prediction_width.labels(t).observe(out[f"{t}_p90"] - out[f"{t}_p10"])
         total = time.perf_counter() - t_start
         timings["total_s"] = total
         self.metrics.request_seconds.labels(mode).observe(total)

@@ -19,7 +19,20 @@ def main(cfg: DictConfig) -> float:
     from training.train import run
 
     metrics, _ = run(cfg)
+    _observe()
     return float(metrics["test/mae_mean"])
+
+
+def _observe() -> None:
+    """Ingest the MLflow store this run logged to into the observability store; never fails the run."""
+    try:
+        import mlflow
+
+        from observability.api import ingest_after_run
+
+        ingest_after_run(mlflow=mlflow.get_tracking_uri())
+    except Exception as exc:  # observability is best effort here: the run's own result stands
+        print(f"observability: not recorded ({exc})")
 
 
 if __name__ == "__main__":

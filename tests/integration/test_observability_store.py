@@ -1,0 +1,381 @@
+"""The observability store end to end, the same suite on SQLite and on a real PostgreSQL server (a throwaway
+cluster on loopback, ``testsupport.postgres``): migrations, idempotent ingest of a real extraction run, of real
+MLflow runs and of a real service's serving windows, and alerts firing and resolving on real faults.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from observability import ingest as ing
+from observability.alerts import Context, evaluate, load_rules
+from observability.queries import RunFilter, component_stats, get_run, list_runs, utcnow
+from observability.schema import Alert, Base, Run, RunComponent, ServingWindow
+from observability.store import StoreUnavailable, open_store
+from tests.integration.obs_support import REPO, env_with, real_extraction_run
+
+pytestmark = pytest.mark.triton
+RULES = load_rules(REPO / "conf" / "alerts.yaml")
+
+
+@pytest.fixture(scope="module")
+def pg_cluster():
+    from testsupport.postgres import start_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'obs.db'}"
+    else:
+        url = request.getfixturevalue("pg_cluster").create_database(f"obs_{abs(hash(request.node.name)) % 10**8}")
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def real_run(triton_server, tmp_path_factory):
+    return real_extraction_run(tmp_path_factory, triton_server.grpc_url)
+
+
+def _counts(store) -> tuple[int, int, int]:
+    with store.session() as s:
+        return (s.scalar(select(func.count(Run.id))), s.scalar(select(func.count(RunComponent.id))),
+                s.scalar(select(func.count(ServingWindow.id))))
+
+
+class Receiver:
+    """A local HTTP receiver on 127.0.0.1 collecting the webhook's JSON bodies."""
+
+    def __init__(self) -> None:
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_migrations_create_exactly_the_models_schema(store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    again = open_store(store.url)  # re-opening migrates nothing and keeps the data
+    again.close()
+    if store.dialect == "sqlite":
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_ingest_of_a_real_extraction_run_is_idempotent(store, real_run) -> None:
+    first = ing.ingest_artifacts(store, real_run.artifacts)
+    assert (first.new, first.updated, first.failed) == (1, 0, [])
+    before = _counts(store)
+    second = ing.ingest_artifacts(store, real_run.artifacts)
+    assert (second.new, second.updated, second.unchanged) == (0, 0, 1) and _counts(store) == before
+    (row,), total = list_runs(store, RunFilter(kind="extraction"))
+    assert total == 1 and row.run_key == f"extraction:{real_run.run_id}" and row.videos == 4
+    assert row.status == "partial", "the unreadable video fails, the other three complete"
+    assert row.measured_makespan_s > 0 and row.frames > 0 and row.peak_rss_bytes > 0
+    detail = get_run(store, row.id)
+    comps = {c.component: c for c in detail.components}
+    assert {"frames", "visual", "faces", "audio", "text"} <= set(comps)
+    assert comps["visual"].model and comps["visual"].model.startswith("visual_embed_fast:")
+    assert comps["frames"].error_codes == {"video_decode_failed": 1} and comps["frames"].n == 4
+    assert comps["visual"].batch_sizes and comps["visual"].p95_s is not None
+    stats = {s.component: s for s in component_stats(store, utcnow() - timedelta(hours=1))}
+    assert stats["frames"].error_rate == 0.25 and stats["visual"].cache_hit_rate == 0.0
+
+
+def test_the_extraction_cli_hook_stored_the_same_run(store, real_run) -> None:
+    hook = open_store(real_run.hook_url)
+    try:
+        (hooked,), _ = list_runs(hook, RunFilter(kind="extraction"))
+        with hook.session() as s:
+            fp = s.scalar(select(Run.fingerprint).where(Run.run_key == hooked.run_key))
+    finally:
+        hook.close()
+    ing.ingest_artifacts(store, real_run.artifacts)
+    with store.session() as s:
+        assert s.scalar(select(Run.fingerprint).where(Run.run_key == hooked.run_key)) == fp
+
+
+def test_a_killed_run_is_ingested_then_completed(store, real_run, tmp_path) -> None:
+    """A killed run left the manifests of the videos it finished: they are ingested; the resumed run replaces them."""
+    part = tmp_path / "part"
+    manifests = sorted(real_run.artifacts.glob(f"*/*/{real_run.run_id}/manifest.json"))
+    for m in manifests[:2]:
+        dst = part / m.relative_to(real_run.artifacts)
+        dst.parent.mkdir(parents=True)
+        shutil.copy(m, dst)
+    assert ing.ingest_artifacts(store, part).new == 1
+    assert list_runs(store, RunFilter())[0][0].videos == 2
+    rep = ing.ingest_artifacts(store, real_run.artifacts)
+    assert rep.updated == 1 and list_runs(store, RunFilter())[0][0].videos == 4 and _counts(store)[0] == 1
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    """A real MLflow store with two registered versions (logged once for both backends)."""
+    from registry import ops
+    from tests.conftest import RegistryStore
+
+    reg = RegistryStore(tmp_path_factory.mktemp("obs-mlflow") / "mlflow")
+    reg.v1 = reg.log("v1", seed=1)
+    reg.log("baseline", seed=2)
+    assert ops.promote(reg.client, reg.cfg, "v1", reg.v1.version.version, "obs test").ok  # one audit entry
+    return reg
+
+
+def test_hourly_rollups_equal_the_stats_of_the_runs(store, real_run, tmp_path) -> None:
+    """The components page reads hourly rollups kept by ingest: after an ingest, a replaced run and a rebuild
+    they give the same stats as the run rows themselves."""
+    from observability.queries import component_stats_hourly
+
+    since = utcnow() - timedelta(hours=2)
+
+    def same() -> None:
+        raw = {s.component: s for s in component_stats(store, since)}
+        assert raw and raw == {s.component: s for s in component_stats_hourly(store, since)}
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(real_run.artifacts, root)
+    ing.ingest_artifacts(store, root)
+    same()
+    path = sorted(root.glob(f"*/*/{real_run.run_id}/manifest.json"))[-1]
+    m = json.loads(path.read_text())
+    m["components"]["visual"].update(status="error", error_code="out_of_memory")  # the run resumed differently
+    path.write_text(json.dumps(m))
+    assert ing.ingest_artifacts(store, root).updated == 1
+    same()
+    assert ing.rebuild_rollups(store) > 0
+    same()
+
+
+def test_training_runs_from_a_real_mlflow_store(store, mlflow_store) -> None:
+    a = mlflow_store.v1
+    uri = mlflow_store.cfg.resolved_tracking_uri()
+    rep = ing.ingest_mlflow(store, uri)
+    assert rep.new == 2 and ing.ingest_mlflow(store, uri).unchanged == 2
+    rows, _ = list_runs(store, RunFilter(kind="training"))
+    versions = {r.model_version for r in rows}
+    assert f"v1:{a.version.version}" in versions and all(r.status == "ok" for r in rows)
+    detail = get_run(store, next(r.id for r in rows if r.model_version.startswith("v1")))
+    assert any(k.startswith("test/") for k in detail.metrics), detail.metrics
+
+
+def test_stable_versions_from_the_registry_audit_log(store, mlflow_store) -> None:
+    from observability.queries import stable_history
+
+    path = mlflow_store.cfg.audit_path()
+    assert ing.ingest_audit(store, path).stable_versions >= 1
+    assert ing.ingest_audit(store, path).stable_versions == 0, "idempotent"
+    rows = stable_history(store)
+    assert any(r.model_type == "v1" and r.alias == "stable" and r.version == str(mlflow_store.v1.version.version)
+               and r.action == "promote" for r in rows), [(r.model_type, r.alias, r.version, r.action) for r in rows]
+
+
+def test_the_training_hook_ingests_the_mlflow_store_it_logged_to(store, mlflow_store, monkeypatch) -> None:
+    from training.__main__ import _observe
+
+    monkeypatch.setenv("TRENDFLOW_OBSERVABILITY_URL", store.url)
+    mlflow_store.reconnect()  # MLflow's tracking URI is this store, as after training.tracking.setup
+    _observe()
+    assert list_runs(store, RunFilter(kind="training"))[1] == 2
+
+
+@pytest.fixture(scope="module")
+def serving_spool(tmp_path_factory):
+    """A real inference service (uvicorn, real MLflow versions; v2 is a version whose predict raises, so its load
+    sanity check fails too) answering 20 requests; its recorder, started and flushed by the app's lifespan,
+    spools the window; the recorder's ingest target is a dead PostgreSQL address."""
+    import httpx
+    import yaml
+
+    from inference.config import parse_config
+    from inference.server import ServerThread, build_service
+    from observability.spool import ServingRecorder
+    from registry import ops
+    from tests.conftest import RegistryStore
+
+    reg = RegistryStore(tmp_path_factory.mktemp("obs-svc") / "mlflow")
+    for t in ("v1", "baseline"):
+        assert ops.promote(reg.client, reg.cfg, t, reg.log(t, seed=3).version.version, "test setup").ok
+    broken = reg.log("v2", fail_predict=True).version.version
+    raw = yaml.safe_load((REPO / "conf" / "inference.yaml").read_text())
+    raw.update(registry=str(reg.config_path), request_modes=["features"], shadow=None,
+               models={"v2": {"type": "v2", "version": int(broken)}, "v1": {"type": "v1", "alias": "stable"},
+                       "baseline": {"type": "baseline", "alias": "stable"}})
+    spool = tmp_path_factory.mktemp("obs-spool")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    attempts: list[str] = []
+
+    def ingest_to_dead_db(folder: Path) -> None:
+        attempts.append(str(folder))
+        dead = open_store(f"postgresql+psycopg://postgres@127.0.0.1:{dead_port}/x?connect_timeout=2")
+        ing.ingest_spool(dead, folder)
+
+    row = {c: 0.5 for c in reg.columns if not c.startswith("mask__")}
+    cfg = parse_config(raw)
+    service = build_service(cfg)
+    # window_s=3600: the one window is the whole test, flushed when the app stops
+    recorder = ServingRecorder(service.metrics.registry, spool, "127.0.0.1:test", window_s=3600,
+                               ingest=ingest_to_dead_db)
+    with ServerThread(cfg, service=service, recorder=recorder) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as http:
+        for _ in range(20):
+            assert http.post("/predict", json={"features": row}).status_code == 200
+    return spool, attempts
+
+
+def test_serving_windows_survive_a_dead_database_then_ingest_once(store, serving_spool, tmp_path) -> None:
+    spool, attempts = serving_spool
+    files = sorted(spool.glob("*.json"))
+    assert attempts and len(files) == 1, "the dead database was tried, the window stayed in the spool"
+    mine = tmp_path / "spool"
+    shutil.copytree(spool, mine)
+    rep = ing.ingest_spool(store, mine)
+    assert rep.serving_windows == 1 and rep.new == 1 and not list(mine.glob("*.json"))
+    shutil.copytree(spool, mine, dirs_exist_ok=True)
+    again = ing.ingest_spool(store, mine)
+    assert again.serving_windows == 0 and again.unchanged == 1, "a window already stored changes nothing"
+    with store.session() as s:
+        w = s.scalars(select(ServingWindow)).one()
+    assert w.requests == 20 and w.fallbacks == 20, "every request fell back from the broken v2"
+    assert w.errors_by_code == {"model_error": 20, "model_load_failed": 1}, "v2's sanity check failed at load"
+    assert any(k.startswith("request:") for k in w.latency) and any(k.startswith("model:v1:") for k in w.latency)
+    from observability.queries import model_loads
+
+    assert {m.model for m in model_loads(store)} == {"v1", "v2", "baseline"}, "the service's load seconds"
+    assert set(w.predictions) and all(p["n"] == 20 for p in w.predictions.values())
+
+
+def test_serving_fallback_alert_fires_and_is_sent_to_the_webhook(store, serving_spool, tmp_path) -> None:
+    spool, _ = serving_spool
+    shutil.copytree(spool, tmp_path / "spool")
+    ing.ingest_spool(store, tmp_path / "spool")
+    rx = Receiver()
+    try:
+        ev = evaluate(Context(store=store, now=utcnow()), RULES, webhook_url=rx.url)
+        assert ("ServingFallbackRateHigh", "", 1.0) in ev.firing
+        assert ("ModelLoadFailed", "", 1.0) in ev.firing
+        assert any(b["status"] == "firing" and b["alerts"][0]["name"] == "ServingFallbackRateHigh" for b in rx.bodies)
+        later = evaluate(Context(store=store, now=utcnow() + timedelta(minutes=11)), RULES, webhook_url=rx.url)
+        assert not any(n == "ServingFallbackRateHigh" for n, _, _ in later.firing)
+        assert any(b["status"] == "resolved" for b in rx.bodies), "the window passed: resolved and sent"
+    finally:
+        rx.close()
+
+
+def test_triton_stopped_during_a_run_fires_then_resolves(store, real_run, triton_server, tmp_path) -> None:
+    """A real run against a Triton that is not there (nothing listens on its address) fails with
+    triton_unavailable; the CLI hook stores the failed run; the alert is pending, firing after `for`, and
+    resolves once the window has no failure and keep_firing_for has passed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    r = subprocess.run([sys.executable, "-m", "extraction", "run", "--videos", str(real_run.corpus), "--out",
+                        str(tmp_path / "out"), "--triton-url", dead, "--no-progress", "--no-plan"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300, env=env_with(
+                           TRENDFLOW_OBSERVABILITY_URL=store.url))
+    assert r.returncode == 2 and "triton_unavailable" in r.stderr
+    t0 = utcnow()
+    rx = Receiver()
+    try:
+        assert ("TritonUnavailable", "") in evaluate(Context(store=store, now=t0), RULES, rx.url).pending
+        fired = evaluate(Context(store=store, now=t0 + timedelta(seconds=61)), RULES, rx.url)
+        assert [n for n, _, _ in fired.firing].count("TritonUnavailable") == 1
+        evaluate(Context(store=store, now=t0 + timedelta(minutes=9)), RULES, rx.url)  # the failure is in the window
+        still = evaluate(Context(store=store, now=t0 + timedelta(minutes=10, seconds=30)), RULES, rx.url)
+        assert any(n == "TritonUnavailable" for n, _, _ in still.firing), "keep_firing_for: 2m after the last true"
+        done = evaluate(Context(store=store, now=t0 + timedelta(minutes=11, seconds=30)), RULES, rx.url)
+        assert not any(n == "TritonUnavailable" for n, _, _ in done.firing)
+        states = [b["status"] for b in rx.bodies if b["alerts"][0]["name"] == "TritonUnavailable"]
+        assert states == ["firing", "resolved"]
+    finally:
+        rx.close()
+    # probing the server itself: a dead address fires (after `for`), the session's live Triton resolves it
+    probe_t = t0 + timedelta(hours=1)
+    evaluate(Context(store=store, now=probe_t, triton_url=f"http://{dead}"), RULES)
+    evaluate(Context(store=store, now=probe_t + timedelta(seconds=61), triton_url=f"http://{dead}"), RULES)
+    live = f"http://{triton_server.http_url}"
+    ok = evaluate(Context(store=store, now=probe_t + timedelta(minutes=4), triton_url=live), RULES)
+    assert not any(n == "TritonUnavailable" for n, _, _ in ok.firing)
+    with store.session() as s:
+        assert s.scalar(select(func.count(Alert.id)).where(Alert.name == "TritonUnavailable",
+                                                           Alert.state == "resolved")) == 2
+
+
+def test_component_errors_and_a_slowed_component_fire(store, real_run) -> None:
+    """The unreadable video makes frame-based components fail on 1 of 4 videos (> 2%). The slowdown: the same
+    real manifests, one copy a day earlier and one with three times the latency now (a day of history cannot be
+    produced in a test otherwise)."""
+    manifests = [json.loads(p.read_text()) for p in real_run.artifacts.glob(f"*/*/{real_run.run_id}/manifest.json")]
+    ing.ingest_artifacts(store, real_run.artifacts)
+    ev = evaluate(Context(store=store, now=utcnow()), RULES)
+    assert ("ComponentErrorRateHigh", "component=frames", 0.25) in ev.firing
+
+    def shifted(run_id: str, at, slow: float) -> ing.RunRecord:
+        rec = ing.extraction_record(run_id, manifests)
+        rec.started_at, rec.finished_at = at, at
+        for c in rec.components:
+            c.latency_buckets = histogram_scaled(c.latency_buckets, slow)
+        return rec
+
+    now = utcnow() + timedelta(days=3)
+    ing.upsert_runs(store, [shifted("yesterday", now - timedelta(days=1, minutes=30), 1.0),
+                            shifted("slow", now - timedelta(minutes=30), 3.0)])
+    fired = evaluate(Context(store=store, now=now), RULES)
+    slowed = [k for n, k, _ in fired.firing if n == "ComponentLatencyP95Doubled"]
+    assert "component=visual" in slowed, fired.firing
+
+
+def histogram_scaled(counts: list[int], factor: float) -> list[int]:
+    """Each bucket's count moved to the bucket of (its upper bound x factor)."""
+    from observability.histogram import LATENCY_BUCKETS, empty
+
+    out = empty()
+    for i, c in enumerate(counts):
+        bound = LATENCY_BUCKETS[i] if i < len(LATENCY_BUCKETS) else float("inf")
+        out[bisect.bisect_left(LATENCY_BUCKETS, bound * factor)] += c
+    return out
+
+
+def test_an_unreachable_store_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreUnavailable, match="observability_store_unavailable|is unavailable"):
+        open_store(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x?connect_timeout=2")
