@@ -58,9 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _post(url: str, body: dict[str, Any] | None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
-                                 headers={"content-type": "application/json"})
+def _post(url: str, body: dict[str, Any] | None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=600) as r:
             return r.status, json.loads(r.read())
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(payload, indent=2))
             return 0 if status == 200 else 1
         if args.cmd == "reload":
-            status, payload = _post(args.url.rstrip("/") + "/admin/reload", None)
+            token = load_config(config).admin.auth().token()  # the same variable/file the server reads
+            status, payload = _post(args.url.rstrip("/") + "/admin/reload", None, token)
             print(json.dumps(payload, indent=2))
             return 0 if status == 200 else 1
         if args.cmd == "schema":

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common.errors import ConfigError
+from inference.access import AdminConfig, Limits
 from registry.config import REPO_ROOT, resolve_path
 
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "inference.yaml"
@@ -92,6 +93,10 @@ class InferenceConfig(_Strict):
     sanity_rows: int = Field(2, ge=1)
     enforce_mlflow_schema: bool = False
     fault_injection: dict[str, Literal["raise"]] = Field(default_factory=dict)
+    # Trust (issue 18): where client-given paths may point, who may call /admin/*, how large a request may be.
+    allowed_roots: list[str] = Field(default_factory=lambda: ["data", ".trendflow/serving"], min_length=1)
+    admin: AdminConfig = AdminConfig()
+    limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _slots_exist(self) -> InferenceConfig:

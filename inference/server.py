@@ -50,8 +50,10 @@ def serve(cfg: InferenceConfig) -> None:
     """Run in the foreground until SIGINT/SIGTERM (SIGHUP reloads the models)."""
     import uvicorn
 
+    from common.auth import require_loopback_unless_configured
     from inference.app import create_app
 
+    require_loopback_unless_configured(cfg.server.host, cfg.admin.auth())  # before anything loads
     configure_logging(cfg.server.log_level)
     app = create_app(build_service(cfg), handle_signals=True)
     uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, workers=1, log_level=cfg.server.log_level,
