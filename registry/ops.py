@@ -18,6 +18,7 @@ from registry.config import RegistryConfig
 from registry.gates import (
     GateResult,
     gate_coverage,
+    gate_licenses,
     gate_loads_and_predicts,
     gate_metadata,
     gate_metrics,
@@ -139,7 +140,8 @@ def run_gates(client: MlflowClient, cfg: RegistryConfig, model_type: str, mv: Mo
               stable: ModelVersion | None, serving_spec: Any | None = None) -> list[GateResult]:
     uri = f"models:/{mv.name}/{mv.version}"
     return [gate_metadata(mv, model_type), gate_metrics(client, cfg, mv, stable), gate_coverage(client, cfg, mv),
-            gate_schema(cfg, mv, uri, serving_spec), gate_loads_and_predicts(uri, cfg.gates.sanity_rows)]
+            gate_schema(cfg, mv, uri, serving_spec), gate_loads_and_predicts(uri, cfg.gates.sanity_rows),
+            gate_licenses(mv)]
 
 
 def promote(client: MlflowClient, cfg: RegistryConfig, model_type: str, version: str | int, reason: str,
