@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from common.errors import ConfigError
 from inference.access import AdminConfig, Limits
+from inference.ood import OODConfig
 from registry.config import REPO_ROOT, resolve_path
 
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "inference.yaml"
@@ -97,6 +98,7 @@ class InferenceConfig(_Strict):
     allowed_roots: list[str] = Field(default_factory=lambda: ["data", ".trendflow/serving"], min_length=1)
     admin: AdminConfig = AdminConfig()
     limits: Limits = Limits()
+    ood: OODConfig = OODConfig()
 
     @model_validator(mode="after")
     def _slots_exist(self) -> InferenceConfig:

@@ -25,6 +25,7 @@ from inference.contract import FeatureContract
 from inference.extract import vector_from_run
 from inference.metrics import ServiceMetrics
 from inference.models import InjectedFault, LoadedModel, load_slot
+from inference.ood import DistributionCache, annotate
 from inference.schemas import quantile_block
 
 log = logging.getLogger("inference.service")
@@ -111,6 +112,7 @@ class Service:
         self._shadow_tasks: set[asyncio.Task] = set()
         self.client = None
         self.paths = PathPolicy.from_config(cfg.allowed_roots, cfg.path)
+        self.distributions = DistributionCache()
 
     # ---- loading -----------------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -337,9 +339,21 @@ class Service:
             return self._reject(503, "not_ready", "models are not loaded yet", rid)
         ms.in_flight += 1
         try:
-            return await self._answer(ms, body, row, warnings, timings, rid, mode, t_start)
+            status, payload = await self._answer(ms, body, row, warnings, timings, rid, mode, t_start)
         finally:
             ms.in_flight -= 1
+        if status == 200:
+            await self._check_distribution(ms, row, payload)
+        return status, payload
+
+    async def _check_distribution(self, ms: ModelSet, row: dict[str, float], payload: dict[str, Any]) -> None:
+        """Flag inputs outside the answering version's training distribution (rule: :mod:`inference.ood`)."""
+        lm = ms.models.get(payload["prediction"]["model"]["slot"])
+        if lm is None or not self.cfg.ood.enabled:
+            return
+        dist = await asyncio.to_thread(self.distributions.get, self._connect(), lm)
+        if annotate(payload, dist, row, self.cfg.ood):
+            self.metrics.out_of_distribution.labels(lm.type).inc()
 
     async def _answer(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float], warnings: list[dict],
                       timings: dict[str, float], rid: str, mode: str, t_start: float) -> tuple[int, dict[str, Any]]:
