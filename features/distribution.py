@@ -3,7 +3,8 @@
 Training computes :func:`input_distribution` on the training rows (per feature: quantiles 0.1 / 1 / 50 / 99 /
 99.9 %, min, max, missing rate) and records it with the model; the service calls :func:`out_of_distribution` on
 each request's row. A feature is flagged when its value lies outside [q0.1 %, q99.9 %] of training, or when it is
-missing although training never saw it missing. What the service does with the flags (a warning naming them,
+missing although training never saw it missing (the range may be widened by a margin, see
+:func:`out_of_distribution`). What the service does with the flags (a warning naming them,
 ``confidence_score`` halved per flagged feature) is documented in docs/serving.md and README "Trust".
 """
 
@@ -82,9 +83,14 @@ def input_distribution(x: np.ndarray, columns: list[str]) -> InputDistribution:
     return InputDistribution(int(x.shape[0]), out)
 
 
-def out_of_distribution(dist: InputDistribution, row: dict[str, float]) -> OutOfDistribution:
-    """The features of ``row`` outside ``dist``: beyond [q0.1 %, q99.9 %] (a hair of float tolerance), or missing
-    where training had no missing value. Features ``dist`` does not know are ignored (the schema gate owns them)."""
+def out_of_distribution(dist: InputDistribution, row: dict[str, float], margin: float = 0.0) -> OutOfDistribution:
+    """The features of ``row`` outside ``dist``: beyond [q0.1 %, q99.9 %] widened on each side by ``margin`` times
+    the width of that range (so a feature constant in training accepts only that value), or missing where training
+    had no missing value. Features ``dist`` does not know are ignored (the schema gate owns them).
+
+    Why a margin: with N training rows, q0.1 %/q99.9 % sit near the sample min/max, and a new row drawn from the
+    very same distribution exceeds one of ~120 features' extremes with probability ~240/N; a margin of a quarter
+    of the range keeps such rows unflagged while a value far outside anything seen still is."""
     names: list[str] = []
     reasons: dict[str, str] = {}
     for c, fd in dist.features.items():
@@ -100,7 +106,7 @@ def out_of_distribution(dist: InputDistribution, row: dict[str, float]) -> OutOf
             names.append(c)
             reasons[c] = "present; always missing in training"
             continue
-        tol = 1e-9 * max(1.0, abs(fd.q001), abs(fd.q999))
+        tol = 1e-9 * max(1.0, abs(fd.q001), abs(fd.q999)) + margin * (fd.q999 - fd.q001)
         if v < fd.q001 - tol:
             names.append(c)
             reasons[c] = f"{v:.6g} below the training 0.1% quantile {fd.q001:.6g}"

@@ -106,14 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if status == 200 else 1
         if args.cmd == "schema":
             from features import load_spec
+            from inference.access import PathPolicy
             from inference.contract import FeatureContract
-            from inference.schemas import ErrorResponse, PredictResponse, request_schema
+            from inference.schemas import published_schemas, request_schema
 
             cfg = load_config(config)
             c = FeatureContract.from_spec(load_spec(cfg.path(cfg.spec)))
-            print(json.dumps({"request": request_schema(c.columns, c.critical, list(cfg.request_modes)),
-                              "response": PredictResponse.model_json_schema(),
-                              "error": ErrorResponse.model_json_schema()}, indent=2))
+            roots = [str(r) for r in PathPolicy.from_config(cfg.allowed_roots, cfg.path).roots]
+            print(json.dumps(published_schemas(request_schema(
+                c.columns, c.critical, list(cfg.request_modes), roots=roots, max_abs=cfg.limits.max_abs_feature,
+                max_text=cfg.limits.max_text_chars)), indent=2))
             return 0
         from inference.demo import run_demo
 

@@ -70,7 +70,10 @@ class PathPolicy:
         return cls(tuple(Path(os.path.realpath(resolve(r))) for r in roots))  # type: ignore[operator]
 
     def _inside(self, candidate: str) -> Path | None:
-        real = Path(os.path.realpath(candidate))  # follows every symlink that exists, folds `..`
+        try:
+            real = Path(os.path.realpath(candidate))  # follows every symlink that exists, folds `..`
+        except (OSError, ValueError):  # a symlink loop, an unencodable name: not a path we serve
+            return None
         return real if any(real == r or real.is_relative_to(r) for r in self.roots) else None
 
     def check(self, raw: object, field: str) -> Path:
@@ -82,7 +85,8 @@ class PathPolicy:
         if not isinstance(raw, str):
             raise PathNotAllowed(f"{field} must be a string", code="invalid_request",
                                  errors=[{"field": field, "code": "invalid_type", "message": "expected a string"}])
-        if not raw or "\x00" in raw or not os.path.isabs(raw):
+        too_long = len(raw) > 4096 or any(len(seg.encode()) > 255 for seg in raw.split("/"))  # PATH_MAX, NAME_MAX
+        if not raw or "\x00" in raw or not os.path.isabs(raw) or too_long:
             raise refusal
         decoded = unquote(raw)
         if "\x00" in decoded or (decoded != raw and self._inside(decoded) is None):

@@ -19,7 +19,7 @@ from fastapi.security import HTTPBearer
 
 from common.auth import AdminAuth, check_bearer
 from common.errors import TrendflowError
-from inference.schemas import ErrorResponse, Live, PredictResponse, request_schema
+from inference.schemas import ErrorResponse, Live, PredictResponse, published_schemas, request_schema
 from inference.service import Service
 
 log = logging.getLogger("inference.app")
@@ -130,8 +130,7 @@ def create_app(service: Service, handle_signals: bool = False) -> FastAPI:
 
     @app.get("/schema", responses={200: any_json})
     async def schema() -> JSONResponse:
-        return JSONResponse({"request": req_schema, "response": PredictResponse.model_json_schema(),
-                             "error": ErrorResponse.model_json_schema()})
+        return JSONResponse(published_schemas(req_schema))
 
     return app
 

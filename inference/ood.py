@@ -4,8 +4,9 @@ Each registered version carries its training input distribution (run artifact na
 ``input_distribution``, written by ``training.trust`` with :mod:`features.distribution`). The rule, applied to
 the answer of a 200:
 
-- a feature is *outside* when it lies beyond the training [q0.1 %, q99.9 %] range, or is missing although training
-  never had it missing (:func:`features.distribution.out_of_distribution`);
+- a feature is *outside* when it lies beyond the training [q0.1 %, q99.9 %] range widened on each side by
+  ``ood.margin`` (default 0.25) times its width, or is missing although training never had it missing
+  (:func:`features.distribution.out_of_distribution`);
 - when at least ``ood.min_features`` features are outside, the response carries a warning
   ``out_of_distribution`` naming them (``fields``) and why (``message``), and every target's ``confidence_score``
   is multiplied by ``ood.confidence_factor ** n`` (n = features outside; default 0.5: each one halves it);
@@ -33,6 +34,7 @@ class OODConfig(BaseModel):
 
     enabled: bool = True
     min_features: int = Field(1, ge=1, description="features outside the training range that flag a request")
+    margin: float = Field(0.25, ge=0, description="widening of [q0.1%, q99.9%], in units of its width")
     confidence_factor: float = Field(0.5, gt=0, le=1, description="confidence x factor ** features outside")
 
 
@@ -78,7 +80,7 @@ def annotate(payload: dict[str, Any], dist: InputDistribution | None, row: dict[
                                     "message": "the answering version records no training input distribution: "
                                                "out-of-distribution inputs were not checked"})
         return []
-    ood = out_of_distribution(dist, row)
+    ood = out_of_distribution(dist, row, cfg.margin)
     if ood.flagged < cfg.min_features:
         return []
     factor = cfg.confidence_factor ** ood.flagged

@@ -123,7 +123,7 @@ def _path_pattern(roots: list[str]) -> str:
     import re
 
     alts = "|".join(re.escape(r.rstrip("/")) for r in roots)
-    return rf"^({alts})(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*/?$"
+    return rf"^({alts})(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]{{0,254}})*/?$"
 
 
 def request_schema(columns: list[str], critical: set[str], modes: list[str], *, roots: list[str] | None = None,
@@ -167,6 +167,22 @@ def request_schema(columns: list[str], critical: set[str], modes: list[str], *, 
                "properties": {**own, **common}, "required": required}
               for mode, (title, own, required) in branches.items() if mode in modes]
     return {"type": "object", "oneOf": one_of}
+
+
+def _drop_null_defaults(node: Any) -> Any:
+    """FastAPI leaves ``default: null`` out of OpenAPI; drop it here too (it constrains nothing)."""
+    if isinstance(node, dict):
+        return {k: _drop_null_defaults(v) for k, v in node.items() if not (k == "default" and v is None)}
+    if isinstance(node, list):
+        return [_drop_null_defaults(v) for v in node]
+    return node
+
+
+def published_schemas(request: dict[str, Any]) -> dict[str, Any]:
+    """What ``GET /schema`` and ``python -m inference schema`` publish; equal to /openapi.json's (tested)."""
+    return {"request": request,
+            "response": _drop_null_defaults(PredictResponse.model_json_schema(mode="serialization")),
+            "error": _drop_null_defaults(ErrorResponse.model_json_schema(mode="serialization"))}
 
 
 def quantile_block(row: dict[str, float], target: str) -> dict[str, Any]:

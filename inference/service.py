@@ -266,6 +266,8 @@ class Service:
         except LimitExceeded as exc:
             return Rejected(exc.code, exc.message, "too_large" if exc.details.get("status") == 413 else "invalid",
                             [{"field": "video_path", "code": exc.code, "message": exc.message}])
+        except OSError as exc:  # under an allowed root but unreadable (permissions, a vanished file)
+            return Rejected("path_unreadable", f"the path cannot be read ({exc.strerror})", "not_found")
         except TrendflowError as exc:
             unavailable = exc.code in ("triton_unavailable", "model_not_found")
             return Rejected(exc.code, exc.message, "unavailable" if unavailable else "invalid")
@@ -318,7 +320,7 @@ class Service:
                            "message": f"give exactly one input, got {given or 'none'}"})
         if "metadata" in body and "video_path" not in body:
             errors.append({"field": "metadata", "code": "unknown_field", "message": "metadata goes with video_path"})
-        if given_rid is not None and not isinstance(given_rid, str):
+        if "request_id" in body and not isinstance(given_rid, str):
             errors.append({"field": "request_id", "code": "invalid_type", "message": "expected a string"})
         for k in ("user_id", "video_id"):
             if k in body and (not isinstance(body[k], str | int) or isinstance(body[k], bool)):
