@@ -249,6 +249,14 @@ def reconcile(client: MlflowClient, cfg: RegistryConfig) -> list[dict[str, Any]]
 
 def stable_at(cfg: RegistryConfig, model_type: str, when: str | datetime) -> str | None:
     """Which version of ``model_type`` was ``stable`` at ``when`` (ISO-8601; from the audit log)."""
+    if isinstance(when, str):
+        from common.clock import parse_iso
+
+        try:
+            parse_iso(when)
+        except ValueError:
+            raise TrendflowError(f"{when!r} is not an ISO-8601 time (e.g. 2026-12-01T12:00:00Z)",
+                                 code="invalid_time") from None
     return audit.alias_at(audit.read(cfg.audit_path()), cfg.name_of(model_type), cfg.aliases.stable, when)
 
 
