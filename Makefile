@@ -55,3 +55,13 @@ triton-stop: setup
 clean:
 	-$(PY) -m extraction triton stop
 	rm -rf data .trendflow outputs multirun
+
+# Licence gate (README "Trust"): model rows in licenses.yaml vs model_repository/, conf/license_policy.yaml,
+# installed distributions' licences (pip-licenses), MODEL_LICENSES.md current. Fails naming each offender.
+.PHONY: licenses sbom
+licenses: setup
+	$(PY) -m compliance licenses
+
+# CycloneDX JSON SBOM of the installed environment (cyclonedx-py, validated) -> .trendflow/sbom/sbom.cdx.json
+sbom: setup
+	$(PY) -m compliance sbom

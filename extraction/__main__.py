@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             _observe(args.out, None, exc)
         return 2
+    except Exception as exc:  # a bug or an input no check caught yet: still one line, naming it, not a traceback
+        print(f"error: internal_error: {type(exc).__name__}: {exc}"[:2000], file=sys.stderr)
+        return 3
 
 
 def _run_on_ray(args: argparse.Namespace) -> int:

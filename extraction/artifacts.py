@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,8 @@ def read_artifact(path: Path) -> tuple[dict[str, np.ndarray], ArtifactMeta]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise SchemaValidationError(f"{path}: not a readable artifact ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or not an NPZ at all
+        raise SchemaValidationError(f"{path}: not a readable artifact ({exc})", code="artifact_corrupt") from exc
     if "meta" not in arrays:
         raise SchemaValidationError(f"{path}: artifact has no meta")
     meta = ArtifactMeta.model_validate_json(str(arrays.pop("meta")))
@@ -111,12 +112,29 @@ def list_runs(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob("*/*/*/manifest.json"))
 
 
+def read_manifest(run_path: Path) -> dict[str, Any]:
+    """A run's ``manifest.json``; ``manifest_invalid`` naming the file when it is not UTF-8 JSON of a run."""
+    path = Path(run_path) / "manifest.json"
+    try:
+        man = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SchemaValidationError(f"{path}: not a readable manifest ({type(exc).__name__}: {exc})"[:500],
+                                    code="manifest_invalid") from None
+    if not isinstance(man, dict):
+        raise SchemaValidationError(f"{path}: a manifest is a JSON object", code="manifest_invalid")
+    missing = [k for k in ("platform_id", "video_id", "components") if k not in man]
+    if missing or not isinstance(man.get("components"), dict):
+        raise SchemaValidationError(f"{path}: manifest lacks {missing or ['components (an object)']}",
+                                    code="manifest_invalid")
+    return man
+
+
 def latest_runs(root: Path) -> dict[tuple[str, str], Path]:
     """The newest complete run per (platform_id, video_id), by manifest ``finished_at``."""
     best: dict[tuple[str, str], tuple[str, Path]] = {}
     for rd in list_runs(root):
-        man = json.loads((rd / "manifest.json").read_text())
-        key = (man["platform_id"], man["video_id"])
+        man = read_manifest(rd)
+        key = (str(man["platform_id"]), str(man["video_id"]))
         stamp = man.get("finished_at", "")
         if key not in best or stamp > best[key][0]:
             best[key] = (stamp, rd)
@@ -126,7 +144,7 @@ def latest_runs(root: Path) -> dict[tuple[str, str], Path]:
 def load_run(run_path: Path) -> tuple[dict[str, Any], dict[str, tuple[dict[str, np.ndarray], ArtifactMeta]]]:
     """Manifest plus every component artifact of one run (``component -> (arrays, meta)``)."""
     run_path = Path(run_path)
-    manifest = json.loads((run_path / "manifest.json").read_text())
+    manifest = read_manifest(run_path)
     out: dict[str, tuple[dict[str, np.ndarray], ArtifactMeta]] = {}
     for comp, entry in manifest["components"].items():
         art = entry.get("artifact")

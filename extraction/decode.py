@@ -17,6 +17,12 @@ from common.errors import VideoDecodeFailed
 
 SAMPLING_POLICY_VERSION = "uniform-fps-v1"
 AUDIO_SAMPLE_RATE = 16000
+# Refused from the container header before any frame is decoded (the video is recorded as failed with the code,
+# the others complete): a frame too small for any component (the face detector needs 24 px, optical flow 16 px),
+# or a declared duration no platform video of ours reaches (decoding to its sampling targets would hold a worker
+# for minutes; a header that declares hours over a few kB is malformed anyway).
+MIN_SIDE_PX = 16
+MAX_DURATION_S = 3600.0
 
 
 @dataclass
@@ -87,6 +93,12 @@ def sample_frames(path: str, fps: float, max_frames: int, max_side: int) -> Samp
     import av
 
     info = probe(path)
+    if min(info.width, info.height) < MIN_SIDE_PX:
+        raise VideoDecodeFailed(f"{path}: the video stream is {info.width}x{info.height} pixels, each side at least "
+                                f"{MIN_SIDE_PX}", code="video_too_small", video=str(path))
+    if info.duration_s > MAX_DURATION_S:
+        raise VideoDecodeFailed(f"{path}: the container declares {info.duration_s:.0f} s, at most "
+                                f"{MAX_DURATION_S:.0f} s", code="video_too_long", video=str(path))
     targets = target_times(max(info.duration_s, 1.0 / fps), fps, max_frames)
     rgb: list[np.ndarray] = []
     ts: list[float] = []

@@ -74,12 +74,40 @@ def discover_videos(videos_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         side = mp4.with_suffix(".json")
         if not side.exists():
             raise TrendflowError(f"{mp4.name}: sidecar metadata {side.name} is missing", code="metadata_missing")
-        meta = json.loads(side.read_text())
+        meta = read_sidecar(side)
         for k in REQUIRED_SIDECAR_KEYS:
             if k not in meta:
                 raise TrendflowError(f"{side.name}: required key {k!r} is missing", code="metadata_missing")
         out.append((mp4, meta))
     return out
+
+
+MAX_TEXT_CHARS = 20_000  # title/description: far above any platform's limit (YouTube: 100 / 5,000 characters)
+_NUMBERS = ("video_age_hours_at_snapshot1", "views_snapshot1", "likes_snapshot1")
+
+
+def read_sidecar(side: Path) -> dict[str, Any]:
+    """A sidecar's metadata, or ``metadata_invalid`` naming the file and every wrong key (before any work)."""
+    try:
+        meta = json.loads(side.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TrendflowError(f"{side.name}: not UTF-8 JSON ({type(exc).__name__}: {exc})"[:400],
+                             code="metadata_invalid") from None
+    if not isinstance(meta, dict):
+        raise TrendflowError(f"{side.name}: the sidecar is a JSON object", code="metadata_invalid")
+    problems = [f"{k} must be a non-empty string or integer" for k in ("platform_id", "video_id")
+                if k in meta and (isinstance(meta[k], bool) or not isinstance(meta[k], str | int) or meta[k] == "")]
+    problems += [f"{k} must be a number or null" for k in _NUMBERS
+                 if meta.get(k) is not None and (isinstance(meta[k], bool) or not isinstance(meta[k], int | float))]
+    problems += [f"{k} must be a string of at most {MAX_TEXT_CHARS} characters" for k in ("title", "description")
+                 if meta.get(k) is not None and (not isinstance(meta[k], str) or len(meta[k]) > MAX_TEXT_CHARS)]
+    if meta.get("published_at") is not None and not isinstance(meta["published_at"], str):
+        problems.append("published_at must be an ISO-8601 string")
+    if meta.get("channel") is not None and not isinstance(meta["channel"], dict):
+        problems.append("channel must be an object")
+    if problems:
+        raise TrendflowError(f"{side.name}: {'; '.join(problems)}", code="metadata_invalid")
+    return meta
 
 
 @dataclass

@@ -83,7 +83,13 @@ def _as_run(run: str | Path | RunData | LoadedRun) -> RunData:
 def _keys(run: RunData) -> dict[str, Any]:
     m = run.manifest
     meta = m.get("metadata") or {}
-    channel = meta.get("channel") or {}
+    channel = meta.get("channel") or {} if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not isinstance(channel, dict):
+        from common.errors import SchemaValidationError
+
+        raise SchemaValidationError(f"{run.run_dir}: manifest metadata{'.channel' if isinstance(meta, dict) else ''}"
+                                    " must be a JSON object (the sidecar has the wrong types)",
+                                    code="manifest_invalid")
     return {"platform_id": str(m.get("platform_id", meta.get("platform_id", ""))),
             "video_id": str(m.get("video_id", meta.get("video_id", ""))), "run_id": str(m.get("run_id", "")),
             "channel_id": None if channel.get("channel_id") is None else str(channel["channel_id"]),

@@ -20,6 +20,7 @@ import math
 import os
 import re
 import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import SchemaValidationError
-from extraction.artifacts import load_run
+from extraction.artifacts import load_run, read_manifest
 from extraction.schemas import SCHEMAS, ArtifactMeta
 
 # statuses a component can have in a RunData: the artifact's own, or "error" (manifest says error: no
@@ -181,8 +182,7 @@ def read_run_lean(run_dir: str | Path, fields: dict[str, list[str]], manifest: d
     """
     run_dir = os.fspath(run_dir)
     if manifest is None:
-        with open(os.path.join(run_dir, "manifest.json"), "rb") as fh:
-            manifest = json.loads(fh.read())
+        manifest = read_manifest(Path(run_dir))
     status = _statuses_from_manifest(manifest, list(fields))
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for comp, names in fields.items():
@@ -194,8 +194,9 @@ def read_run_lean(run_dir: str | Path, fields: dict[str, list[str]], manifest: d
             got = read_npz(path, [*names, "meta"])
         except KeyError as exc:
             raise SchemaValidationError(f"{path}: missing array {exc.args[0]!r}", component=comp) from None
-        except (OSError, ValueError) as exc:
-            raise SchemaValidationError(f"{path}: not a readable artifact ({exc})", component=comp) from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated / not an NPZ
+            raise SchemaValidationError(f"{path}: not a readable artifact ({exc})", component=comp,
+                                        code="artifact_corrupt") from None
         meta = json.loads(got.pop("meta").item())
         if meta.get("component") != comp or meta.get("schema_version") != schema.version:
             raise SchemaValidationError(

@@ -58,9 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _post(url: str, body: dict[str, Any] | None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
-                                 headers={"content-type": "application/json"})
+def _post(url: str, body: dict[str, Any] | None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=600) as r:
             return r.status, json.loads(r.read())
@@ -98,19 +100,22 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(payload, indent=2))
             return 0 if status == 200 else 1
         if args.cmd == "reload":
-            status, payload = _post(args.url.rstrip("/") + "/admin/reload", None)
+            token = load_config(config).admin.auth().token()  # the same variable/file the server reads
+            status, payload = _post(args.url.rstrip("/") + "/admin/reload", None, token)
             print(json.dumps(payload, indent=2))
             return 0 if status == 200 else 1
         if args.cmd == "schema":
             from features import load_spec
+            from inference.access import PathPolicy
             from inference.contract import FeatureContract
-            from inference.schemas import ErrorResponse, PredictResponse, request_schema
+            from inference.schemas import published_schemas, request_schema
 
             cfg = load_config(config)
             c = FeatureContract.from_spec(load_spec(cfg.path(cfg.spec)))
-            print(json.dumps({"request": request_schema(c.columns, c.critical, list(cfg.request_modes)),
-                              "response": PredictResponse.model_json_schema(),
-                              "error": ErrorResponse.model_json_schema()}, indent=2))
+            roots = [str(r) for r in PathPolicy.from_config(cfg.allowed_roots, cfg.path).roots]
+            print(json.dumps(published_schemas(request_schema(
+                c.columns, c.critical, list(cfg.request_modes), roots=roots, max_abs=cfg.limits.max_abs_feature,
+                max_text=cfg.limits.max_text_chars)), indent=2))
             return 0
         from inference.demo import run_demo
 

@@ -9,6 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common.errors import ConfigError
+from inference.access import AdminConfig, Limits
+from inference.ood import OODConfig
 from registry.config import REPO_ROOT, resolve_path
 
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "inference.yaml"
@@ -92,6 +94,11 @@ class InferenceConfig(_Strict):
     sanity_rows: int = Field(2, ge=1)
     enforce_mlflow_schema: bool = False
     fault_injection: dict[str, Literal["raise"]] = Field(default_factory=dict)
+    # Trust (issue 18): where client-given paths may point, who may call /admin/*, how large a request may be.
+    allowed_roots: list[str] = Field(default_factory=lambda: ["data", ".trendflow/serving"], min_length=1)
+    admin: AdminConfig = AdminConfig()
+    limits: Limits = Limits()
+    ood: OODConfig = OODConfig()
 
     @model_validator(mode="after")
     def _slots_exist(self) -> InferenceConfig:
@@ -118,6 +125,18 @@ class InferenceConfig(_Strict):
         return resolve_path(value)
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``; ``config_invalid`` naming the file when it is not UTF-8 YAML of a mapping."""
+    try:
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        why = " ".join(str(exc).split())  # YAML errors span lines: one line for `error: code: message`
+        raise ConfigError(f"{path}: not a readable YAML file ({type(exc).__name__}: {why})"[:600]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config is a YAML mapping of keys")
+    return raw
+
+
 def _format(err: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors())
 
@@ -134,6 +153,6 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> InferenceCo
     path = Path(path) if path is not None else DEFAULT_CONFIG
     if not path.exists():
         raise ConfigError(f"{path}: inference config not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = _read_yaml(path)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return parse_config(raw, str(path))

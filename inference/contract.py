@@ -48,8 +48,9 @@ class FeatureContract:
         masks = {f.mask_column: list(f.columns) for f in spec.features if f.mask_column}
         return cls(raw_columns(spec), critical, masks, spec.feature_schema_version, spec.spec_hash)
 
-    def validate(self, payload: Any) -> tuple[ValidatedRow | None, list[FieldError]]:
-        """Row for the model, or the errors (all of them, not only the first)."""
+    def validate(self, payload: Any, max_abs: float = math.inf) -> tuple[ValidatedRow | None, list[FieldError]]:
+        """Row for the model, or the errors (all of them, not only the first); ``|value| > max_abs`` is an
+        ``out_of_range`` error (a hard validity bound, far wider than any training distribution)."""
         if not isinstance(payload, dict):
             return None, [FieldError("features", "invalid_type", "features must be a JSON object")]
         errors: list[FieldError] = []
@@ -85,6 +86,9 @@ class FeatureContract:
                     continue
                 values[c] = NAN
                 imputed.append(c)
+                continue
+            if abs(x) > max_abs:
+                errors.append(FieldError(f"features.{c}", "out_of_range", f"|value| must be at most {max_abs:g}"))
                 continue
             values[c] = x
         for c in missing_critical:

@@ -37,8 +37,8 @@ def vector_from_run(run_dir: str | Path, spec: Any) -> Built:
 
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").exists():
-        raise RequestInvalid(f"{run_dir}: not an extractor run folder (no manifest.json)",
-                             errors=[{"field": "artifacts_dir", "code": "not_a_run_folder",
+        raise RequestInvalid(f"{run_dir.name}: not an extractor run folder (no manifest.json)",
+                             code="not_a_run_folder", errors=[{"field": "artifacts_dir", "code": "not_a_run_folder",
                                       "message": "no manifest.json in this folder"}])
     t0 = time.perf_counter()
     fr = build_vector(run_dir, spec)
@@ -51,8 +51,9 @@ def check_metadata(metadata: Any) -> list[dict[str, str]]:
     if not isinstance(metadata, dict):
         return [{"field": "metadata", "code": "missing_field",
                  "message": f"a video request needs metadata with {list(REQUIRED_SIDECAR_KEYS)}"}]
-    return [{"field": f"metadata.{k}", "code": "missing_field", "message": "required for a video request"}
-            for k in REQUIRED_SIDECAR_KEYS if metadata.get(k) in (None, "")]
+    return [{"field": f"metadata.{k}", "code": "missing_field",
+             "message": "required for a video request (a non-empty string)"}
+            for k in REQUIRED_SIDECAR_KEYS if not isinstance(metadata.get(k), str) or not metadata.get(k)]
 
 
 class VideoFeaturizer:
@@ -109,15 +110,21 @@ class VideoFeaturizer:
                 self._run = run
             return self._run
 
-    def build(self, video_path: str | Path, metadata: dict[str, Any], spec: Any) -> Built:
-        """Extract ``video_path`` (+ sidecar-style ``metadata``) and build its feature row, timing each stage."""
+    def build(self, video_path: str | Path, metadata: dict[str, Any], spec: Any, limits: Any = None) -> Built:
+        """Extract ``video_path`` (+ sidecar-style ``metadata``) and build its feature row, timing each stage.
+
+        ``limits`` (:class:`inference.access.Limits`): size, declared duration, frame count and dimensions are
+        checked from the container header before anything is decoded."""
         from common.errors import TritonUnavailable
         from extraction.runner import VideoJob, new_run_id, process_video
+        from inference.access import check_video
 
         path = Path(video_path)
         if not path.is_file():
-            raise RequestInvalid(f"{path}: no such video file", errors=[
+            raise RequestInvalid(f"{path.name}: no such video file", code="not_found", errors=[
                 {"field": "video_path", "code": "not_found", "message": "no such file on the server"}])
+        if limits is not None:
+            check_video(path, limits)
         t0 = time.perf_counter()
         run = self._extraction_run()
         job = VideoJob(run.video_input(path, metadata), new_run_id())

@@ -33,6 +33,8 @@ class ServiceMetrics:
                                            buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5), registry=r)
         self.shadow_errors = Counter("shadow_errors", "Shadow predictions that failed", ["shadow_type"], registry=r)
         self.reloads = Counter("model_reloads", "Reloads of the model set", ["outcome"], registry=r)
+        self.out_of_distribution = Counter("inference_out_of_distribution", "Answers flagged out_of_distribution",
+                                           ["model_type"], registry=r)
         self.ready = Gauge("service_ready", "1 when /health/ready is OK", registry=r)
         # The prediction distribution (log1p scale) per target, so a shift is visible (observability windows,
         # conf/alerts.yaml PredictionDistributionShift), and the A/B bucket of each answered request.

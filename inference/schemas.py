@@ -113,31 +113,76 @@ class ErrorResponse(_Out):
     attempts: list[Attempt] = Field(default_factory=list)
 
 
-def request_schema(columns: list[str], critical: set[str], modes: list[str]) -> dict[str, Any]:
-    """JSON Schema of the request body for the serving spec (published in OpenAPI)."""
-    feats = {"type": "object", "additionalProperties": False,
-             "properties": {c: {"anyOf": [{"type": "number"}, {"type": "null"}]} for c in columns},
-             "required": sorted(critical),
+class Live(_Out):
+    status: Literal["live"]
+
+
+def _path_pattern(roots: list[str]) -> str:
+    """Absolute paths under one of ``roots`` whose segments cannot be ``.``/``..`` (no segment starts with a dot)
+    nor carry percent escapes: what the server may accept; it still resolves symlinks itself."""
+    import re
+
+    alts = "|".join(re.escape(r.rstrip("/")) for r in roots)
+    return rf"^({alts})(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]{{0,254}})*/?$"
+
+
+def request_schema(columns: list[str], critical: set[str], modes: list[str], *, roots: list[str] | None = None,
+                   max_abs: float = 1e9, max_text: int = 5000, masks: set[str] | None = None) -> dict[str, Any]:
+    """JSON Schema of the request body (published in OpenAPI): ``oneOf`` the enabled input modes, each an object
+    with exactly its own fields, so a body valid by the schema is a body the service accepts."""
+    masks = masks if masks is not None else {c for c in columns if c.startswith("mask__")}
+    number = {"type": "number", "minimum": -max_abs, "maximum": max_abs}
+    props_f: dict[str, Any] = {}
+    for c in columns:
+        if c in masks:
+            props_f[c] = {"anyOf": [{"enum": [0, 1]}, {"type": "null"}], "description": "omit: derived from presence"}
+        elif c in critical:
+            props_f[c] = dict(number)
+        else:
+            props_f[c] = {"anyOf": [dict(number), {"type": "null"}]}
+    feats = {"type": "object", "additionalProperties": False, "properties": props_f, "required": sorted(critical),
              "description": "the spec's raw model inputs; optional ones may be null/absent (imputed, with a warning); "
                             "mask__* columns may be omitted (derived from presence)"}
-    props: dict[str, Any] = {
-        "user_id": {"type": "string", "description": "A/B and shadow hashing key"},
-        "video_id": {"type": "string"},
+    common: dict[str, Any] = {
+        "user_id": {"type": ["string", "integer"], "description": "A/B and shadow hashing key"},
+        "video_id": {"type": ["string", "integer"]},
         "request_id": {"type": "string"},
     }
-    one_of = []
-    if "features" in modes:
-        props["features"] = feats
-        one_of.append({"required": ["features"]})
-    if "artifacts" in modes:
-        props["artifacts_dir"] = {"type": "string", "description": "an extractor run folder on the server"}
-        one_of.append({"required": ["artifacts_dir"]})
-    if "video" in modes:
-        props["video_path"] = {"type": "string", "description": "a video file on the server"}
-        props["metadata"] = {"type": "object", "description": "sidecar metadata: platform_id, video_id, "
-                             "published_at, first-snapshot views/likes, channel statistics"}
-        one_of.append({"required": ["video_path", "metadata"]})
-    return {"type": "object", "additionalProperties": False, "properties": props, "oneOf": one_of}
+    path = {"type": "string", "pattern": _path_pattern(roots or ["/"]), "maxLength": 4096}
+    text = {"type": "string", "minLength": 1, "maxLength": max_text}
+    metadata = {"type": "object", "required": ["platform_id", "video_id", "published_at"],
+                "properties": {"platform_id": text, "video_id": text, "published_at": text,
+                               "title": {"type": "string", "maxLength": max_text},
+                               "description": {"type": "string", "maxLength": max_text}},
+                "description": "sidecar metadata: platform_id, video_id, published_at, first-snapshot views/likes, "
+                               "channel statistics; every string at most max_text_chars"}
+    branches = {
+        "features": ("features mode", {"features": feats}, ["features"]),
+        "artifacts": ("artifacts mode", {"artifacts_dir": {**path, "description": "an extractor run folder under "
+                                                            "an allowed root"}}, ["artifacts_dir"]),
+        "video": ("video mode", {"video_path": {**path, "description": "a video file under an allowed root"},
+                                 "metadata": metadata}, ["video_path", "metadata"]),
+    }
+    one_of = [{"title": title, "type": "object", "additionalProperties": False,
+               "properties": {**own, **common}, "required": required}
+              for mode, (title, own, required) in branches.items() if mode in modes]
+    return {"type": "object", "oneOf": one_of}
+
+
+def _drop_null_defaults(node: Any) -> Any:
+    """FastAPI leaves ``default: null`` out of OpenAPI; drop it here too (it constrains nothing)."""
+    if isinstance(node, dict):
+        return {k: _drop_null_defaults(v) for k, v in node.items() if not (k == "default" and v is None)}
+    if isinstance(node, list):
+        return [_drop_null_defaults(v) for v in node]
+    return node
+
+
+def published_schemas(request: dict[str, Any]) -> dict[str, Any]:
+    """What ``GET /schema`` and ``python -m inference schema`` publish; equal to /openapi.json's (tested)."""
+    return {"request": request,
+            "response": _drop_null_defaults(PredictResponse.model_json_schema(mode="serialization")),
+            "error": _drop_null_defaults(ErrorResponse.model_json_schema(mode="serialization"))}
 
 
 def quantile_block(row: dict[str, float], target: str) -> dict[str, Any]:

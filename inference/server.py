@@ -50,9 +50,11 @@ def serve(cfg: InferenceConfig) -> None:
     """Run in the foreground until SIGINT/SIGTERM (SIGHUP reloads the models)."""
     import uvicorn
 
+    from common.auth import require_loopback_unless_configured
     from inference.app import create_app
     from observability.api import serving_recorder
 
+    require_loopback_unless_configured(cfg.server.host, cfg.admin.auth())  # before anything loads
     configure_logging(cfg.server.log_level)
     service = build_service(cfg)
     # Serving windows go to the observability store through a local spool, off the request path.

@@ -13,15 +13,19 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from common.errors import TrendflowError
 from contract.output import TARGETS
+from inference.access import LimitExceeded, PathNotAllowed, PathPolicy, check_text
 from inference.batching import MicroBatcher
 from inference.config import InferenceConfig
 from inference.contract import FeatureContract
+from inference.extract import vector_from_run
 from inference.metrics import ServiceMetrics
 from inference.models import InjectedFault, LoadedModel, load_slot
+from inference.ood import DistributionCache, annotate
 from inference.schemas import quantile_block
 
 log = logging.getLogger("inference.service")
@@ -68,6 +72,31 @@ class ServiceError(TrendflowError):
     code = "service_error"
 
 
+@dataclass
+class RowBuilt:
+    """A request's model-input row, its warnings, stage timings (seconds) and where the features came from."""
+
+    row: dict[str, float]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Rejected:
+    """Why a request cannot be answered. ``kind`` is what the HTTP adapter's status reflects: ``invalid`` (422),
+    ``not_found`` (404: no such file or run folder under an allowed root), ``too_large`` (413), ``unavailable``
+    (503)."""
+
+    code: str
+    message: str
+    kind: Literal["invalid", "not_found", "too_large", "unavailable"] = "invalid"
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+REJECTION_STATUS = {"invalid": 422, "not_found": 404, "too_large": 413, "unavailable": 503}
+
+
 class Service:
     def __init__(self, cfg: InferenceConfig, reg_cfg: Any, spec: Any, metrics: ServiceMetrics | None = None,
                  featurizer: Any | None = None) -> None:
@@ -82,6 +111,8 @@ class Service:
         self._reload_lock = asyncio.Lock()
         self._shadow_tasks: set[asyncio.Task] = set()
         self.client = None
+        self.paths = PathPolicy.from_config(cfg.allowed_roots, cfg.path)
+        self.distributions = DistributionCache()
 
     # ---- loading -----------------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -211,65 +242,77 @@ class Service:
         self.metrics.rejected.labels(code).inc()
         return self._err(status, code, message, rid, errors)
 
-    async def _build_row(self, body: dict[str, Any], rid: str) -> tuple[dict[str, float] | None, list[dict], dict,
-                                                                        tuple[int, dict] | None]:
-        """(row, warnings, timings_s (+ "source": where the features came from), error response or None)."""
+    async def _build_row(self, body: dict[str, Any]) -> RowBuilt | Rejected:
+        """The model-input row of a request in any mode, or why it is refused (no HTTP types here)."""
         from features.errors import MissingCriticalFeature
-        from inference.extract import RequestInvalid, check_metadata, vector_from_run
+        from inference.extract import RequestInvalid
 
-        warnings: list[dict[str, Any]] = []
         if "features" in body:
-            row, errors = self.contract.validate(body["features"])
-            if errors:
-                code = ("missing_critical_feature" if any(e.code == "missing_critical_feature" for e in errors)
-                        else "invalid_features")
-                return None, [], {}, self._reject(422, code, f"{len(errors)} invalid or missing field(s)", rid,
-                                                  [e.to_dict() for e in errors])
-            assert row is not None
-            if row.imputed:
-                warnings.append({"code": "imputed_optional_features", "fields": row.imputed,
-                                 "message": f"{len(row.imputed)} optional feature(s) absent: imputed by the "
-                                            "model's fitted policy"})
-            return row.values, warnings, {}, None
+            return self._row_from_features(body["features"])
         try:
             if "artifacts_dir" in body:
-                if not isinstance(body["artifacts_dir"], str):
-                    return None, [], {}, self._reject(422, "invalid_request", "artifacts_dir must be a string", rid,
-                                                      [{"field": "artifacts_dir", "code": "invalid_type",
-                                                        "message": "expected a string"}])
-                built = await asyncio.to_thread(vector_from_run, body["artifacts_dir"], self.spec)
+                run_dir = self.paths.check(body["artifacts_dir"], "artifacts_dir")
+                built = await asyncio.to_thread(vector_from_run, run_dir, self.spec)
             else:
-                if not isinstance(body["video_path"], str):
-                    return None, [], {}, self._reject(422, "invalid_request", "video_path must be a string", rid,
-                                                      [{"field": "video_path", "code": "invalid_type",
-                                                        "message": "expected a string"}])
-                problems = check_metadata(body.get("metadata"))
-                if problems:
-                    return None, [], {}, self._reject(422, "invalid_request", "metadata incomplete", rid, problems)
-                if self.featurizer is None:
-                    return None, [], {}, self._reject(503, "triton_unavailable", "no extractor configured", rid)
-                built = await asyncio.to_thread(self.featurizer.build, body["video_path"], body["metadata"],
-                                                self.spec)
+                refused = self._check_video_request(body)
+                if isinstance(refused, Rejected):
+                    return refused
+                built = await asyncio.to_thread(self.featurizer.build, refused, body["metadata"], self.spec,
+                                                self.cfg.limits)
         except MissingCriticalFeature as exc:
             names = exc.details.get("missing") or []
-            return None, [], {}, self._reject(422, exc.code, exc.message, rid, [
+            return Rejected(exc.code, exc.message, errors=[
                 {"field": f"features.{n}", "code": exc.code, "message": "critical feature could not be computed"}
                 for n in names])
-        except RequestInvalid as exc:
-            return None, [], {}, self._reject(422, exc.code, exc.message, rid, exc.details.get("errors"))
+        except (RequestInvalid, PathNotAllowed) as exc:
+            kind = "not_found" if exc.code in ("not_found", "not_a_run_folder") else "invalid"
+            return Rejected(exc.code, exc.message, kind, exc.details.get("errors") or [])
+        except LimitExceeded as exc:
+            return Rejected(exc.code, exc.message, "too_large" if exc.details.get("status") == 413 else "invalid",
+                            [{"field": "video_path", "code": exc.code, "message": exc.message}])
+        except OSError as exc:  # under an allowed root but unreadable (permissions, a vanished file)
+            return Rejected("path_unreadable", f"the path cannot be read ({exc.strerror})", "not_found")
         except TrendflowError as exc:
-            status = 503 if exc.code in ("triton_unavailable", "model_not_found") else 422
-            return None, [], {}, self._reject(status, exc.code, exc.message, rid)
+            unavailable = exc.code in ("triton_unavailable", "model_not_found")
+            return Rejected(exc.code, exc.message, "unavailable" if unavailable else "invalid")
+        warnings = []
         if built.warnings:
-            warnings.append({"code": "feature_warnings", "fields": [],
-                             "message": "; ".join(built.warnings)[:1000]})
-        return built.row, warnings, {**built.timings, "source": built.keys}, None
+            warnings.append({"code": "feature_warnings", "fields": [], "message": "; ".join(built.warnings)[:1000]})
+        return RowBuilt(built.row, warnings, dict(built.timings), dict(built.keys))
+
+    def _row_from_features(self, payload: Any) -> RowBuilt | Rejected:
+        row, errors = self.contract.validate(payload, max_abs=self.cfg.limits.max_abs_feature)
+        if errors:
+            code = ("missing_critical_feature" if any(e.code == "missing_critical_feature" for e in errors)
+                    else "invalid_features")
+            return Rejected(code, f"{len(errors)} invalid or missing field(s)", errors=[e.to_dict() for e in errors])
+        assert row is not None
+        warnings = []
+        if row.imputed:
+            warnings.append({"code": "imputed_optional_features", "fields": row.imputed,
+                             "message": f"{len(row.imputed)} optional feature(s) absent: imputed by the "
+                                        "model's fitted policy"})
+        return RowBuilt(row.values, warnings)
+
+    def _check_video_request(self, body: dict[str, Any]) -> Path | Rejected:
+        """The allowed video path, or why the request is refused (path first: it reveals nothing)."""
+        from inference.extract import check_metadata
+
+        path = self.paths.check(body["video_path"], "video_path")
+        problems = check_metadata(body.get("metadata"))
+        if problems:
+            return Rejected("invalid_request", "metadata incomplete", errors=problems)
+        too_long = check_text(body["metadata"], self.cfg.limits)
+        if too_long:
+            return Rejected("field_too_long", f"{len(too_long)} metadata field(s) too long", errors=too_long)
+        if self.featurizer is None:
+            return Rejected("triton_unavailable", "no extractor configured", "unavailable")
+        return path
 
     async def predict(self, body: Any) -> tuple[int, dict[str, Any]]:
         t_start = time.perf_counter()
-        rid = (body.get("request_id") if isinstance(body, dict) else None) or uuid.uuid4().hex[:16]
-        if not isinstance(rid, str):
-            rid = uuid.uuid4().hex[:16]
+        given_rid = body.get("request_id") if isinstance(body, dict) else None
+        rid = given_rid if isinstance(given_rid, str) and given_rid else uuid.uuid4().hex[:16]
         if not isinstance(body, dict):
             return self._reject(422, "invalid_request", "the body must be a JSON object", rid,
                                 [{"field": "body", "code": "invalid_type", "message": "expected an object"}])
@@ -279,6 +322,10 @@ class Service:
         if len(given) != 1:
             errors.append({"field": "features|artifacts_dir|video_path", "code": "exactly_one_input",
                            "message": f"give exactly one input, got {given or 'none'}"})
+        if "metadata" in body and "video_path" not in body:
+            errors.append({"field": "metadata", "code": "unknown_field", "message": "metadata goes with video_path"})
+        if "request_id" in body and not isinstance(given_rid, str):
+            errors.append({"field": "request_id", "code": "invalid_type", "message": "expected a string"})
         for k in ("user_id", "video_id"):
             if k in body and (not isinstance(body[k], str | int) or isinstance(body[k], bool)):
                 errors.append({"field": k, "code": "invalid_type", "message": "expected a string"})
@@ -289,18 +336,30 @@ class Service:
             return self._reject(422, "mode_disabled", f"request mode {mode!r} is not enabled "
                                 f"(enabled: {list(self.cfg.request_modes)})", rid,
                                 [{"field": given[0], "code": "mode_disabled", "message": "not enabled"}])
-        row, warnings, timings, err = await self._build_row(body, rid)
-        if err is not None:
-            return err
-        assert row is not None
+        built = await self._build_row(body)
+        if isinstance(built, Rejected):
+            return self._reject(REJECTION_STATUS[built.kind], built.code, built.message, rid, built.errors)
+        row, warnings, timings = built.row, built.warnings, {**built.timings, "source": built.source}
         ms = self.current
         if ms is None:
             return self._reject(503, "not_ready", "models are not loaded yet", rid)
         ms.in_flight += 1
         try:
-            return await self._answer(ms, body, row, warnings, timings, rid, mode, t_start)
+            status, payload = await self._answer(ms, body, row, warnings, timings, rid, mode, t_start)
         finally:
             ms.in_flight -= 1
+        if status == 200:
+            await self._check_distribution(ms, row, payload)
+        return status, payload
+
+    async def _check_distribution(self, ms: ModelSet, row: dict[str, float], payload: dict[str, Any]) -> None:
+        """Flag inputs outside the answering version's training distribution (rule: :mod:`inference.ood`)."""
+        lm = ms.models.get(payload["prediction"]["model"]["slot"])
+        if lm is None or not self.cfg.ood.enabled:
+            return
+        dist = await asyncio.to_thread(self.distributions.get, self._connect(), lm)
+        if annotate(payload, dist, row, self.cfg.ood):
+            self.metrics.out_of_distribution.labels(lm.type).inc()
 
     async def _answer(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float], warnings: list[dict],
                       timings: dict[str, float], rid: str, mode: str, t_start: float) -> tuple[int, dict[str, Any]]:

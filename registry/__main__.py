@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrendflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug or an input no check caught yet: still one line, naming it, not a traceback
+        print(f"error: internal_error: {type(exc).__name__}: {exc}"[:2000], file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

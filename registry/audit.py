@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.clock import now_iso, parse_iso
+from common.errors import TrendflowError
 
 GENESIS = "0" * 16
 
@@ -44,7 +45,23 @@ def read(path: Path) -> list[dict[str, Any]]:
     """All entries, oldest first (missing file = empty log)."""
     if not Path(path).exists():
         return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        lines = Path(path).read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise TrendflowError(f"{path}: not UTF-8 ({exc})", code="audit_corrupt") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            raise TrendflowError(f"{path}:{n}: not a JSON object (the log was edited or truncated)",
+                                 code="audit_corrupt")
+        out.append(entry)
+    return out
 
 
 def verify(path: Path) -> list[str]:

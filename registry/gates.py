@@ -6,6 +6,8 @@
 - ``coverage``          empirical interval coverage within tolerance of nominal
 - ``schema``            the model's feature schema is compatible with the serving ``feature_spec.yaml``
 - ``loads_and_predicts`` the artifacts load and predict on the logged input example, output per the contract
+- ``licenses``          every model the version's features came from (tag ``model_licenses``) is still allowed by
+                        today's ``licenses.yaml`` and ``conf/license_policy.yaml`` (:mod:`compliance`)
 """
 
 from __future__ import annotations
@@ -278,3 +280,29 @@ def gate_loads_and_predicts(model_uri: str, rows: int = 8) -> GateResult:
     return GateResult("loads_and_predicts", not problems,
                       "; ".join(problems) or f"loaded in {load_s:.2f}s, predicted {len(example)} rows per contract",
                       {"load_s": round(load_s, 3), "rows": len(example)})
+
+
+# ---- licences -------------------------------------------------------------------------------------------
+
+def gate_licenses(mv: ModelVersion, root: Any = None) -> GateResult:
+    """Refuse a version built on a model that is no longer allowed (or that records no licences at all)."""
+    import json
+
+    from common.paths import REPO_ROOT
+    from compliance.check import still_allowed
+
+    raw = (mv.tags or {}).get("model_licenses")
+    if not raw:
+        return GateResult("licenses", False, "the version carries no model_licenses tag (trained before licence "
+                          "tagging, or not by `python -m training`): retrain it")
+    try:
+        licences = json.loads(raw)
+        assert isinstance(licences, dict) and all(isinstance(v, str) for v in licences.values())
+    except (ValueError, AssertionError):
+        return GateResult("licenses", False, f"tag model_licenses is not a JSON object of strings: {raw[:200]!r}")
+    try:
+        problems = still_allowed(licences, root or REPO_ROOT)
+    except Exception as exc:  # an unreadable inventory or policy must refuse, not crash the promotion
+        return GateResult("licenses", False, f"cannot check licences: {exc}"[:500])
+    return GateResult("licenses", not problems, "; ".join(problems) or f"{len(licences)} model licence(s) allowed",
+                      {"model_licenses": licences, "sbom_sha256": (mv.tags or {}).get("sbom_sha256")})

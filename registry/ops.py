@@ -18,6 +18,7 @@ from registry.config import RegistryConfig
 from registry.gates import (
     GateResult,
     gate_coverage,
+    gate_licenses,
     gate_loads_and_predicts,
     gate_metadata,
     gate_metrics,
@@ -139,7 +140,8 @@ def run_gates(client: MlflowClient, cfg: RegistryConfig, model_type: str, mv: Mo
               stable: ModelVersion | None, serving_spec: Any | None = None) -> list[GateResult]:
     uri = f"models:/{mv.name}/{mv.version}"
     return [gate_metadata(mv, model_type), gate_metrics(client, cfg, mv, stable), gate_coverage(client, cfg, mv),
-            gate_schema(cfg, mv, uri, serving_spec), gate_loads_and_predicts(uri, cfg.gates.sanity_rows)]
+            gate_schema(cfg, mv, uri, serving_spec), gate_loads_and_predicts(uri, cfg.gates.sanity_rows),
+            gate_licenses(mv)]
 
 
 def promote(client: MlflowClient, cfg: RegistryConfig, model_type: str, version: str | int, reason: str,
@@ -247,6 +249,14 @@ def reconcile(client: MlflowClient, cfg: RegistryConfig) -> list[dict[str, Any]]
 
 def stable_at(cfg: RegistryConfig, model_type: str, when: str | datetime) -> str | None:
     """Which version of ``model_type`` was ``stable`` at ``when`` (ISO-8601; from the audit log)."""
+    if isinstance(when, str):
+        from common.clock import parse_iso
+
+        try:
+            parse_iso(when)
+        except ValueError:
+            raise TrendflowError(f"{when!r} is not an ISO-8601 time (e.g. 2026-12-01T12:00:00Z)",
+                                 code="invalid_time") from None
     return audit.alias_at(audit.read(cfg.audit_path()), cfg.name_of(model_type), cfg.aliases.stable, when)
 
 

@@ -110,7 +110,9 @@ def log_reference_model(client: MlflowClient, cfg: RegistryConfig, model_type: s
     import mlflow
     from mlflow.models import infer_signature
 
+    from features import load_spec
     from registry.store import ensure_experiment
+    from training.trust import log_trust
 
     frame, y = synthetic_table(columns, n_train, seed)
     model = ReferenceModel.fit(frame, y, fail_predict=False)
@@ -127,10 +129,13 @@ def log_reference_model(client: MlflowClient, cfg: RegistryConfig, model_type: s
         mlflow.log_params({"seed": seed, "model": "reference-ridge"})
         info = mlflow.pyfunc.log_model(name="model", python_model=model, signature=signature, input_example=example,
                                        pip_requirements=["mlflow", "numpy", "pandas"])
-    mv = mlflow.register_model(info.model_uri, name)
+        mv = mlflow.register_model(info.model_uri, name)
+        # what training records for trust: licences behind the features, input distribution, SBOM
+        trust_tags = log_trust(mlflow, load_spec(), name, frame.to_numpy(np.float64), list(columns))
     version_tags = {"model_type": model_type, "semver": f"{model_type}_{semver}", "training_run_id": run.info.run_id,
                     "feature_schema_version": feature_schema_version, "feature_extractor_version": "0.1.0",
-                    "seed": str(seed), "engine": "numpy", "precision": "fp64", "device": "cpu", **(tags or {})}
+                    "seed": str(seed), "engine": "numpy", "precision": "fp64", "device": "cpu", **trust_tags,
+                    **(tags or {})}
     for k, v in version_tags.items():
         client.set_model_version_tag(name, mv.version, k, v)
     return LoggedReference(client.get_model_version(name, mv.version), run.info.run_id, run_metrics)

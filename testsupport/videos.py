@@ -77,3 +77,36 @@ def make_corpus(folder: Path) -> dict[str, Path]:
     for vid, path in vids.items():
         write_sidecar(path, vid)
     return vids
+
+
+def write_one_by_one(path: Path, frames: int = 3) -> Path:
+    """An mp4 whose video stream is 1x1 pixels (mpeg4: libx264 refuses odd sizes)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("mpeg4", rate=10)
+        vs.width, vs.height, vs.pix_fmt = 1, 1, "yuv420p"
+        for _ in range(frames):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.zeros((1, 1, 3), np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+    return path
+
+
+def write_declared_long(path: Path, seconds: int = 7200) -> Path:
+    """A 1.5 kB mp4 that declares ``seconds`` of duration: two frames, at t=0 and t=seconds (time base 1 s)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=1)
+        vs.width, vs.height, vs.pix_fmt = 64, 64, "yuv420p"
+        vs.codec_context.time_base = Fraction(1, 1)
+        for pts in (0, seconds):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1)
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+    return path

@@ -217,6 +217,7 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
         metrics["time/evaluate_test_s"] = t_eval
 
         objects: dict[str, Any] = {
+            "train_inputs": parts["train"][cols.features].to_numpy(np.float64), "spec": spec,  # training.trust
             "model": model, "config": c, "split": split_record, "columns": cols, "run_id": run_id,
             "semver": semver, "test_frame": parts["test"], "test_quantiles": test_q, "naive": naive,
             "loglinear": loglin, "registered_name": mcfg.registered_name, "model_version": None,
@@ -329,6 +330,10 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
         mv = mlflow.register_model(info.model_uri, mcfg.registered_name)
     client = mlflow.MlflowClient()
     version_tags = {**tags, "training_run_id": objects["run_id"], "semver": semver}
+    from training import trust  # licences of the models behind the features, input distribution, SBOM
+
+    version_tags.update(trust.log_trust(mlflow, objects["spec"], mcfg.registered_name, objects.pop("train_inputs"),
+                                        list(cols.features)))
     version_tags.update({f"test/{k}": f"{metrics[f'test/{k}']:.6g}" for k in
                          ("mae_mean", "coverage_80", "coverage_90", "coverage_95", "mae_vs_naive",
                           "mae_vs_loglinear")})

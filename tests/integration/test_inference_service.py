@@ -31,9 +31,16 @@ from testsupport.jsonschema_lite import validate
 ROOT = Path(__file__).resolve().parents[2]
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
 def inference_cfg(store: RegistryStore, **overrides: Any):
     raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
-    raw.update(registry=str(store.config_path), request_modes=["features", "artifacts"], shadow=None)
+    token = store.root / "admin.token"
+    token.write_text(ADMIN_TOKEN + "\n")
+    raw.update(registry=str(store.config_path), request_modes=["features", "artifacts"], shadow=None,
+               allowed_roots=[str(store.root)], admin={"token_env": "TRENDFLOW_TEST_UNSET_TOKEN",
+                                                        "token_file": str(token)})
     raw.update(overrides)
     return parse_config(raw)
 
@@ -124,7 +131,7 @@ def test_bad_input_is_a_422_naming_each_field(server, store) -> None:
         (json.dumps({"features": features_row(store), "artifacts_dir": "/x"}).encode(), "invalid_request"),
         (json.dumps({"video_path": "/x.mp4", "metadata": {}}).encode(), "mode_disabled"),
         (json.dumps([1, 2]).encode(), "invalid_request"),
-        (json.dumps({"artifacts_dir": "/nonexistent/run"}).encode(), "invalid_request"),
+        (json.dumps({"artifacts_dir": "/nonexistent/run"}).encode(), "path_not_allowed"),
     ]
     for raw, code in cases:
         r = server.http.post("/predict", content=raw, headers={"content-type": "application/json"})
@@ -223,7 +230,7 @@ def test_alias_resolved_once_then_pinned_until_reload(store) -> None:
             for t in threads:
                 t.start()
             threading.Event().wait(0.3)
-            res = http.post("/admin/reload").json()
+            res = http.post("/admin/reload", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
             threading.Event().wait(0.3)
             stop.set()
             for t in threads:

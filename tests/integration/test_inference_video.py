@@ -30,7 +30,8 @@ def video_server(triton_server, tmp_path_factory: pytest.TempPathFactory):
     raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
     raw.update(registry=str(store.config_path), request_modes=["features", "artifacts", "video"], shadow=None,
                triton={"url": triton_server.grpc_url, "timeout_s": 2.0},
-               extraction={"profile": "fast", "artifacts_dir": str(tmp / "serving-artifacts")})
+               extraction={"profile": "fast", "artifacts_dir": str(tmp / "serving-artifacts")},
+               allowed_roots=[str(tmp)])
     videos = tmp / "videos"
     videos.mkdir()
     clip = write_video(videos / "clip.mp4", seconds=2.0, cut_at=1.0)
@@ -75,9 +76,12 @@ def test_video_requests_with_bad_inputs_are_422(video_server) -> None:
     r = http.post("/predict", json={"video_path": str(clip), "metadata": {"video_id": "x"}})
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} == {"metadata.platform_id", "metadata.published_at"}
+    r = http.post("/predict", json={"video_path": str(video_server.tmp / "nonexistent.mp4"), "metadata": json.loads(
+        clip.with_suffix(".json").read_text())})
+    assert r.status_code == 404 and r.json()["errors"][0]["code"] == "not_found"
     r = http.post("/predict", json={"video_path": "/nonexistent.mp4", "metadata": json.loads(
         clip.with_suffix(".json").read_text())})
-    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "not_found"
+    assert r.status_code == 422 and r.json()["error_code"] == "path_not_allowed"
     broken = video_server.tmp / "videos" / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
     meta = {**json.loads(clip.with_suffix(".json").read_text()), "video_id": "broken"}

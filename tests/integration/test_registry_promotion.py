@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from registry import audit, ops
+from tests.conftest import REPO_ROOT
 from testsupport.registry import default_metrics
 
 
@@ -24,7 +25,8 @@ def test_first_promotion_passes_every_gate_and_sets_stable(registry_store) -> No
     v = s.log("v2").version
     res = ops.promote(s.client, s.cfg, "v2", v.version, "first model", actor="alice")
     assert res.ok, [g.to_dict() for g in res.failed]
-    assert [g.name for g in res.gates] == ["metadata", "metrics", "coverage", "schema", "loads_and_predicts"]
+    assert [g.name for g in res.gates] == ["metadata", "metrics", "coverage", "schema", "loads_and_predicts",
+                                           "licenses"]
     assert s.client.get_model_version_by_alias("trendflow-v2-transformer", "stable").version == v.version
     tags = s.client.get_model_version("trendflow-v2-transformer", v.version).tags
     assert tags["registry.promoted_by"] == "alice" and tags["registry.promotion_reason"] == "first model"
@@ -197,3 +199,60 @@ def test_cli_promote_refuse_list_rollback(registry_store, capsys: pytest.Capture
     assert main([*base, "verify-audit"]) == 0
     assert main([*base, "promote", "--type", "v1", "--version", "99", "--reason", "x"]) == 2
     assert "model_version_not_found" in capsys.readouterr().err
+
+
+def test_licence_gate_refuses_a_version_built_on_a_model_no_longer_allowed(registry_store, tmp_path) -> None:
+    """A version whose features came from a model whose licence is (now) denied is refused; so is one with no
+    licence record at all. The tags are written as training writes them (training.trust) then changed the way a
+    re-licensed upstream model would be: the tagged expression is what the version was built on."""
+    import json
+
+    import yaml
+
+    from registry.gates import gate_licenses
+
+    s = registry_store
+    good = s.log("v1").version
+    tags = s.client.get_model_version("trendflow-v1-late-fusion", good.version).tags
+    licences = json.loads(tags["model_licenses"])
+    assert licences["text_embed"] == "Apache-2.0" and licences["trendflow-v1-late-fusion"].startswith("LicenseRef-")
+    assert tags["sbom_sha256"] and tags["sbom_artifact"].startswith("sbom/")
+    relicensed = s.log("v1", tags={"model_licenses": json.dumps({**licences, "text_embed": "CC-BY-NC-4.0"})}).version
+    res = ops.promote(s.client, s.cfg, "v1", relicensed.version, "built on a non-commercial model")
+    assert not res.ok and [g.name for g in res.failed] == ["licenses"]
+    assert "text_embed: licence tagged at training CC-BY-NC-4.0 is deny" in res.failed[0].reason
+    untagged = s.log("v1", tags={"model_licenses": ""}).version
+    res = ops.promote(s.client, s.cfg, "v1", untagged.version, "no licence record")
+    assert [g.name for g in res.failed] == ["licenses"] and "no model_licenses tag" in res.failed[0].reason
+    # the policy changes after training: the same, once good, version is refused under the new policy
+    root = tmp_path / "repo"
+    (root / "conf").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "licenses.yaml", root / "licenses.yaml")
+    pol = yaml.safe_load((REPO_ROOT / "conf" / "license_policy.yaml").read_text())
+    pol["deny"].append("Apache-2.0")
+    (root / "conf" / "license_policy.yaml").write_text(yaml.safe_dump(pol))
+    mv = s.client.get_model_version("trendflow-v1-late-fusion", good.version)
+    assert gate_licenses(mv).passed
+    later = gate_licenses(mv, root)
+    assert not later.passed and "text_embed" in later.reason and "deny" in later.reason
+
+
+def test_every_registered_version_carries_its_sbom(registry_store, tmp_path) -> None:
+    import json
+
+    from common.hashing import file_hash
+
+    s = registry_store
+    v = s.log("baseline").version
+    tags = s.client.get_model_version("trendflow-baseline", v.version).tags
+    local = s.client.download_artifacts(tags["training_run_id"], tags["sbom_artifact"], str(tmp_path))
+    assert file_hash(local, n=64) == tags["sbom_sha256"]
+    doc = json.loads(open(local).read())
+    assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
+    names = {c["name"].lower() for c in doc["components"]}
+    assert {"numpy", "mlflow", "fastapi", "cyclonedx-bom", "pip-licenses"} <= names
+    assert all(c.get("purl", "").startswith("pkg:pypi/") for c in doc["components"])
+    (tmp_path / "d").mkdir()
+    got = s.client.download_artifacts(tags["training_run_id"], tags["input_distribution"], str(tmp_path / "d"))
+    dist = json.loads(open(got).read())
+    assert dist["n_rows"] == 256 and set(dist["features"]) == set(s.columns)

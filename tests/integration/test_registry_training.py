@@ -75,9 +75,12 @@ def test_trained_versions_pass_the_gates_and_serve_identical_predictions(trained
             assert out["prediction"]["model"]["run_id"] == v2_objects["run_id"]
             assert out["prediction"]["model"]["semver"] == v2_objects["semver"]
             expected = v2_objects["model"].predict(row[cols].astype("float64")).iloc[0]
+            # the documented out-of-distribution rule (inference/ood.py): confidence x 0.5 per feature outside
+            ood = next((w["fields"] for w in out["warnings"] if w["code"] == "out_of_distribution"), [])
             for t, v in out["prediction"]["values"].items():
                 assert v["log1p"]["p50"] == pytest.approx(expected[f"{t}_p50"], rel=1e-6, abs=1e-6)
-                assert v["confidence_score"] == pytest.approx(expected[f"{t}_confidence"], rel=1e-6, abs=1e-6)
+                assert v["confidence_score"] == pytest.approx(expected[f"{t}_confidence"] * 0.5 ** len(ood),
+                                                              rel=1e-6, abs=1e-6)
 
 
 def test_retrain_is_compared_on_the_same_test_split(trained) -> None:

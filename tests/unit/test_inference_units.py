@@ -121,9 +121,12 @@ def test_config_validation_names_the_problem() -> None:
 
 
 def test_request_schema_and_lite_validator(contract: FeatureContract) -> None:
-    schema = request_schema(contract.columns, contract.critical, ["features", "video"])
+    schema = request_schema(contract.columns, contract.critical, ["features", "video"], roots=["/srv"])
     assert validate({"features": _full(contract)}, schema) == []
-    assert validate({"video_path": "/x.mp4", "metadata": {}}, schema) == []
+    meta = {"platform_id": "yt", "video_id": "v", "published_at": "2026-10-01T00:00:00Z"}
+    assert validate({"video_path": "/srv/x.mp4", "metadata": meta}, schema) == []
+    assert validate({"video_path": "/srv/x.mp4", "metadata": {}}, schema)    # the service rejects it: so does this
+    assert validate({"features": _full(contract), "metadata": meta}, schema)  # metadata only with video_path
     assert validate({"features": {}, "video_path": "/x"}, schema)            # two inputs
     assert validate({"features": {"zzz": 1}}, schema)                         # unknown + missing critical
     assert validate({"artifacts_dir": "/x"}, schema)                          # mode not enabled
