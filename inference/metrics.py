@@ -34,6 +34,8 @@ class ServiceMetrics:
         self.shadow_errors = Counter("shadow_errors", "Shadow predictions that failed", ["shadow_type"], registry=r)
         self.reloads = Counter("model_reloads", "Reloads of the model set", ["outcome"], registry=r)
         self.ready = Gauge("service_ready", "1 when /health/ready is OK", registry=r)
+        self.degraded = Gauge("service_degraded_slots", "Optional slots configured but not loaded or failed "
+                              "(the service stays ready; alert on > 0)", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -51,6 +51,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> RegistryStore:
         assert ops.promote(s.client, s.cfg, t, v.version, "test setup").ok
         s.versions[t] = str(v.version)
     s.broken_v2 = str(s.log("v2", fail_predict=True).version.version)
+    s.broken_v1 = str(s.log("v1", fail_predict=True).version.version)
     return s
 
 
@@ -265,6 +266,54 @@ def test_fallback_chain_v2_then_v1_then_baseline_then_503(store) -> None:
         r = http.post("/predict", json=body)
         assert r.status_code == 503 and r.json()["error_code"] == "all_models_failed"
         assert [a["slot"] for a in r.json()["attempts"]] == ["v2", "v1", "baseline"]
+
+
+def test_missing_optional_fallback_is_degraded_not_503_unless_required(store) -> None:
+    """A broken optional fallback slot (v1 pinned to a version whose predict raises) leaves the service ready
+    with `degraded` in the body and the gauge at 1; marked `required: true` the same slot makes it 503."""
+    store.reconnect()
+    models = {"v2": {"type": "v2", "alias": "stable"}, "v1": {"type": "v1", "version": int(store.broken_v1)},
+              "baseline": {"type": "baseline", "alias": "stable"}}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        body = ready.json()
+        assert body["ready"] and body["status"] == "degraded" and body["degraded"] == ["v1"]
+        assert body["required"] == ["v2"] and "sanity" in body["models"]["v1"]["error"]
+        assert "service_degraded_slots 1.0" in http.get("/metrics").text
+        out = http.post("/predict", json={"features": features_row(store)}).json()
+        assert out["prediction_status"] == "ok" and out["prediction"]["model"]["type"] == "v2"
+    models["v1"]["required"] = True
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["required"] == ["v2", "v1"]
+
+
+def test_a_request_may_name_its_model_and_the_response_says_so(server, store) -> None:
+    row = {"features": features_row(store)}
+    for asked, slot in (({"type": "v1"}, "v1"), ("baseline", "baseline"), ({"slot": "v2"}, "v2")):
+        r = server.http.post("/predict", json={**row, "model": asked})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        PredictResponse.model_validate(out)
+        assert out["prediction"]["model"]["slot"] == slot and out["prediction"]["model"]["requested"] == asked
+        assert out["prediction"]["model"]["version"] == store.versions[slot] and out["fallback"] == []
+    default = server.http.post("/predict", json=row).json()
+    assert "requested" not in default["prediction"]["model"] or default["prediction"]["model"]["requested"] is None
+    for asked in ({"type": "v3"}, "nope", {"slot": "canary"}):
+        r = server.http.post("/predict", json={**row, "model": asked})
+        assert r.status_code == 422 and r.json()["error_code"] == "model_not_served"
+        assert json.dumps(asked) in r.json()["message"] and r.json()["errors"][0]["field"] == "model"
+
+
+def test_asking_for_a_configured_model_that_failed_to_load_is_a_422_naming_it(store) -> None:
+    store.reconnect()
+    models = {"v2": {"type": "v2", "alias": "stable"}, "v1": {"type": "v1", "version": int(store.broken_v1)},
+              "baseline": {"type": "baseline", "alias": "stable"}}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        r = http.post("/predict", json={"features": features_row(store), "model": {"type": "v1"}})
+        assert r.status_code == 422 and r.json()["error_code"] == "model_not_served"
+        assert "slot v1" in r.json()["message"] and "sanity" in r.json()["message"]
 
 
 def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_served(store) -> None:
