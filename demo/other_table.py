@@ -45,7 +45,7 @@ def _outcomes(rng: np.random.Generator, n: int, z: np.ndarray, platform: np.ndar
 
 
 def _meta(rng: np.random.Generator, o: dict[str, np.ndarray], ch: np.ndarray, ch_size: np.ndarray,
-          published: pd.DatetimeIndex, spec: Any) -> dict[str, np.ndarray]:
+          published: pd.DatetimeIndex, spec: Any, platform: np.ndarray) -> dict[str, np.ndarray]:
     n = len(ch)
     age_h, views_s1 = o["age_h"], o["views_s1"]
     likes_s1 = np.floor(views_s1 * o["rate"] * np.exp(rng.normal(0, 0.3, n)))
@@ -62,6 +62,7 @@ def _meta(rng: np.random.Generator, o: dict[str, np.ndarray], ch: np.ndarray, ch
         "meta_log_views_vs_channel_avg": np.log1p(views_s1 / ch_avg),
         "meta_published_hour_utc": (published.hour + published.minute / 60).to_numpy(np.float64),
         "meta_published_weekday": published.weekday.to_numpy(np.float64),
+        "meta_platform": platform.astype(np.float64),
     }
     for name, p in (("meta_log_likes_snapshot1", 0.08), ("meta_log_channel_subscribers", 0.10)):
         meta[name] = np.where(rng.random(n) < p, np.nan, meta[name])
@@ -83,7 +84,7 @@ def generate_other_table(n: int, spec: Any = None, seed: int = 0, days: float = 
     published = published[rng.permutation(n)]
     hour = (published.hour + published.minute / 60).to_numpy(np.float64)
     o = _outcomes(rng, n, z, platform, hour, ch_size)
-    meta = _meta(rng, o, ch, ch_size, published, spec)
+    meta = _meta(rng, o, ch, ch_size, published, spec, platform)
     cols = _feature_columns(rng, spec, z, meta, seed)
     for t in spec.targets.columns:
         days_h = t.horizon_days * 24.0
@@ -97,7 +98,7 @@ def generate_other_table(n: int, spec: Any = None, seed: int = 0, days: float = 
             y = np.where(gone, np.nan, y)
         cols[t.name] = y
     labels = np.array(list(spec.age_buckets.labels), dtype=object)
-    keys = {"platform_id": np.where(platform == 1, "shorts", "longform").astype(object),
+    keys = {"platform_id": np.where(platform == 1, "tiktok", "youtube").astype(object),
             "video_id": np.array([f"o{i:07d}" for i in range(n)], dtype=object),
             "channel_id": np.array([f"oc{c:05d}" for c in ch], dtype=object), "published_at": published,
             "age_bucket": labels[cols["meta_age_bucket"].astype(int)]}

@@ -14,8 +14,9 @@ Generative story (all on log scale, vectorised; 100k rows take ~1 s):
   so content is predictive but only through the features;
 * the 21-day total is ``0.8 * channel size + quality + noise``, 7/14-day totals follow a per-video saturation
   curve, likes are views times a like rate that also depends on content;
-* the first snapshot is taken at an age of 1 h .. 10 d (log-uniform: every age bucket) and sees the curve at
-  that age with noise that shrinks with age, so young videos are genuinely less predictable (wider calibrated intervals);
+* the first snapshot is taken at an age of 1 h .. 10 d (log-uniform: every age bucket) and sees the curve
+  at that age with noise that shrinks with age, so young videos are genuinely less predictable (wider
+  calibrated intervals);
 * modalities go missing at realistic rates (audio 15%, motion 5%, visual 3%, text 2%), optional targets too
   (the 7-day value when the snapshot is older than 7 days, plus a few percent at random).
 """
@@ -92,6 +93,8 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
         "meta_log_views_vs_channel_avg": np.log1p(views_s1 / np.exp(ch_size[ch])),
         "meta_published_hour_utc": (published.hour + published.minute / 60).to_numpy(np.float64),
         "meta_published_weekday": published.weekday.to_numpy(np.float64),
+        # its own stream, so adding the feature left every other column of a seed's table as it was
+        "meta_platform": (np.random.default_rng([seed, 13]).random(n_channels) < 0.3).astype(np.float64)[ch],
     }
     for name, p in (("meta_log_likes_snapshot1", 0.05), ("meta_log_channel_subscribers", 0.03),
                     ("meta_log_channel_avg_views", 0.03)):
@@ -133,7 +136,7 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
 
     labels = list(spec.age_buckets.labels)
     keys = {
-        "platform_id": np.full(n, "synthetic", dtype=object),
+        "platform_id": np.array(["youtube", "tiktok"], dtype=object)[meta["meta_platform"].astype(int)],
         "video_id": np.array([f"v{i:07d}" for i in range(n)], dtype=object),
         "channel_id": np.array([f"c{c:05d}" for c in ch], dtype=object),
         "published_at": published,

@@ -361,4 +361,8 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
                           "mae_vs_loglinear")})
     for k, v in version_tags.items():
         client.set_model_version_tag(mcfg.registered_name, mv.version, k, str(v))
+    from training.describe import version_description
+
+    client.update_model_version(mcfg.registered_name, mv.version, description=version_description(
+        model.manifest, metrics, list(c.intervals.levels)))
     objects["model_version"] = int(mv.version)

@@ -327,9 +327,33 @@ def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_serv
         ready = http.get("/health/ready")
         assert ready.status_code == 503
         err = ready.json()["models"]["v2"]["error"]
-        assert err.startswith("schema_incompatible: breaking: model schema 2.0.0 vs serving 1.0.0"), err
+        assert err.startswith("schema_incompatible: breaking: model schema 2.0.0 vs serving 1.1.0"), err
         out = http.post("/predict", json={"features": features_row(store)}).json()
         assert out["prediction_status"] == "degraded" and out["prediction"]["model"]["type"] == "v1"
+
+
+def test_a_1_0_0_model_passes_the_schema_gate_and_is_served_on_the_1_1_0_spec(store) -> None:
+    """feature_spec 1.1.0 adds meta_platform (MINOR): a version trained on 1.0.0 (its signature lacks the column)
+    passes the registry's schema gate and keeps being served, with or without the new column in the request."""
+    store.reconnect()
+    old_columns = [c for c in store.columns if c not in ("meta_platform", "mask__meta_platform")]
+    assert len(old_columns) == len(store.columns) - 2
+    v = store.log("v1", columns=old_columns, feature_schema_version="1.0.0").version
+    res = ops.promote(store.client, store.cfg, "v1", v.version, "a 1.0.0 model on the 1.1.0 spec")
+    gate = next(g for g in res.gates if g.name == "schema")
+    assert gate.passed and gate.details["serving"] == "1.1.0" and gate.details["model"] == "1.0.0", gate.reason
+    models = {"v2": {"type": "v2", "alias": "stable"}, "v1": {"type": "v1", "version": int(v.version)}}
+    try:
+        with ServerThread(inference_cfg(store, models=models, fallback=["v1"])) as srv, \
+                httpx.Client(base_url=srv.url) as http:
+            assert http.get("/health/ready").json()["status"] == "ok"
+            row = features_row(store)
+            for feats in (row, {k: x for k, x in row.items() if k != "meta_platform"}):
+                r = http.post("/predict", json={"features": feats, "model": {"type": "v1"}})
+                assert r.status_code == 200, r.text
+                assert r.json()["prediction"]["model"]["version"] == str(v.version)
+    finally:  # the module's other tests expect the original stable v1
+        store.client.set_registered_model_alias(store.cfg.name_of("v1"), "stable", store.versions["v1"])
 
 
 def test_ab_split_is_stable_and_reported(store) -> None:

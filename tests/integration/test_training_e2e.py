@@ -66,6 +66,12 @@ def test_train_register_load_predict(kind: str, table: Path, store: Path) -> Non
         assert tags.get(key), key
     run_metrics = client.get_run(obj["run_id"]).data.metrics
     assert "test/mae_views_7d" in run_metrics and "test/coverage_90" in run_metrics
+    # the version explains itself in the MLflow UI: family, data, test MAE, coverage per level, calibration
+    desc = mv.description
+    rows = sum(obj["split"]["counts"].values())
+    assert f"**{family}**" in desc and tags["dataset_hash"] in desc and f"{rows} rows" in desc
+    assert f"{metrics['test/mae_mean']:.4f}" in desc and f"| 90% | {metrics['test/coverage_90']:.3f} |" in desc
+    assert "**Calibration**: split conformal" in desc and "ceil((n + 1) * l)" in desc
 
     # round trip through the registry: identical predictions on the raw (un-imputed) feature table
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/{obj['model_version']}")
