@@ -36,13 +36,14 @@ Generative process of the labels (docs/demo_data.md has the same with the reason
     V(t) = V_sat ((1 - exp(-(t / tau)^kappa)) + lambda t / 21)     cumulative views, t in days
     ln tau = ln(3.0 youtube | 1.2 tiktok) + 0.25 [how-to topic] - 0.25 [clickbait] - 0.2 (motion - 0.5)
              + N(0, 0.3^2);  kappa ~ U(0.6, 1);  lambda ~ Exp(mean 0.15 how-to | 0.04)
-    views_snapshot1 = Poisson(V(age) exp(N(0, s_e^2))),  s_e = 0.15 + 0.35 exp(-age_h / 12), age 1-48 h
+    views_snapshot1 = Poisson(V(age) exp(N(0, s_e^2))),  s_e = 0.15 + 0.35 exp(-age_h / 12), age 1 h-10 d
     views_Hd = views_prev + Poisson((V(H) - V(prev)) exp(m + N(0, 0.08^2)))    H = 7, 14, 21 (monotone),
              m ~ N(0, 0.2^2) one momentum shock per video after the first snapshot
     rho = sigmoid(logit(0.03) + 0.55 [tiktok] + 0.30 face_fraction + like topic effect + 0.15 [speech]
                   - 0.30 [clickbait] + N(0, 0.25^2));  early fans like more: rho_1 = min(0.5, 1.3 rho)
     likes: Binomial of each views increment (rho_1 for the first snapshot, rho after), capped at views - 1
-    missing: 7d with p 0.12 (youtube) / 0.20 (tiktok), 14d with p 0.04; 21d never
+    missing: 7d with p 0.12 (youtube) / 0.20 (tiktok), 14d with p 0.04; 21d never; a horizon before the
+             first snapshot (age > 7 d: the 7-day count) is missing
 
 The importable API: :func:`generate` (write a corpus), :func:`sample_specs` (the pure part: specs and labels,
 no I/O), :func:`render_video` (one spec to one file), :func:`benchmark`.
@@ -71,7 +72,10 @@ import numpy as np
 
 from common.fsio import atomic_path, atomic_write_bytes
 
-GENERATOR_VERSION = "1.0.0"
+# 1.1.0: first-snapshot age log-uniform over 1 h .. 10 d (was 1-48 h), so every age bucket of the spec
+# (< 6 h, 6-24 h, 1-3 d, 3-7 d, >= 7 d) appears; a horizon before the first snapshot is missing.
+GENERATOR_VERSION = "1.1.0"
+AGE_MAX_H = 240.0
 
 SIDECAR_KEYS = ("platform_id", "video_id", "title", "description", "published_at", "snapshot1_at",
                 "video_age_hours_at_snapshot1", "views_snapshot1", "likes_snapshot1", "channel")
@@ -490,7 +494,7 @@ def _labels(rng: np.random.Generator, cfg: SynthConfig, platform: str, channel: 
     def curve(t_days: float) -> float:
         return v_sat * ((1.0 - math.exp(-((t_days / tau) ** kappa))) + evergreen * t_days / 21.0)
 
-    age_s = int(3600 * math.exp(rng.uniform(0.0, math.log(48.0))))
+    age_s = int(3600 * math.exp(rng.uniform(0.0, math.log(AGE_MAX_H))))
     age_h = age_s / 3600.0
     snapshot1 = published + timedelta(seconds=age_s)
     s_e = 0.15 + 0.35 * math.exp(-age_h / 12.0)
@@ -499,8 +503,9 @@ def _labels(rng: np.random.Generator, cfg: SynthConfig, platform: str, channel: 
     prev = e1
     for hd in HORIZONS_DAYS:
         e = curve(float(hd))
+        # A horizon before the first snapshot was never observed (dropped below); its count is the snapshot's.
         views.append(views[-1] + int(rng.poisson(max(e - prev, 0.0) * math.exp(momentum + rng.normal(0.0, 0.08)))))
-        prev = e
+        prev = max(e, prev)
     rho = _sigmoid(_logit(0.03) + 0.55 * tiktok + 0.30 * c["face_fraction"] + TOPICS[topic][3]
                    + 0.15 * (audio is not None and audio.kind == "speech") - 0.30 * clickbait
                    + rng.normal(0.0, 0.25))
@@ -514,7 +519,7 @@ def _labels(rng: np.random.Generator, cfg: SynthConfig, platform: str, channel: 
     labels: dict[str, int | None] = {}
     for metric, vals in (("views", views), ("likes", likes)):
         for hd, v in zip(HORIZONS_DAYS, vals[1:], strict=True):
-            gone = (hd == 7 and miss7) or (hd == 14 and miss14)
+            gone = (hd == 7 and miss7) or (hd == 14 and miss14) or hd * 24.0 < age_h
             labels[f"{metric}_{hd}d"] = None if gone else v
     labels = {k: labels[k] for k in LABEL_COLUMNS[7:]}
     truth = {**effects, "noise_sigma": sigma, "noise": noise, "viral_boost": viral, "log_appeal": log_appeal,

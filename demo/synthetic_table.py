@@ -14,8 +14,9 @@ Generative story (all on log scale, vectorised; 100k rows take ~1 s):
   so content is predictive but only through the features;
 * the 21-day total is ``0.8 * channel size + quality + noise``, 7/14-day totals follow a per-video saturation
   curve, likes are views times a like rate that also depends on content;
-* the first snapshot is taken at an age of 1 h .. 16 d (log-normal) and sees the curve at that age with noise
-  that shrinks with age, so young videos are genuinely less predictable (wider calibrated intervals);
+* the first snapshot is taken at an age of 1 h .. 10 d (log-uniform: every age bucket) and sees the curve
+  at that age with noise that shrinks with age, so young videos are genuinely less predictable (wider
+  calibrated intervals);
 * modalities go missing at realistic rates (audio 15%, motion 5%, visual 3%, text 2%), optional targets too
   (the 7-day value when the snapshot is older than 7 days, plus a few percent at random).
 """
@@ -34,6 +35,10 @@ import pandas as pd
 N_LATENT = 6
 MODALITY_MISSING = {"visual": 0.03, "motion": 0.05, "audio": 0.15, "text": 0.02}
 PUBLISH_START = pd.Timestamp("2025-01-01", tz="UTC")
+AGE_MAX_H = 240.0  # first snapshot at 1 h .. 10 days
+# 2: first-snapshot age log-uniform over 1 h .. 10 d (was log-normal around 30 h, so the 3-7 d and >= 7 d
+# buckets were thin). Tables of another version are other data: benchmarks key their cached files by it.
+GENERATOR_VERSION = "2"
 
 
 def _age_bucket(age_h: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
@@ -67,7 +72,7 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
     views = {d: np.exp(log_total21) * frac(np.full(n, d * 24.0)) for d in (7, 14, 21)}
     rate = 1 / (1 + np.exp(-like_logit))
     likes = {d: views[d] * rate * np.exp(rng.normal(0, 0.08, n)) for d in (7, 14, 21)}
-    age_h = np.clip(np.exp(rng.normal(np.log(30.0), 1.1, n)), 1.0, 380.0)
+    age_h = np.exp(rng.uniform(0.0, np.log(AGE_MAX_H), n))  # log-uniform 1 h .. 10 d: every age bucket
     snap_noise = rng.normal(0, 1, n) * 0.5 / np.sqrt(1 + age_h / 12.0)
     views_s1 = np.floor(np.exp(log_total21 + np.log(frac(age_h)) + snap_noise))
     likes_s1 = np.floor(views_s1 * rate * np.exp(rng.normal(0, 0.15, n)))
@@ -88,6 +93,8 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
         "meta_log_views_vs_channel_avg": np.log1p(views_s1 / np.exp(ch_size[ch])),
         "meta_published_hour_utc": (published.hour + published.minute / 60).to_numpy(np.float64),
         "meta_published_weekday": published.weekday.to_numpy(np.float64),
+        # its own stream, so adding the feature left every other column of a seed's table as it was
+        "meta_platform": (np.random.default_rng([seed, 13]).random(n_channels) < 0.3).astype(np.float64)[ch],
     }
     for name, p in (("meta_log_likes_snapshot1", 0.05), ("meta_log_channel_subscribers", 0.03),
                     ("meta_log_channel_avg_views", 0.03)):
@@ -129,7 +136,7 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
 
     labels = list(spec.age_buckets.labels)
     keys = {
-        "platform_id": np.full(n, "synthetic", dtype=object),
+        "platform_id": np.array(["youtube", "tiktok"], dtype=object)[meta["meta_platform"].astype(int)],
         "video_id": np.array([f"v{i:07d}" for i in range(n)], dtype=object),
         "channel_id": np.array([f"c{c:05d}" for c in ch], dtype=object),
         "published_at": published,
@@ -139,7 +146,8 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
     return pd.DataFrame({**keys, **cols})
 
 
-def write_table(df: pd.DataFrame, path: str | Path, spec: Any, seed: int) -> Path:
+def write_table(df: pd.DataFrame, path: str | Path, spec: Any, seed: int,
+                generator: str = "demo.synthetic_table") -> Path:
     """Write ``df`` as Parquet with the metadata keys ``features.build_table`` writes (plus the generator's),
     through ``features.write_parquet`` (atomic)."""
     import pyarrow as pa
@@ -154,7 +162,8 @@ def write_table(df: pd.DataFrame, path: str | Path, spec: Any, seed: int) -> Pat
         "feature_spec": json.dumps(spec.model_dump(mode="json"), sort_keys=True),
         "raw_columns": json.dumps(features.raw_columns(spec)),
         "target_columns": json.dumps(features.target_columns(spec)),
-        "generator": json.dumps({"module": "demo.synthetic_table", "seed": seed, "rows": len(df)}),
+        "generator": json.dumps({"module": generator, "version": GENERATOR_VERSION, "seed": seed,
+                                 "rows": len(df)}),
     }
     table = table.replace_schema_metadata({k: v.encode() for k, v in meta.items()})
     return features.write_parquet(table, path)

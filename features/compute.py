@@ -153,12 +153,17 @@ def project(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 # ---- gathering the fields of a batch of runs --------------------------------------------------------------
 
-def _meta_path(manifest: dict[str, Any], dotted: str) -> float:
+def _meta_value(manifest: dict[str, Any], dotted: str) -> Any:
     cur: Any = manifest.get("metadata", {})
     for part in dotted.split("."):
         if not isinstance(cur, dict) or part not in cur:
-            return math.nan
+            return None
         cur = cur[part]
+    return cur
+
+
+def _meta_path(manifest: dict[str, Any], dotted: str) -> float:
+    cur = _meta_value(manifest, dotted)
     try:
         return float(cur) if cur is not None else math.nan
     except (TypeError, ValueError):
@@ -193,6 +198,15 @@ class Gather:
         key = ("metadata", dotted)
         if key not in self._cache:
             self._cache[key] = np.array([_meta_path(r.manifest, dotted) for r in self.runs], np.float64)
+        return self._cache[key]
+
+    def category(self, dotted: str, categories: list[str]) -> np.ndarray:
+        """Index of each run's metadata text value in ``categories``; NaN when absent or not listed."""
+        key = ("category", dotted, tuple(categories))
+        if key not in self._cache:
+            pos = {c: float(i) for i, c in enumerate(categories)}
+            self._cache[key] = np.array([pos.get(str(_meta_value(r.manifest, dotted)), math.nan)
+                                         for r in self.runs], np.float64)
         return self._cache[key]
 
     def flat(self, component: str, name: str, finite: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +275,7 @@ def aggregate(g: Gather, f: Feature) -> np.ndarray:
     """Raw aggregated values of feature ``f`` for every run: ``(n,)``, or ``(n, k)`` for embedding_mean."""
     s, agg = f.source, f.aggregation
     if s.metadata is not None:
-        return g.metadata(s.metadata)
+        return g.category(s.metadata, f.categories) if f.transform == "category" else g.metadata(s.metadata)
     comp, name = s.component, s.field_names[0]
     if agg == "value":
         return g.scalar(comp, name)
@@ -301,7 +315,8 @@ def aggregate(g: Gather, f: Feature) -> np.ndarray:
 
 
 def apply_transform(x: np.ndarray, transform: str, edges: tuple[float, ...]) -> np.ndarray:
-    """``none`` | ``log1p`` | ``age_bucket`` (index of the bucket, ``edges[i-1] <= x < edges[i]``), NaN kept."""
+    """``none`` | ``log1p`` | ``age_bucket`` (index of the bucket, ``edges[i-1] <= x < edges[i]``), NaN kept;
+    ``category`` values are already indices (:meth:`Gather.category`)."""
     if transform == "log1p":
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log1p(x)

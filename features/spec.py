@@ -104,8 +104,10 @@ class Feature(_Strict):
     modality: Modality
     source: Source
     aggregation: str
-    transform: Literal["none", "log1p", "age_bucket"] = "none"
+    transform: Literal["none", "log1p", "age_bucket", "category"] = "none"
     dtype: Literal["float32", "float64"] = "float32"
+    categories: list[str] | None = Field(None, description="category: the value's index in this list (a value "
+                                                           "not in it is missing)")
     critical: bool = False
     mask: bool = False
     on_empty: Literal["missing", "read"] = Field(
@@ -133,8 +135,11 @@ class Feature(_Strict):
 
     def semantic(self) -> dict[str, Any]:
         """Everything that defines the *meaning* of the values (not description/critical/mask/imputation)."""
-        return self.model_dump(include={"modality", "source", "aggregation", "transform", "dtype", "on_empty",
-                                        "threshold", "projection"}, mode="json")
+        out = self.model_dump(include={"modality", "source", "aggregation", "transform", "dtype", "on_empty",
+                                       "threshold", "projection"}, mode="json")
+        if self.categories is not None:  # only where set: the meaning of every older feature is unchanged
+            out["categories"] = list(self.categories)
+        return out
 
 
 class Target(_Strict):
@@ -258,6 +263,10 @@ def _check_feature(f: Feature) -> list[str]:
     known = ARRAY_AGGREGATIONS + SCALAR_AGGREGATIONS + EMBEDDING_AGGREGATIONS
     if agg not in known and f.percentile is None:
         return [f"{where}: unknown aggregation {agg!r} (use {AGGREGATIONS_HELP})"]
+    if (f.transform == "category") != (f.categories is not None):
+        problems.append(f"{where}: transform 'category' and a `categories` list go together")
+    if f.transform == "category" and s.metadata is None:
+        problems.append(f"{where}: transform 'category' reads a metadata source (a text value)")
     if s.metadata is not None:
         if agg != "value":
             problems.append(f"{where}: a metadata source takes aggregation 'value', not {agg!r}")

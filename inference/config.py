@@ -30,6 +30,9 @@ class SlotConfig(_Strict):
     # Tier 0 (true): loaded and sanity-checked at start-up, required for readiness. false: loaded on first use
     # (e.g. a rarely hit canary); its alias is still resolved once, at that first use, then pinned.
     preload: bool = True
+    # Readiness needs the primary slot and every slot marked required; any other slot is an optional fallback
+    # whose absence is reported as `degraded` in /health/ready (and in a gauge), not a 503.
+    required: bool = False
 
     @model_validator(mode="after")
     def _one_pin(self) -> SlotConfig:
@@ -115,6 +118,24 @@ class InferenceConfig(_Strict):
     def chain(self) -> list[str]:
         """The fallback order: primary, then the fallbacks."""
         return [self.primary, *[s for s in self.fallback if s != self.primary]]
+
+    @property
+    def required_slots(self) -> list[str]:
+        """Slots readiness needs: the primary and every slot marked ``required: true``."""
+        return [self.primary, *[s for s, sc in self.models.items() if sc.required and s != self.primary]]
+
+    def find_slot(self, requested: Any) -> str | None:
+        """The slot a request's ``model`` field names: a slot name (``"v1"`` or ``{"slot": "v1"}``) or a model
+        type (``{"type": "v1"}``: the first slot of the chain, then of ``models``, serving that type)."""
+        if isinstance(requested, str):
+            return requested if requested in self.models else None
+        if not isinstance(requested, dict):
+            return None
+        if isinstance(requested.get("slot"), str):
+            return requested["slot"] if requested["slot"] in self.models else None
+        want = requested.get("type")
+        order = [*self.chain, *[s for s in self.models if s not in self.chain]]
+        return next((s for s in order if self.models[s].type == want), None)
 
     @property
     def needs_triton(self) -> bool:

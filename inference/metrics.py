@@ -45,6 +45,8 @@ class ServiceMetrics:
         self.load_failures = Counter("model_load_failures", "Slots whose model failed to load or its sanity check",
                                      ["model_type", "slot"], registry=r)
         self.ab_buckets = Counter("ab_bucket_requests", "Answered requests per A/B bucket", ["bucket"], registry=r)
+        self.degraded = Gauge("service_degraded_slots", "Optional slots configured but not loaded or failed "
+                              "(the service stays ready; alert on > 0)", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -56,6 +56,8 @@ class ModelInfo(_Out):
     run_id: str | None = None
     semver: str | None = None
     features_schema_version: str | None = None
+    requested: str | dict[str, str] | None = Field(None, description="the request's `model` field when it asked "
+                                                   "for this model explicitly (no fallback then)")
 
 
 class Prediction(_Out):
@@ -147,6 +149,11 @@ def request_schema(columns: list[str], critical: set[str], modes: list[str], *, 
         "user_id": {"type": ["string", "integer"], "description": "A/B and shadow hashing key"},
         "video_id": {"type": ["string", "integer"]},
         "request_id": {"type": "string"},
+        "model": {"description": "ask for one served model (no fallback): a slot name, {\"slot\": name} or "
+                                 "{\"type\": \"v1\"}; one that is not served is a 422 naming it",
+                  "anyOf": [{"type": "string"},
+                            {"type": "object", "additionalProperties": False,
+                             "properties": {"slot": {"type": "string"}, "type": {"type": "string"}}}]},
     }
     path = {"type": "string", "pattern": _path_pattern(roots or ["/"]), "maxLength": 4096}
     text = {"type": "string", "minLength": 1, "maxLength": max_text}

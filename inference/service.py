@@ -31,7 +31,7 @@ from inference.schemas import quantile_block
 log = logging.getLogger("inference.service")
 MODES = ("features", "artifacts_dir", "video_path")
 MODE_OF = {"features": "features", "artifacts_dir": "artifacts", "video_path": "video"}
-ALLOWED_KEYS = {"features", "artifacts_dir", "video_path", "metadata", "user_id", "video_id", "request_id"}
+ALLOWED_KEYS = {"features", "artifacts_dir", "video_path", "metadata", "user_id", "video_id", "request_id", "model"}
 
 
 def unit_hash(key: str, salt: str) -> float:
@@ -209,8 +209,16 @@ class Service:
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         ms = self.current
         models = ms.describe() if ms else {}
-        chain_ok = bool(ms) and all(ms.models.get(s) is not None and ms.models[s].ready for s in self.cfg.models
-                                    if self.cfg.models[s].preload)
+
+        def loaded(slot: str) -> bool:
+            return bool(ms) and ms.models.get(slot) is not None and ms.models[slot].ready
+
+        required = self.cfg.required_slots
+        chain_ok = bool(ms) and all(loaded(s) for s in required)
+        # A lazily loaded slot (preload: false) not used yet is not missing; one that failed to load is.
+        degraded = [s for s in self.cfg.models if s not in required and not loaded(s)
+                    and (self.cfg.models[s].preload or (bool(ms) and s in ms.models))]
+        self.metrics.degraded.set(len(degraded))
         triton: dict[str, Any] = {"needed": self.cfg.needs_triton}
         triton_ok = True
         if self.cfg.needs_triton:
@@ -220,7 +228,9 @@ class Service:
                 triton_ok, detail = await asyncio.to_thread(self.featurizer.reachable, self.cfg.triton.timeout_s)
             triton.update(reachable=triton_ok, detail=detail)
         ready = chain_ok and triton_ok
-        return ready, {"ready": ready, "generation": ms.generation if ms else None, "models": models,
+        status = "not_ready" if not ready else ("degraded" if degraded else "ok")
+        return ready, {"ready": ready, "status": status, "required": required, "degraded": degraded,
+                       "generation": ms.generation if ms else None, "models": models,
                        "triton": triton, "request_modes": list(self.cfg.request_modes),
                        "feature_schema_version": self.contract.schema_version,
                        "primary": self.cfg.primary, "fallback": self.cfg.fallback}
@@ -331,6 +341,12 @@ class Service:
                 errors.append({"field": k, "code": "invalid_type", "message": "expected a string"})
         if errors:
             return self._reject(422, "invalid_request", "malformed request", rid, errors)
+        if "model" in body and self.cfg.find_slot(body["model"]) is None:
+            served = sorted({*self.cfg.models, *(sc.type for sc in self.cfg.models.values())})
+            return self._reject(422, "model_not_served", f"model {json.dumps(body['model'])} is not served "
+                                f"(slots and types: {served})", rid,
+                                [{"field": "model", "code": "model_not_served",
+                                  "message": f"{json.dumps(body['model'])} is not one of {served}"}])
         mode = MODE_OF[given[0]]
         if mode not in self.cfg.request_modes:
             return self._reject(422, "mode_disabled", f"request mode {mode!r} is not enabled "
@@ -365,6 +381,9 @@ class Service:
                       timings: dict[str, float], rid: str, mode: str, t_start: float) -> tuple[int, dict[str, Any]]:
         bucket = None
         start_slot = self.cfg.primary
+        requested = self.cfg.find_slot(body["model"]) if "model" in body else None
+        if requested is not None:
+            return await self._answer_requested(ms, body, row, warnings, timings, rid, mode, t_start, requested)
         if self.cfg.ab is not None:
             key = body.get(self.cfg.ab.key)
             arms = [(a.bucket, a.slot, a.weight) for a in self.cfg.ab.arms]
@@ -398,6 +417,42 @@ class Service:
             self.metrics.errors.labels("all", "-", "all_models_failed").inc()
             return self._err(503, "all_models_failed", "every model of the fallback chain failed for this request",
                              rid, attempts=attempts)
+        return self._respond(ms, body, row, warnings, timings, rid, mode, t_start, answer, attempts, bucket, source)
+
+    async def _answer_requested(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float],
+                                warnings: list[dict], timings: dict[str, float], rid: str, mode: str,
+                                t_start: float, slot: str) -> tuple[int, dict[str, Any]]:
+        """A request that names its model ("re-run with another model"): that slot only, no fallback."""
+        source = {"mode": mode, **timings.pop("source", {})}
+        lm = await self._lazy(ms, slot)
+        if lm is None or lm.pyfunc is None or slot not in ms.batchers or not lm.ready:
+            why = (lm.error if lm else None) or "not loaded"
+            return self._reject(422, "model_not_served", f"model {json.dumps(body['model'])} (slot {slot}) is "
+                                f"not served: {why}", rid,
+                                [{"field": "model", "code": "model_not_served", "message": f"slot {slot}: {why}"}])
+        try:
+            out, secs, _ = await ms.batchers[slot].submit(row)
+            if not all(math.isfinite(v) for v in out.values()):
+                raise ValueError("model returned non-finite values")
+        except Exception as exc:
+            code = "fault_injected" if isinstance(exc, InjectedFault) else "model_error"
+            self.metrics.errors.labels(lm.type, lm.version, code).inc()
+            attempt = {"slot": slot, "type": lm.type, "version": lm.version, "error_code": code,
+                       "message": f"{type(exc).__name__}: {exc}"[:300]}
+            return self._err(503, "requested_model_failed", f"the requested model (slot {slot}) failed", rid,
+                             attempts=[attempt])
+        self.metrics.inference_seconds.labels(lm.type, lm.version).observe(secs)
+        timings["model_s"] = secs
+        status, resp = self._respond(ms, body, row, warnings, timings, rid, mode, t_start, (lm, out), [], None,
+                                     source)
+        resp["prediction"]["model"]["requested"] = body["model"]
+        return status, resp
+
+    def _respond(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float], warnings: list[dict],
+                 timings: dict[str, float], rid: str, mode: str, t_start: float,
+                 answer: tuple[LoadedModel, dict[str, float]], attempts: list[dict[str, Any]], bucket: str | None,
+                 source: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The 200 response for the model that answered (and the metrics, shadow and timings that go with it)."""
         lm, out = answer
         status = "degraded" if attempts else "ok"
         if attempts:

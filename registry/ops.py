@@ -92,6 +92,19 @@ def _tag(client: MlflowClient, name: str, version: str, key: str, value: Any) ->
     client.set_model_version_tag(name, version, key, text[:TAG_VALUE_LIMIT])
 
 
+GATES_HEADER = "### Promotion gates"  # the block training's description leaves to the registry
+
+
+def _describe_gates(client: MlflowClient, mv: ModelVersion, action: str, gates: list[GateResult], at: str,
+                    reason: str) -> None:
+    """Replace the gates block of the version's description (the MLflow UI's version page) by this decision's."""
+    lines = [GATES_HEADER, "", f"{action} at {at}: {reason}", "", "| gate | result | detail |", "|---|---|---|"]
+    lines += [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {g.reason.replace('|', '/')[:300]} |" for g in gates]
+    base = (client.get_model_version(mv.name, mv.version).description or "").split(GATES_HEADER)[0].rstrip()
+    block = "\n".join(lines)
+    client.update_model_version(mv.name, mv.version, description=f"{base}\n\n{block}" if base else block)
+
+
 def _compact(gates: list[GateResult]) -> list[dict[str, Any]]:
     return [{"name": g.name, "passed": g.passed, "reason": g.reason} for g in gates]
 
@@ -186,6 +199,7 @@ def promote(client: MlflowClient, cfg: RegistryConfig, model_type: str, version:
             _tag(client, name, stable.version, "registry.superseded_by", str(mv.version))
     else:
         _tag(client, name, mv.version, "registry.last_refusal", record)
+    _describe_gates(client, mv, "promoted" if ok else "promotion refused", gates, entry["ts"], reason)
     return PromotionResult("promote", model_type, name, str(mv.version), ok, gates, before, after, entry)
 
 

@@ -56,6 +56,7 @@ class RegistryStore:
         from testsupport.registry import log_reference_model
 
         kw.setdefault("columns", self.columns)
+        kw.setdefault("feature_schema_version", self.spec.feature_schema_version)  # trained on the store's spec
         return log_reference_model(self.client, self.cfg, model_type, **kw)
 
     def reconnect(self) -> None:

@@ -205,7 +205,7 @@ def fabricate_one(root: str | Path, seed: int, i: int, *, scenarios: bool = True
     """Run ``i`` of a corpus (mix of ok / no faces / no audio / degraded / failed components when
     ``scenarios``); returns its label row."""
     rng = np.random.default_rng([seed, i])
-    meta = fabricate_metadata(rng, "yt", f"v{i:06d}")
+    meta = fabricate_metadata(rng, "youtube", f"v{i:06d}")
     kw: dict[str, Any] = {"n_frames": int(rng.integers(8, 49))}
     errors: list[str] = []
     if scenarios:

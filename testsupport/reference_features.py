@@ -26,7 +26,10 @@ def _value(run: RunData, f: Feature, edges: tuple[float, ...]) -> list[float]:
         cur: Any = run.manifest.get("metadata", {})
         for part in s.metadata.split("."):
             cur = cur.get(part) if isinstance(cur, dict) else None
-        raw = float(cur) if cur is not None else math.nan
+        if f.transform == "category":
+            raw = float(f.categories.index(cur)) if cur in f.categories else math.nan
+        else:
+            raw = float(cur) if cur is not None else math.nan
     else:
         status = run.component_status(s.component)
         if status not in USABLE and not (status == "empty" and f.on_empty == "read"):

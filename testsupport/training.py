@@ -29,7 +29,7 @@ def tiny_table(path: str | Path, n: int = 600, seed: int = 0) -> Path:
 def fast_overrides(kind: str, data_path: str | Path, tracking_dir: str | Path | None = None) -> list[str]:
     """Overrides for a fast run of model ``kind`` on ``data_path``; MLflow into ``tracking_dir`` or disabled."""
     out = [f"+exp={EXP_OF[kind]}", f"data.path={data_path}", "trainer.progress_bar=false",
-           "intervals.min_group_size=20", *FAST[kind]]
+           "intervals.min_group_size=20", "intervals.calibration=split", *FAST[kind]]
     if kind == "lightgbm":
         out.append("model=lightgbm")
     if tracking_dir is None:

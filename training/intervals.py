@@ -226,14 +226,59 @@ def _mapie_corrections(method: str, lo: np.ndarray, hi: np.ndarray, scale: np.nd
 
 def _numpy_corrections(method: str, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, y: np.ndarray,
                        level: float, symmetric: bool = True) -> tuple[float, float]:
-    if method == "cqr" and symmetric:
-        c = conformal_quantile(np.maximum(lo - y, y - hi), level)
+    scores, side = _scores(method, lo, hi, scale, y, level, symmetric)
+    if len(scores) == 1:
+        c = conformal_quantile(scores[0], side)
         return c, c
+    return conformal_quantile(scores[0], side), conformal_quantile(scores[1], side)
+
+
+def _scores(method: str, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, y: np.ndarray, level: float,
+            symmetric: bool = True) -> tuple[list[np.ndarray], float]:
+    """Conformity scores (one array, or lower and upper side) and the level their quantile is taken at."""
+    if method == "cqr" and symmetric:
+        return [np.maximum(lo - y, y - hi)], level
     if method == "cqr":
-        side = 1 - (1 - level) / 2
-        return conformal_quantile(lo - y, side), conformal_quantile(y - hi, side)
-    c = conformal_quantile(np.abs(y - lo) / scale, level)
-    return c, c
+        return [lo - y, y - hi], 1 - (1 - level) / 2
+    return [np.abs(y - lo) / scale], level
+
+
+def quantile_sd(scores: np.ndarray, level: float) -> float:
+    """Distribution-free standard error of the conformal quantile of ``scores``.
+
+    The rank of the ``level`` quantile in a sample of ``n`` scatters by ``sqrt(n l (1 - l))`` ranks (binomial);
+    half the distance between the order statistics that many ranks below and above it estimates the quantile's
+    standard error without assuming a score distribution (the Maritz-Jarrett idea, on order statistics).
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    n = s.size
+    if n < 2:
+        return math.inf
+    k = min(math.ceil((n + 1) * level - 1e-12), n) - 1
+    j = max(1, math.ceil(math.sqrt(n * level * (1 - level))))
+    return float(s[min(k + j, n - 1)] - s[max(k - j, 0)]) / 2
+
+
+def shrink_weights(estimates: np.ndarray, variances: np.ndarray, pooled: float) -> np.ndarray:
+    """Empirical-Bayes weights of per-group estimates against the pooled one.
+
+    Each group's correction ``c_g`` is the truth ``t_g`` plus sampling noise of variance ``v_g``; the ``t_g``
+    scatter around the pooled value with a between-group variance ``tau^2``, estimated by the method of moments
+    (``mean (c_g - pooled)^2 - mean v_g``, at least 0). The posterior mean puts weight ``tau^2 / (tau^2 + v_g)``
+    on the group's own estimate: groups that truly differ (young videos' much wider intervals) keep their own
+    correction, a small noisy bucket moves toward the pooled one, and groups that do not differ at all collapse
+    onto it.
+    """
+    est, var = np.asarray(estimates, dtype=np.float64), np.asarray(variances, dtype=np.float64)
+    if est.size == 0:
+        return est
+    finite = np.isfinite(var)
+    if not finite.any():
+        return np.zeros_like(est)
+    tau2 = max(0.0, float(np.mean((est[finite] - pooled) ** 2) - np.mean(var[finite])))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(finite, tau2 / (tau2 + var), 0.0)
+    return np.where(np.isfinite(w), w, 1.0)
 
 
 def _finite(c: float, fallback: float) -> float:
@@ -242,7 +287,7 @@ def _finite(c: float, fallback: float) -> float:
 
 @dataclass
 class IntervalCalibrator:
-    """Split-conformal calibration per target, level and group (Mondrian), with a pooled fallback.
+    """Conformal calibration per target, level and group (Mondrian), shrunk toward the pooled correction.
 
     Args:
         targets: target names, in the column order of the base predictions.
@@ -252,6 +297,10 @@ class IntervalCalibrator:
         backend: ``mapie`` or ``numpy`` (identical numbers).
         confidence_level: level whose width defines the confidence score.
         cqr_symmetric: CQR with one correction for both sides (default) or one per side.
+        shrinkage: ``eb`` (each group's correction moves toward the pooled one by :func:`shrink_weights`) or
+            ``none`` (a group of at least ``min_group_size`` points uses its own correction as it is).
+        scheme: where the scores came from (``split`` / ``cross``, folds, served model, why), recorded by the
+            caller so that the calibration describes itself.
     """
 
     targets: list[str]
@@ -261,8 +310,12 @@ class IntervalCalibrator:
     backend: str = "mapie"
     confidence_level: float = 0.9
     cqr_symmetric: bool = True
+    shrinkage: str = "none"
+    scheme: dict[str, Any] = field(default_factory=dict)
     # Fitted state: corrections[target][str(level)][group] = [c_lo, c_hi, n_calibration_points]
     corrections: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    # group_weights[target][str(level)][group] = weight of the group's own correction (1 = unshrunk)
+    group_weights: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     ref_width: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -271,13 +324,15 @@ class IntervalCalibrator:
             raise ValueError(f"intervals method must be one of {METHODS}, got {self.method!r}")
         if self.backend not in ("mapie", "numpy"):
             raise ValueError(f"intervals backend must be 'mapie' or 'numpy', got {self.backend!r}")
+        if self.shrinkage not in ("eb", "none"):
+            raise ValueError(f"intervals shrinkage must be 'eb' or 'none', got {self.shrinkage!r}")
         self.levels = sorted(float(x) for x in self.levels)
         if self.confidence_level not in self.levels:
             raise ValueError(f"confidence_level {self.confidence_level} is not one of levels {self.levels}")
 
     # ------------------------------------------------------------------ fit
     def fit(self, base: BaseOutput, y: np.ndarray, groups: np.ndarray | None = None) -> IntervalCalibrator:
-        """Compute corrections on the calibration split.
+        """Compute corrections on the calibration scores.
 
         Args:
             base: base predictions on the calibration rows.
@@ -285,32 +340,77 @@ class IntervalCalibrator:
             groups: group label per row ``(N,)`` (age bucket) or None for pooled only.
         """
         groups = np.full(len(y), POOLED, dtype=object) if groups is None else np.asarray(groups).astype(str)
-        corr_fn = _mapie_corrections if self.backend == "mapie" else _numpy_corrections
-        self.corrections, self.warnings = {}, []
+        self.corrections, self.group_weights, self.warnings = {}, {}, []
         for h, target in enumerate(self.targets):
             present = ~np.isnan(y[:, h])
-            self.corrections[target] = {}
+            self.corrections[target], self.group_weights[target] = {}, {}
             for level in self.levels:
                 lo, hi, s = _bounds(base, self.method, level, h)
-                lo, hi, s, yt, g = lo[present], hi[present], s[present], y[present, h], groups[present]
-                table: dict[str, list[float]] = {}
-                # Fallback for a split too small for the finite-sample rank: the largest observed score.
-                worst = float(np.max(np.abs(np.concatenate([(lo - yt) / s, (yt - hi) / s])))) if yt.size else 0.0
-                c_lo, c_hi = corr_fn(self.method, lo, hi, s, yt, level, self.cqr_symmetric)
-                if not (math.isfinite(c_lo) and math.isfinite(c_hi)):
-                    self.warnings.append(f"{target}@{level}: {yt.size} calibration points are too few for the "
-                                         f"finite-sample quantile; using the largest score")
-                table[POOLED] = [_finite(c_lo, worst), _finite(c_hi, worst), float(yt.size)]
-                for grp in sorted(set(g.tolist()) - {POOLED}):
-                    sel = g == grp
-                    n_g = int(sel.sum())
-                    if n_g < self.min_group_size:
-                        continue  # pooled fallback
-                    c_lo, c_hi = corr_fn(self.method, lo[sel], hi[sel], s[sel], yt[sel], level, self.cqr_symmetric)
-                    if math.isfinite(c_lo) and math.isfinite(c_hi):
-                        table[grp] = [c_lo, c_hi, float(n_g)]
+                table, weights = self._fit_level(target, level, lo[present], hi[present], s[present],
+                                                 y[present, h], groups[present])
                 self.corrections[target][str(level)] = table
-        # Reference width for the confidence score: median calibrated width on the calibration rows.
+                self.group_weights[target][str(level)] = weights
+        self._fit_ref_width(base, y, groups)
+        return self
+
+    def _fit_level(self, target: str, level: float, lo: np.ndarray, hi: np.ndarray, s: np.ndarray,
+                   yt: np.ndarray, g: np.ndarray) -> tuple[dict[str, list[float]], dict[str, float]]:
+        """The pooled and per-group corrections of one target at one level (rows with the target present)."""
+        corr_fn = _mapie_corrections if self.backend == "mapie" else _numpy_corrections
+        table: dict[str, list[float]] = {}
+        # Fallback for a split too small for the finite-sample rank: the largest observed score.
+        worst = float(np.max(np.abs(np.concatenate([(lo - yt) / s, (yt - hi) / s])))) if yt.size else 0.0
+        c_lo, c_hi = corr_fn(self.method, lo, hi, s, yt, level, self.cqr_symmetric)
+        if not (math.isfinite(c_lo) and math.isfinite(c_hi)):
+            self.warnings.append(f"{target}@{level}: {yt.size} calibration points are too few for the "
+                                 f"finite-sample quantile; using the largest score")
+        table[POOLED] = [_finite(c_lo, worst), _finite(c_hi, worst), float(yt.size)]
+        own: dict[str, tuple[list[float], list[float]]] = {}  # group -> ([c_lo, c_hi], [sd_lo, sd_hi])
+        for grp in sorted(set(g.tolist()) - {POOLED}):
+            sel = g == grp
+            n_g = int(sel.sum())
+            if n_g < self.min_group_size:
+                continue  # pooled fallback
+            c_lo, c_hi = corr_fn(self.method, lo[sel], hi[sel], s[sel], yt[sel], level, self.cqr_symmetric)
+            if math.isfinite(c_lo) and math.isfinite(c_hi):
+                scores, side = _scores(self.method, lo[sel], hi[sel], s[sel], yt[sel], level, self.cqr_symmetric)
+                sds = [quantile_sd(x, side) for x in scores]
+                own[grp] = ([c_lo, c_hi], sds * (2 // len(sds)))
+                table[grp] = [c_lo, c_hi, float(n_g)]
+        weights = dict.fromkeys(own, 1.0)
+        if self.shrinkage == "eb" and own:
+            weights = self._shrink(table, own)
+        return table, weights
+
+    def _shrink(self, table: dict[str, list[float]], own: dict[str, tuple[list[float], list[float]]]
+                ) -> dict[str, float]:
+        """Move each group's correction toward the pooled one (:func:`shrink_weights`), in place.
+
+        ``absolute`` / ``normalized`` corrections are positive scale factors whose groups differ by ratios (young
+        videos' residuals are several times wider): they shrink on the log scale, where a group twice as wide is
+        as far from the pooled value as one half as wide. CQR corrections are additive shifts (and may be
+        negative): they shrink as they are.
+        """
+        names = list(own)
+        weights: dict[str, float] = {}
+        for side in (0, 1):
+            est = np.array([own[k][0][side] for k in names])
+            sd = np.array([own[k][1][side] for k in names])
+            pooled = table[POOLED][side]
+            log_scale = self.method != "cqr" and pooled > 0 and (est > 0).all()
+            if log_scale:
+                w = shrink_weights(np.log(est), (sd / est) ** 2, math.log(pooled))
+                new = np.exp(math.log(pooled) + w * (np.log(est) - math.log(pooled)))
+            else:
+                w = shrink_weights(est, sd**2, pooled)
+                new = pooled + w * (est - pooled)
+            for k, wk, v in zip(names, w, new, strict=True):
+                table[k][side] = float(v)
+                weights[k] = min(weights.get(k, 1.0), float(wk))
+        return weights
+
+    def _fit_ref_width(self, base: BaseOutput, y: np.ndarray, groups: np.ndarray) -> None:
+        """Reference width for the confidence score: median calibrated width on the calibration rows."""
         self.ref_width = {}
         out = self.apply(base, groups, with_confidence=False)
         lo_n, hi_n = level_names(self.confidence_level)
@@ -319,7 +419,6 @@ class IntervalCalibrator:
             present = ~np.isnan(y[:, h])
             ref = float(np.median(w[present])) if present.any() else float(np.median(w))
             self.ref_width[target] = max(ref, 1e-6)
-        return self
 
     # ---------------------------------------------------------------- apply
     def group_used(self, target: str, level: float, groups: np.ndarray) -> np.ndarray:
@@ -364,6 +463,7 @@ class IntervalCalibrator:
             "targets": list(self.targets), "method": self.method, "levels": list(self.levels),
             "min_group_size": self.min_group_size, "backend": self.backend,
             "confidence_level": self.confidence_level, "cqr_symmetric": self.cqr_symmetric,
+            "shrinkage": self.shrinkage, "scheme": self.scheme, "group_weights": self.group_weights,
             "corrections": self.corrections,
             "ref_width": self.ref_width, "warnings": list(self.warnings),
             "confidence_definition": "2 ** (-width_at_confidence_level / median_calibration_width)",

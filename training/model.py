@@ -37,22 +37,6 @@ def group_keys(values: Any) -> np.ndarray:
     return out
 
 
-def load_core(kind: str, path: Path) -> Any:
-    if kind == "catboost":
-        from training.families.baseline import CatBoostCore
-
-        return CatBoostCore.load(path)
-    if kind == "lightgbm":
-        from training.families.baseline import LightGBMCore
-
-        return LightGBMCore.load(path)
-    if kind in ("late_fusion", "transformer"):
-        from training.families.networks import NetworkCore
-
-        return NetworkCore.load(path)
-    raise ValueError(f"unknown model kind {kind!r}")
-
-
 class InputError(ValueError):
     """The input frame lacks columns of the model's input contract (all of them are named)."""
 
@@ -128,6 +112,8 @@ class TrendflowModel:
     def load(cls, path: str | Path) -> TrendflowModel:
         path = Path(path)
         manifest = json.loads((path / "manifest.json").read_text())
+        from training.families import load_core
+
         core = load_core(manifest["kind"], path / "core")
         calibrator = IntervalCalibrator.from_dict(json.loads((path / "calibration.json").read_text()))
         return cls(core, calibrator, manifest)

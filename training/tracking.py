@@ -69,7 +69,9 @@ def pip_requirements(kind: str) -> list[str]:
     from importlib.metadata import version
 
     pkgs = ["mlflow", "numpy", "pandas", "pyarrow", "scipy", "pydantic", "pyyaml"]
-    pkgs += {"catboost": ["catboost"], "lightgbm": ["lightgbm"]}.get(kind, ["torch"])
+    from training.families import pip_packages
+
+    pkgs += pip_packages(kind)
     out = []
     for p in pkgs:
         try:

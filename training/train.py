@@ -54,61 +54,84 @@ def _seed_everything(seed: int) -> None:
     os.environ["PYTHONHASHSEED"] = str(seed)
 
 
-def _engine(kind: str, precision: str) -> dict[str, str]:
-    if kind in ("catboost", "lightgbm"):
-        return {"engine": f"{kind}-{pkg_version(kind)}", "precision": "fp32", "device": "cpu"}
-    import torch
+def choose_scheme(c: TrainConfig, n_calib: int) -> dict[str, Any]:
+    """Where the calibration scores come from, decided from the data (``intervals.calibration=auto``).
 
-    prec = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16-mixed", "16-mixed": "fp16-mixed"}.get(precision,
-                                                                                                       precision)
-    return {"engine": f"torch-{torch.__version__.split('+')[0]}", "precision": prec, "device": "cpu"}
+    Split conformal is exact (coverage >= l, and < l + 1/(n+1)) but its realised coverage scatters by about
+    ``sqrt(l (1 - l) / n_g)`` in a bucket of ``n_g`` calibration values: +-2 points at 90% needs several hundred
+    values per bucket, i.e. thousands of calib rows. Below ``intervals.split_min_calib_rows`` calib rows, cross
+    mode scores every row of train + calib instead (8x the calib split at 70/10/10/10) for ``folds`` fits.
+    """
+    iv = c.intervals
+    if iv.calibration != "auto":
+        return {"calibration": iv.calibration, "reason": f"intervals.calibration={iv.calibration}"}
+    if n_calib >= iv.split_min_calib_rows:
+        return {"calibration": "split", "reason": f"auto: calib split {n_calib} rows >= {iv.split_min_calib_rows}"}
+    return {"calibration": "cross", "reason": f"auto: calib split {n_calib} rows < {iv.split_min_calib_rows}"}
 
 
-def _fit_core(cfg: TrainConfig, spec: Any, cols: Any, train: pd.DataFrame, val: pd.DataFrame) -> Any:
-    m = cfg.model
-    if m.name in ("catboost", "lightgbm"):
-        from training.families.baseline import CatBoostCore, LightGBMCore
-
-        core_cls = CatBoostCore if m.name == "catboost" else LightGBMCore
-        return core_cls.fit(train, val, cols.features, cols.targets, cols.metrics, m, cfg.seed,
-                            cfg.trainer.num_threads, progress=cfg.trainer.progress_bar,
-                            with_quantiles=m.interval_method == "cqr")
-    from training.families.networks import NetworkCore
-
-    return NetworkCore.fit(spec, cols, train, val, m, cfg.trainer, cfg.seed)
+def scheme_record(fit_record: dict[str, Any], c: TrainConfig) -> dict[str, Any]:
+    """The calibration scheme as recorded with the model (manifest, calibration.json, the version description)."""
+    guarantee = ("split conformal: marginal coverage >= l and < l + 1/(n+1) for exchangeable rows"
+                 if fit_record["calibration"] == "split" else
+                 "cross-conformal / CV+: >= 1 - 2(1 - l) in the worst case, about l in practice; the served "
+                 "fold-model mean errs no more than a member, so intervals err on the wide side")
+    return {
+        "calibration": fit_record["calibration"], "served": fit_record.get("served", "single"),
+        "folds": fit_record.get("folds"), "calib_scores": fit_record.get("calib_scores"),
+        "reason": fit_record.get("reason", ""), "method": c.model.interval_method,
+        "group_by": c.intervals.group_by, "min_group_size": c.intervals.min_group_size,
+        "shrinkage": c.intervals.shrinkage,
+        "finite_sample_rank": "ceil((n + 1) * l)-th smallest score per target, level and bucket",
+        "guarantee": guarantee,
+    }
 
 
 def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.DataFrame]
                    ) -> tuple[Any, pd.DataFrame, Any, dict[str, Any]]:
     """Fit the served core and compute the base predictions its calibration scores come from.
 
-    ``intervals.calibration=split``: the core is fit on ``train`` and scored on ``calib``.
-    ``intervals.calibration=cross``: ``train + calib`` (time-ordered) is cut into ``intervals.folds`` blocks, each
-    block is scored by a core fit on the others (:func:`training.intervals.out_of_fold`), and the served core is
-    refit on all of ``train + calib``. ``val`` stays the early-stopping / eval set of every fit and ``test`` is
-    never touched. Returns ``(core, calibration rows, their base predictions, record for the split log)``.
+    ``split``: the core is fit on ``train`` and scored on ``calib``. ``cross``: ``train + calib`` (time-ordered)
+    is cut into ``intervals.folds`` blocks, each block is scored by a core fit on the others
+    (:func:`training.intervals.out_of_fold`); the served core is the fold cores' mean
+    (:class:`training.families.ensemble.FoldEnsemble`, ``cross_fit=ensemble``) or one core refit on all of
+    ``train + calib`` (``cross_fit=refit``). ``val`` stays the early-stopping / eval set of every fit and ``test``
+    is never touched. Returns ``(core, calibration rows, their base predictions, record for the split log)``.
     """
+    from training.families import FitInputs, fit_core
+
+    inputs = FitInputs(c, spec, cols)
     feats = cols.features
-    if c.intervals.calibration == "split":
-        core = _fit_core(c, spec, cols, parts["train"], parts["val"])
+    scheme = choose_scheme(c, len(parts["calib"]))
+    if scheme["calibration"] == "split":
+        core = fit_core(inputs, parts["train"], parts["val"])
         calib = parts["calib"]
         base = core.predict_base(calib[feats].astype(np.float64))
-        return core, calib, base, {"calibration": "split", "fit_splits": ["train"], "calib_splits": ["calib"]}
+        return core, calib, base, {**scheme, "served": "single", "fit_splits": ["train"], "calib_splits": ["calib"],
+                                   "calib_scores": len(calib)}
     from training.intervals import out_of_fold
 
     pool = pd.concat([parts["train"], parts["calib"]], ignore_index=True)
     folds = c.intervals.folds
+    members: list[Any] = []
 
     def fit_predict(fit_idx: np.ndarray, held_idx: np.ndarray) -> Any:
-        fold_core = _fit_core(c, spec, cols, pool.iloc[fit_idx].reset_index(drop=True), parts["val"])
+        fold_core = fit_core(inputs, pool.iloc[fit_idx].reset_index(drop=True), parts["val"])
+        members.append(fold_core)
         return fold_core.predict_base(pool.iloc[held_idx][feats].astype(np.float64))
 
     base = out_of_fold(len(pool), folds, fit_predict,
                        on_fold=lambda k, n: print(f"cross-conformal: fold {k}/{n} ({len(pool)} rows)", flush=True))
-    print(f"cross-conformal: refit on all {len(pool)} rows of train+calib", flush=True)
-    core = _fit_core(c, spec, cols, pool, parts["val"])
-    return core, pool, base, {"calibration": "cross", "folds": folds, "fit_splits": ["train", "calib"],
-                              "calib_splits": ["train", "calib"], "calib_scores": len(pool)}
+    if c.intervals.cross_fit == "ensemble":
+        from training.families.ensemble import FoldEnsemble
+
+        core = FoldEnsemble(members)
+    else:
+        print(f"cross-conformal: refit on all {len(pool)} rows of train+calib", flush=True)
+        core = fit_core(inputs, pool, parts["val"])
+    return core, pool, base, {**scheme, "served": c.intervals.cross_fit, "folds": folds,
+                              "fit_splits": ["train", "calib"], "calib_splits": ["train", "calib"],
+                              "calib_scores": len(pool)}
 
 
 def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[float], prefix: str,
@@ -151,7 +174,9 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
 
     mcfg = c.model
     family, kind = mcfg.family, mcfg.name
-    engine = _engine(kind, c.trainer.precision)
+    from training.families import engine as family_engine
+
+    engine = family_engine(kind, c.trainer.precision)
     mlflow = None
     run_id = None
     semver = f"{family}_{mcfg.semver}"
@@ -176,6 +201,7 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
             targets=cols.labels, method=mcfg.interval_method, levels=list(c.intervals.levels),
             min_group_size=c.intervals.min_group_size, backend=c.intervals.backend,
             confidence_level=c.intervals.confidence_level, cqr_symmetric=c.intervals.cqr_symmetric,
+            shrinkage=c.intervals.shrinkage, scheme=scheme_record(fit_record, c),
         ).fit(calib_base, calib[cols.targets].to_numpy(np.float64),
               group_keys(calib[cols.group].to_numpy()) if cols.group else None)
         metrics["time/calibrate_s"] = time.perf_counter() - t0
@@ -192,6 +218,7 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
             "input_columns": cols.features, "targets": cols.targets, "labels": cols.labels,
             "group_column": cols.group, "group_labels": cols.group_labels,
             "interval_method": mcfg.interval_method, "levels": list(c.intervals.levels),
+            "calibration_scheme": scheme_record(fit_record, c),
             "confidence_definition": (f"2 ** (-width{round(c.intervals.confidence_level * 100)} / median calibration "
                                       f"width{round(c.intervals.confidence_level * 100)}), per target"),
             "config": resolved,
@@ -300,7 +327,9 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
             "plots/coverage_curve.png": plots.coverage_curve(metrics, list(c.intervals.levels),
                                                              list(cols.group_labels.values())),
         }
-        if hasattr(model.core, "feature_importance"):
+        from training.families.ensemble import has_feature_importance
+
+        if has_feature_importance(model.core):
             imp = model.core.feature_importance()
             figs["plots/feature_importance.png"] = plots.feature_importance(imp)
             mlflow.log_text(imp.to_csv(header=["importance"]), "plots/feature_importance.csv")
@@ -339,4 +368,8 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
                           "mae_vs_loglinear")})
     for k, v in version_tags.items():
         client.set_model_version_tag(mcfg.registered_name, mv.version, k, str(v))
+    from training.describe import version_description
+
+    client.update_model_version(mcfg.registered_name, mv.version, description=version_description(
+        model.manifest, metrics, list(c.intervals.levels)))
     objects["model_version"] = int(mv.version)

@@ -58,6 +58,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> RegistryStore:
         assert ops.promote(s.client, s.cfg, t, v.version, "test setup").ok
         s.versions[t] = str(v.version)
     s.broken_v2 = str(s.log("v2", fail_predict=True).version.version)
+    s.broken_v1 = str(s.log("v1", fail_predict=True).version.version)
     return s
 
 
@@ -274,6 +275,54 @@ def test_fallback_chain_v2_then_v1_then_baseline_then_503(store) -> None:
         assert [a["slot"] for a in r.json()["attempts"]] == ["v2", "v1", "baseline"]
 
 
+def test_missing_optional_fallback_is_degraded_not_503_unless_required(store) -> None:
+    """A broken optional fallback slot (v1 pinned to a version whose predict raises) leaves the service ready
+    with `degraded` in the body and the gauge at 1; marked `required: true` the same slot makes it 503."""
+    store.reconnect()
+    models = {"v2": {"type": "v2", "alias": "stable"}, "v1": {"type": "v1", "version": int(store.broken_v1)},
+              "baseline": {"type": "baseline", "alias": "stable"}}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        body = ready.json()
+        assert body["ready"] and body["status"] == "degraded" and body["degraded"] == ["v1"]
+        assert body["required"] == ["v2"] and "sanity" in body["models"]["v1"]["error"]
+        assert "service_degraded_slots 1.0" in http.get("/metrics").text
+        out = http.post("/predict", json={"features": features_row(store)}).json()
+        assert out["prediction_status"] == "ok" and out["prediction"]["model"]["type"] == "v2"
+    models["v1"]["required"] = True
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["required"] == ["v2", "v1"]
+
+
+def test_a_request_may_name_its_model_and_the_response_says_so(server, store) -> None:
+    row = {"features": features_row(store)}
+    for asked, slot in (({"type": "v1"}, "v1"), ("baseline", "baseline"), ({"slot": "v2"}, "v2")):
+        r = server.http.post("/predict", json={**row, "model": asked})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        PredictResponse.model_validate(out)
+        assert out["prediction"]["model"]["slot"] == slot and out["prediction"]["model"]["requested"] == asked
+        assert out["prediction"]["model"]["version"] == store.versions[slot] and out["fallback"] == []
+    default = server.http.post("/predict", json=row).json()
+    assert "requested" not in default["prediction"]["model"] or default["prediction"]["model"]["requested"] is None
+    for asked in ({"type": "v3"}, "nope", {"slot": "canary"}):
+        r = server.http.post("/predict", json={**row, "model": asked})
+        assert r.status_code == 422 and r.json()["error_code"] == "model_not_served"
+        assert json.dumps(asked) in r.json()["message"] and r.json()["errors"][0]["field"] == "model"
+
+
+def test_asking_for_a_configured_model_that_failed_to_load_is_a_422_naming_it(store) -> None:
+    store.reconnect()
+    models = {"v2": {"type": "v2", "alias": "stable"}, "v1": {"type": "v1", "version": int(store.broken_v1)},
+              "baseline": {"type": "baseline", "alias": "stable"}}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        r = http.post("/predict", json={"features": features_row(store), "model": {"type": "v1"}})
+        assert r.status_code == 422 and r.json()["error_code"] == "model_not_served"
+        assert "slot v1" in r.json()["message"] and "sanity" in r.json()["message"]
+
+
 def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_served(store) -> None:
     """Pinning by number (or an alias set by hand in the MLflow UI) skips the promotion gates: the service checks
     the version's feature_schema_version against its serving spec itself and falls back."""
@@ -285,9 +334,33 @@ def test_a_version_pinned_past_the_gates_with_an_incompatible_schema_is_not_serv
         ready = http.get("/health/ready")
         assert ready.status_code == 503
         err = ready.json()["models"]["v2"]["error"]
-        assert err.startswith("schema_incompatible: breaking: model schema 2.0.0 vs serving 1.0.0"), err
+        assert err.startswith("schema_incompatible: breaking: model schema 2.0.0 vs serving 1.1.0"), err
         out = http.post("/predict", json={"features": features_row(store)}).json()
         assert out["prediction_status"] == "degraded" and out["prediction"]["model"]["type"] == "v1"
+
+
+def test_a_1_0_0_model_passes_the_schema_gate_and_is_served_on_the_1_1_0_spec(store) -> None:
+    """feature_spec 1.1.0 adds meta_platform (MINOR): a version trained on 1.0.0 (its signature lacks the column)
+    passes the registry's schema gate and keeps being served, with or without the new column in the request."""
+    store.reconnect()
+    old_columns = [c for c in store.columns if c not in ("meta_platform", "mask__meta_platform")]
+    assert len(old_columns) == len(store.columns) - 2
+    v = store.log("v1", columns=old_columns, feature_schema_version="1.0.0").version
+    res = ops.promote(store.client, store.cfg, "v1", v.version, "a 1.0.0 model on the 1.1.0 spec")
+    gate = next(g for g in res.gates if g.name == "schema")
+    assert gate.passed and gate.details["serving"] == "1.1.0" and gate.details["model"] == "1.0.0", gate.reason
+    models = {"v2": {"type": "v2", "alias": "stable"}, "v1": {"type": "v1", "version": int(v.version)}}
+    try:
+        with ServerThread(inference_cfg(store, models=models, fallback=["v1"])) as srv, \
+                httpx.Client(base_url=srv.url) as http:
+            assert http.get("/health/ready").json()["status"] == "ok"
+            row = features_row(store)
+            for feats in (row, {k: x for k, x in row.items() if k != "meta_platform"}):
+                r = http.post("/predict", json={"features": feats, "model": {"type": "v1"}})
+                assert r.status_code == 200, r.text
+                assert r.json()["prediction"]["model"]["version"] == str(v.version)
+    finally:  # the module's other tests expect the original stable v1
+        store.client.set_registered_model_alias(store.cfg.name_of("v1"), "stable", store.versions["v1"])
 
 
 def test_ab_split_is_stable_and_reported(store) -> None:

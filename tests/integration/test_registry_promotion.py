@@ -31,6 +31,8 @@ def test_first_promotion_passes_every_gate_and_sets_stable(registry_store) -> No
     tags = s.client.get_model_version("trendflow-v2-transformer", v.version).tags
     assert tags["registry.promoted_by"] == "alice" and tags["registry.promotion_reason"] == "first model"
     assert '"gates"' in tags["registry.promotion"]
+    desc = s.client.get_model_version("trendflow-v2-transformer", v.version).description
+    assert desc.count("### Promotion gates") == 1 and "promoted at" in desc and "| coverage | pass |" in desc
     entry = audit.read(s.cfg.audit_path())[-1]
     assert entry["action"] == "promote" and entry["aliases"]["stable"] == str(v.version) and entry["actor"] == "alice"
 
@@ -69,6 +71,8 @@ def test_worse_metrics_are_refused_and_nothing_moves(registry_store) -> None:
     assert "test/mae_views_7d 0.4000 > 0.3060" in _gate(res, "metrics").reason
     assert s.client.get_model_version_by_alias("trendflow-v2-transformer", "stable").version == good.version
     assert "registry.last_refusal" in s.client.get_model_version("trendflow-v2-transformer", worse.version).tags
+    desc = s.client.get_model_version("trendflow-v2-transformer", worse.version).description
+    assert "promotion refused at" in desc and "| metrics | FAIL | test/mae_views_7d 0.4000 > 0.3060" in desc
     assert audit.read(s.cfg.audit_path())[-1]["action"] == "promote_refused"
     # within tolerance (2%) passes
     close = s.log("v2", metrics=default_metrics(mae=0.305)).version

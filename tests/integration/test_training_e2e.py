@@ -66,6 +66,12 @@ def test_train_register_load_predict(kind: str, table: Path, store: Path) -> Non
         assert tags.get(key), key
     run_metrics = client.get_run(obj["run_id"]).data.metrics
     assert "test/mae_views_7d" in run_metrics and "test/coverage_90" in run_metrics
+    # the version explains itself in the MLflow UI: family, data, test MAE, coverage per level, calibration
+    desc = mv.description
+    rows = sum(obj["split"]["counts"].values())
+    assert f"**{family}**" in desc and tags["dataset_hash"] in desc and f"{rows} rows" in desc
+    assert f"{metrics['test/mae_mean']:.4f}" in desc and f"| 90% | {metrics['test/coverage_90']:.3f} |" in desc
+    assert "**Calibration**: split conformal" in desc and "ceil((n + 1) * l)" in desc
 
     # round trip through the registry: identical predictions on the raw (un-imputed) feature table
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/{obj['model_version']}")
@@ -113,15 +119,16 @@ def test_same_config_and_seed_give_same_metrics(kind: str, table: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["catboost", "late_fusion"])
-def test_cross_conformal_calibration(kind: str, table: Path) -> None:
-    """intervals.calibration=cross: every train+calib row is a calibration score, the served model is fit on
-    train+calib, test is untouched; the record says so and the contract holds."""
+def test_cross_conformal_calibration_refit(kind: str, table: Path) -> None:
+    """intervals.calibration=cross, cross_fit=refit: every train+calib row is a calibration score, the served
+    model is fit on train+calib, test is untouched; the record says so and the contract holds."""
     absolute = ["model.interval_method=absolute"]
     split_m, split_o = run(compose([*fast_overrides(kind, table), *absolute]))
     m, obj = run(compose([*fast_overrides(kind, table), *absolute, "intervals.calibration=cross",
-                          "intervals.folds=3"]))
+                          "intervals.cross_fit=refit", "intervals.folds=3"]))
     counts = obj["split"]["counts"]
-    assert obj["split"]["fit"] == {"calibration": "cross", "folds": 3, "fit_splits": ["train", "calib"],
+    assert obj["split"]["fit"] == {"calibration": "cross", "reason": "intervals.calibration=cross", "folds": 3,
+                                   "served": "refit", "fit_splits": ["train", "calib"],
                                    "calib_splits": ["train", "calib"],
                                    "calib_scores": counts["train"] + counts["calib"]}
     assert split_o["split"]["fit"]["calibration"] == "split"
@@ -134,11 +141,37 @@ def test_cross_conformal_calibration(kind: str, table: Path) -> None:
     assert 0.75 <= m["test/coverage_90"] <= 1
 
 
-def test_cross_conformal_refuses_rescaled_scores(table: Path) -> None:
+@pytest.mark.parametrize("kind", ["catboost", "transformer"])
+def test_auto_scheme_picks_cross_ensemble_on_a_small_table(kind: str, table: Path, store: Path) -> None:
+    """Default intervals.calibration=auto on a 600-row table (calib 60 rows < split_min_calib_rows): cross-conformal
+    over train+calib with the fold models served as an ensemble (CQR / normalized scores allowed), the scheme
+    recorded in the model, the contract intact after the MLflow round trip."""
+    import mlflow
+
+    over = [o for o in fast_overrides(kind, table, store) if o != "intervals.calibration=split"]
+    m, obj = run(compose([*over, "intervals.folds=3"]))
+    fit = obj["split"]["fit"]
+    assert fit["calibration"] == "cross" and fit["served"] == "ensemble" and fit["folds"] == 3
+    assert fit["reason"].startswith("auto: calib split") and "< 5000" in fit["reason"]
+    model = obj["model"]
+    assert model.core.kind == "fold_ensemble" and len(model.core.members) == 3
+    scheme = model.manifest["calibration_scheme"]
+    assert scheme["calibration"] == "cross" and scheme["served"] == "ensemble" and scheme["shrinkage"] == "eb"
+    assert model.calibrator.scheme == scheme and "ceil((n + 1) * l)" in scheme["finite_sample_rank"]
+    loaded = mlflow.pyfunc.load_model(f"models:/{obj['registered_name']}/{obj['model_version']}")
+    raw = obj["test_frame"][obj["columns"].features].astype(np.float64)
+    out = loaded.predict(raw)
+    pd.testing.assert_frame_equal(out.reset_index(drop=True), model.predict(raw).reset_index(drop=True))
+    _check_contract(out, len(raw))
+    assert 0.6 <= m["test/coverage_90"] <= 1
+
+
+def test_cross_refit_refuses_rescaled_scores(table: Path) -> None:
     from training.config import ConfigError, validate
 
-    with pytest.raises(ConfigError, match="calibration=cross needs model.interval_method=absolute.*normalized"):
-        validate(compose([*fast_overrides("transformer", table), "intervals.calibration=cross"]))
+    with pytest.raises(ConfigError, match="cross_fit=refit needs model.interval_method=absolute.*normalized"):
+        validate(compose([*fast_overrides("transformer", table), "intervals.calibration=cross",
+                          "intervals.cross_fit=refit"]))
 
 
 @pytest.mark.slow

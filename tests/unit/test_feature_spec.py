@@ -31,7 +31,7 @@ def _problems(raw: dict) -> str:
 
 def test_repository_spec_loads_with_every_modality_and_required_meta_features():
     spec = load_spec()
-    assert spec.feature_schema_version == "1.0.0"
+    assert spec.feature_schema_version == "1.1.0"
     by_mod = spec.by_modality()
     assert set(by_mod) == {"visual", "motion", "audio", "text", "meta"}
     assert all(len(cols) > 0 for cols in by_mod.values())
@@ -156,14 +156,14 @@ def _bump(raw: dict, version: str) -> dict:
 def test_identical_and_description_only_changes():
     spec = load_spec()
     assert check_compatibility(spec, spec).kind == "identical"
-    raw = _bump(_raw(), "1.0.1")
+    raw = _bump(_raw(), "1.1.1")
     _feature(raw, "vis_brightness_mean")["description"] = "reworded"
     res = check_compatibility(spec, parse_spec(raw))
     assert res.kind == "identical" and res.compatible
 
 
 def test_added_feature_is_additive_with_a_minor_bump():
-    raw = _bump(_raw(), "1.1.0")
+    raw = _bump(_raw(), "1.2.0")
     raw["features"].append({"name": "vis_fps", "modality": "visual", "aggregation": "value",
                             "source": {"component": "frames", "field": "fps"}})
     res = check_compatibility(load_spec(), parse_spec(raw))
@@ -172,7 +172,7 @@ def test_added_feature_is_additive_with_a_minor_bump():
 
 
 def test_additive_content_with_patch_bump_is_flagged_but_still_additive():
-    raw = _bump(_raw(), "1.0.1")
+    raw = _bump(_raw(), "1.1.1")
     _feature(raw, "vis_brightness_std")["mask"] = True
     res = check_compatibility(load_spec(), parse_spec(raw))
     assert res.kind == "additive"
@@ -218,7 +218,7 @@ def test_major_bump_alone_is_breaking_and_mask_or_bucket_or_target_changes_break
 
 
 def test_critical_and_imputation_changes_do_not_break_serving():
-    raw = _bump(_raw(), "1.0.1")
+    raw = _bump(_raw(), "1.1.1")
     _feature(raw, "meta_log_likes_snapshot1")["critical"] = True
     _feature(raw, "aud_rms_mean")["imputation"] = {"network": "constant", "value": 0.0}
     res = check_compatibility(load_spec(), parse_spec(raw))

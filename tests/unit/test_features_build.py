@@ -42,7 +42,7 @@ FRAME_BASED = ("frames", "visual", "motion", "faces", "face_presence", "video_pa
 def _make(root: Path, i: int, *, empty: tuple[str, ...] = (), errors: tuple[str, ...] = (), meta_edit=None,
           **kw) -> tuple[Path, dict]:
     rng = np.random.default_rng([7, i])
-    meta = fabricate_metadata(rng, "yt", f"v{i:03d}")
+    meta = fabricate_metadata(rng, "youtube", f"v{i:03d}")
     if meta_edit:
         meta_edit(meta)
     arrays = fabricate_arrays(rng, meta, n_frames=6, visual_dim=8, text_dim=12, n_mels=4, **kw)
@@ -246,7 +246,7 @@ def test_table_keys_split_columns_targets_and_report(corpus):
     assert set(df.age_bucket) <= set(SPEC.age_buckets.labels)
     report = json.loads(table.schema.metadata[b"build_report"])
     assert report["runs_found"] == 12 and report["rows"] == 10
-    assert list(report["dropped_critical"]) == ["yt/v006"]
+    assert list(report["dropped_critical"]) == ["youtube/v006"]
     assert report["dropped_missing_target"]["target_views_21d"] == 1
     assert report["labels_without_run"] == 1 and report["unlabeled_runs"] == 0
     assert report["missing_values"] == int(df[SPEC.feature_columns].isna().sum().sum())
@@ -259,8 +259,8 @@ def test_dataset_summary_names_each_row_dropped_for_a_missing_critical_feature(c
     summary = build_dataset(root, labels, tmp_path / "ds.parquet", SPEC)
     lines = summary.lines()
     assert summary.rows == 10 and any("dropped_critical=1" in line for line in lines)
-    (dropped,) = [line for line in lines if line.strip().startswith("dropped yt/")]
-    assert dropped.strip().startswith("dropped yt/v006: missing_critical_feature [")
+    (dropped,) = [line for line in lines if line.strip().startswith("dropped youtube/")]
+    assert dropped.strip().startswith("dropped youtube/v006: missing_critical_feature [")
     assert "meta_age_hours" in dropped  # names the missing critical features
 
 
@@ -268,18 +268,18 @@ def test_parquet_file_metadata_carries_versions_and_spec_hash(corpus, tmp_path):
     root, labels, _ = corpus
     path = write_parquet(build_table(root, SPEC, labels=labels), tmp_path / "ds.parquet")
     md = read_table_metadata(path)
-    assert md["feature_schema_version"] == "1.0.0"
+    assert md["feature_schema_version"] == "1.1.0"
     assert md["feature_spec_hash"] == SPEC.spec_hash
     assert md["feature_extractor_version"].startswith("features-1.0.0+extraction-")
     assert json.loads(md["raw_columns"]) == raw_columns(SPEC)
     assert json.loads(md["target_columns"]) == target_columns(SPEC)
-    assert json.loads(md["feature_spec"])["feature_schema_version"] == "1.0.0"
+    assert json.loads(md["feature_spec"])["feature_schema_version"] == "1.1.0"
     assert pd.read_parquet(path).shape[0] == 10
 
 
 def test_latest_run_per_video_is_used(tmp_path):
     rng = np.random.default_rng(1)
-    meta = fabricate_metadata(rng, "yt", "v1")
+    meta = fabricate_metadata(rng, "youtube", "v1")
     old = write_run(tmp_path, meta, fabricate_arrays(rng, meta, n_frames=4, visual_dim=8, text_dim=8),
                     run_id="r1", finished_at="2026-01-01T00:00:00Z")
     new = write_run(tmp_path, meta, fabricate_arrays(rng, meta, n_frames=4, visual_dim=8, text_dim=8),
@@ -332,7 +332,7 @@ def test_cli_build_and_check_compat(corpus, tmp_path):
     text = out.getvalue()
     assert rc == 0
     assert f"shape=(10, {pq_columns(tmp_path / 'd.parquet')})" in text
-    assert "feature_schema_version=1.0.0" in text and "imputed_values=" in text
+    assert "feature_schema_version=1.1.0" in text and "imputed_values=" in text
     imputed = int(text.split("imputed_values=")[1].split()[0])
     df = pd.read_parquet(tmp_path / "d.parquet")
     assert imputed == int(df[SPEC.feature_columns].isna().sum().sum()) > 0

@@ -225,3 +225,67 @@ def test_cross_conformal_covers_nominal_on_known_noise() -> None:
     q = cal.apply(BaseOutput((xt @ fit(np.arange(len(x))))[:, None]))
     for level in LEVELS:
         assert _coverage(yt, q, level) == pytest.approx(level, abs=0.025), level
+
+
+def test_quantile_sd_matches_the_sampling_spread_of_the_conformal_quantile() -> None:
+    """The order-statistic standard error agrees with the spread of the quantile over repeated samples."""
+    from training.intervals import quantile_sd
+
+    rng = np.random.default_rng(7)
+    draws = [np.abs(rng.normal(size=200)) for _ in range(400)]
+    spread = float(np.std([conformal_quantile(d, 0.9) for d in draws]))
+    estimates = [quantile_sd(d, 0.9) for d in draws]
+    assert np.median(estimates) == pytest.approx(spread, rel=0.3)
+
+
+def test_shrink_weights_keep_groups_that_differ_and_pool_groups_that_do_not() -> None:
+    from training.intervals import shrink_weights
+
+    w = shrink_weights(np.array([1.0, 3.0, 5.0]), np.full(3, 0.01), pooled=3.0)  # far apart, precise
+    assert (w > 0.99).all()
+    w = shrink_weights(np.array([2.95, 3.05, 3.0]), np.full(3, 0.04), pooled=3.0)  # noise only
+    assert (w == 0).all()
+    w = shrink_weights(np.array([1.0, 5.0]), np.array([0.01, 4.0]), pooled=3.0)  # one noisy group
+    assert w[0] > 0.9 > 0.5 > w[1]
+
+
+def test_eb_shrinkage_steadies_small_buckets_without_losing_groups_that_differ() -> None:
+    """Per-group calibration on small groups: shrinkage toward pooled cuts the scatter of a small group's
+    coverage when groups share the noise level, and keeps each group's own level when they differ."""
+    rng = np.random.default_rng(11)
+
+    def cover(shrinkage: str, sigma_b: float) -> tuple[list[float], list[float]]:
+        cov_a, cov_b = [], []
+        for _ in range(60):
+            n = 240
+            g = np.where(np.arange(n) < 200, "a", "b")  # group b: 40 points only
+            mu = np.zeros((n, 1))
+            sig = np.where(g == "a", 1.0, sigma_b)[:, None]
+            y = sig * rng.normal(size=(n, 1))
+            cal = IntervalCalibrator(["t"], method="absolute", min_group_size=20, backend="numpy",
+                                     shrinkage=shrinkage).fit(BaseOutput(mu), y, g)
+            gt = np.array(["a"] * 2000 + ["b"] * 2000)
+            yt = np.where(gt == "a", 1.0, sigma_b)[:, None] * rng.normal(size=(4000, 1))
+            q = cal.apply(BaseOutput(np.zeros((4000, 1))), gt)
+            cov_a.append(_coverage(yt, q, 0.9, gt == "a"))
+            cov_b.append(_coverage(yt, q, 0.9, gt == "b"))
+        return cov_a, cov_b
+
+    _, b_none = cover("none", 1.0)
+    _, b_eb = cover("eb", 1.0)
+    assert np.std(b_eb) < 0.8 * np.std(b_none)  # same noise level: the small group borrows strength
+    assert abs(np.mean(b_eb) - 0.9) < 0.02
+    a_eb, b_eb = cover("eb", 3.0)  # group b truly three times as noisy: keeps its own correction
+    assert abs(np.mean(b_eb) - 0.9) < 0.03 and abs(np.mean(a_eb) - 0.9) < 0.02
+
+
+def test_shrinkage_and_scheme_travel_with_the_calibration() -> None:
+    mu, sigma, y, g = _problem(1_000, 5)
+    cal = IntervalCalibrator(["t0", "t1"], method="absolute", backend="numpy", shrinkage="eb",
+                             scheme={"calibration": "cross", "folds": 5}).fit(BaseOutput(mu, sigma), y, g)
+    again = IntervalCalibrator.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert again.scheme == {"calibration": "cross", "folds": 5} and again.shrinkage == "eb"
+    assert set(again.group_weights["t0"]["0.9"]) == {"a", "b"}
+    assert all(0.0 <= w <= 1.0 for w in again.group_weights["t0"]["0.9"].values())
+    base = BaseOutput(mu, sigma)
+    np.testing.assert_array_equal(again.apply(base, g)["p90"], cal.apply(base, g)["p90"])

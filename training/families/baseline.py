@@ -40,6 +40,16 @@ class _CatBoostTqdm:
         return True
 
 
+def _quantile_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
+    """Rows the quantile models train on: all, or a seeded random ``max_rows`` of them. CQR recalibrates the
+    quantile models' bounds per bucket afterwards, so they need the shape of the spread, not every row."""
+    keep = np.ones(n, dtype=bool)
+    if max_rows is not None and n > max_rows:
+        keep[:] = False
+        keep[np.random.default_rng([seed, 5]).choice(n, max_rows, replace=False)] = True
+    return keep
+
+
 def _matrix(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return df[columns].to_numpy(dtype=np.float32)
 
@@ -68,8 +78,8 @@ class CatBoostCore:
         core = cls(list(columns), list(targets), groups)
         Xt, Xv = _matrix(train, columns), _matrix(val, columns)
         Yt, Yv = train[targets].to_numpy(np.float64), val[targets].to_numpy(np.float64)
-        common = dict(random_seed=seed, thread_count=threads, allow_writing_files=False, verbose=False,
-                      depth=mcfg.depth, l2_leaf_reg=mcfg.l2_leaf_reg, border_count=mcfg.border_count)
+        common = dict(random_seed=seed, thread_count=mcfg.thread_count or threads, allow_writing_files=False,
+                      verbose=False, depth=mcfg.depth, l2_leaf_reg=mcfg.l2_leaf_reg, border_count=mcfg.border_count)
         n_fits = len(groups) + (len(targets) if with_quantiles else 0)
         for gi, g in enumerate(groups):
             # MultiRMSEWithMissingValues wants at least one target present per row.
@@ -86,8 +96,9 @@ class CatBoostCore:
             core.point.append(model)
         if with_quantiles:
             loss = "MultiQuantile:alpha=" + ",".join(str(a) for a in BOUNDS)
+            sub = _quantile_rows(len(Yt), mcfg.quantile_max_rows, seed)
             for h, t in enumerate(targets):
-                rt, rv = ~np.isnan(Yt[:, h]), ~np.isnan(Yv[:, h])
+                rt, rv = ~np.isnan(Yt[:, h]) & sub, ~np.isnan(Yv[:, h])
                 model = CatBoostRegressor(loss_function=loss, iterations=mcfg.quantile_iterations,
                                           learning_rate=mcfg.quantile_learning_rate, **common)
                 with _progress(mcfg.quantile_iterations, f"catboost quantiles {t}", progress) as bar:
