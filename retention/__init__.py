@@ -4,8 +4,8 @@ Owns: the retention policy (``conf/retention.yaml``, :mod:`retention.policy`), t
 functions on plain data (:mod:`retention.live`: mark), the artifact-store scanner and sweep (:mod:`retention.store`:
 index first, rename to trash, remove), the GCs of artifact stores (:mod:`retention.artifacts`), temp files
 (:mod:`retention.temp`), model weights (:mod:`retention.weights`) and the MLflow store (:mod:`retention.mlflow_gc`),
-the registry pins (:mod:`retention.pins`) and the GC report and its record (:mod:`retention.report`,
-``.trendflow/gc.jsonl``).
+the registry pins (:mod:`retention.pins`), the GC report and its record (:mod:`retention.report`,
+``.trendflow/gc.jsonl``) and the CLI composition (:mod:`retention.cli`).
 
 May import: :mod:`common`; :mod:`extraction` (artifact layout, cache index, run leases, Triton status);
 :mod:`registry` and :mod:`training.data` (the store, version runs, the recorded training runs). Entry points:

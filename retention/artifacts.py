@@ -22,12 +22,29 @@ from retention.temp import stale_tmp_files
 RUN_KIND = {"incomplete": "incomplete_run"}
 
 
+def video_leases(root: Path) -> list[LeaseInfo]:
+    """The distributed executor's per-video leases (``extraction.store``: ``<p>/<v>/.lease``, no heartbeat, broken
+    after its TTL) as run leases on one video each. Their holder may be another node: only the TTL ends them."""
+    from extraction.store import DEFAULT_LEASE_TTL_S, LEASE_NAME, SharedFilesystemStore
+
+    store, out = SharedFilesystemStore(Path(root)), []
+    for path in Path(root).glob(f"*/*/{LEASE_NAME}"):
+        lease = store.current(path.parent.parent.name, path.parent.name)
+        if lease is not None:
+            out.append(LeaseInfo(lease.run_id, lease.pid, f"node:{lease.holder}", lease.acquired_at,
+                                 lease.acquired_unix, DEFAULT_LEASE_TTL_S,
+                                 ((path.parent.parent.name, path.parent.name),), str(path)))
+    return out
+
+
 def live_leases(root: Path, policy: RetentionPolicy, now: float) -> tuple[list[LeaseInfo], list[LeaseInfo]]:
-    """``(live, dead)`` leases of a store; the policy's ``lease_timeout_s`` is a floor on each lease's timeout."""
+    """``(live, dead)`` run leases of a store; the policy's ``lease_timeout_s`` is a floor on each lease's timeout.
+    Live per-video leases of the distributed executor count too; dead ones are theirs to break, not the GC's."""
     live, dead = [], []
     for lease in read_leases(root):
         lease = dataclasses.replace(lease, timeout_s=max(lease.timeout_s, policy.artifacts.lease_timeout_s))
         (live if is_live(lease, now) else dead).append(lease)
+    live += [lease for lease in video_leases(root) if is_live(lease, now)]
     return live, dead
 
 

@@ -300,3 +300,16 @@ def test_registry_plan_keeps_versions_runs_aliases_served_and_young():
     assert [(v.name, v.version) for v, _ in archive] == [("m", "1")]
     assert kept == {"run_registered_version": 4, "run_young": 1, "version_aliased": 2, "version_young": 1,
                     "version_served": 1}
+
+
+def test_the_distributed_executors_video_leases_hold_too(tmp_path):
+    from extraction.store import SharedFilesystemStore
+
+    st = FabricatedStore(tmp_path / "store", now=time.time())
+    st.add_run("v", "old", 70)
+    st.add_run("w", "old", 70)
+    with SharedFilesystemStore(st.root).lease("yt", "v", "node-2", "ray-run"):
+        report = gc_store(st.root, _policy(tmp_path), apply=True)
+        assert report.kept == {"leased": 1} and (st.root / "yt/v/old").exists()
+    assert not (st.root / "yt/w/old").exists()
+    assert (st.root / "yt/v/old").exists(), "the video's lease ended after the sweep: its run is swept next time"
