@@ -137,6 +137,7 @@ def _add_run_pages(app: FastAPI, store: Store, page: Any) -> None:
         rows, total = queries.list_runs(store, f)
         return page(request, "runs.html", rows=rows, total=total, kind=kind, status=status, since=since_text,
                     model_version=model_version, page_no=page_no, kinds=queries.KINDS, since_choices=SINCE_CHOICES,
+                    count_cap=queries.COUNT_CAP,
                     pages=max((total + 49) // 50, 1))
 
     @app.get("/api/runs")
