@@ -331,6 +331,27 @@ def histogram_scaled(counts: list[int], factor: float) -> list[int]:
     return out
 
 
+def test_a_locked_store_is_logged_never_a_failed_run(real_run, tmp_path, caplog) -> None:
+    """The end-of-run hook against a SQLite store another process holds an exclusive lock on: it waits the busy
+    timeout, logs, returns None (the run stands); once the lock is gone the next ingest stores the run."""
+    import sqlite3
+
+    from observability.api import ingest_after_run
+
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    open_store(url).close()
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert ingest_after_run(artifacts=real_run.artifacts, url=url) is None
+        assert "observability ingest skipped" in caplog.text and "locked" in caplog.text
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    rep = ingest_after_run(artifacts=real_run.artifacts, url=url)
+    assert rep is not None and rep.new == 1
+
+
 def test_an_unreachable_store_is_a_clear_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
