@@ -72,6 +72,19 @@ def create_app(cfg: ObservabilityConfig, url: str | None = None, store: Store | 
     templates.env.filters.update(dt=_fmt_dt, pct=_pct, ms=_ms, mib=_bytes)
     app = FastAPI(title="TrendFlow observability", version="1.0.0", docs_url=None, redoc_url=None)
 
+    def page(request: Request, name: str, **ctx: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {"active": name.removesuffix(".html"), **ctx})
+
+    _add_auth(app, templates, auth, store)
+    _add_run_pages(app, store, page)
+    _add_overview_pages(app, store, page)
+    app.state.store = store
+    return app
+
+
+def _add_auth(app: FastAPI, templates: Jinja2Templates, auth: AdminAuth, store: Store) -> None:
+    """The bearer-token middleware (cookie for browsers), /health, /login, /logout."""
+
     @app.middleware("http")
     async def require_token(request: Request, call_next):
         if request.url.path not in OPEN_PATHS:
@@ -84,9 +97,6 @@ def create_app(cfg: ObservabilityConfig, url: str | None = None, store: Store | 
                                      "message": "admin token required (Authorization: Bearer ...)"},
                                     status_code=status)
         return await call_next(request)
-
-    def page(request: Request, name: str, **ctx: Any) -> HTMLResponse:
-        return templates.TemplateResponse(request, name, {"active": name.removesuffix(".html"), **ctx})
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -110,6 +120,10 @@ def create_app(cfg: ObservabilityConfig, url: str | None = None, store: Store | 
         resp.delete_cookie(COOKIE, path="/")
         return resp
 
+
+def _add_run_pages(app: FastAPI, store: Store, page: Any) -> None:
+    """The runs list (HTML and JSON) and the run page."""
+
     def _filter(kind, status, since, model_version, page_no) -> tuple[queries.RunFilter, str]:
         since_text, since_dt = _since(since, "30d")
         f = queries.RunFilter(kind=kind or None, status=status or None, since=since_dt,
@@ -123,6 +137,7 @@ def create_app(cfg: ObservabilityConfig, url: str | None = None, store: Store | 
         rows, total = queries.list_runs(store, f)
         return page(request, "runs.html", rows=rows, total=total, kind=kind, status=status, since=since_text,
                     model_version=model_version, page_no=page_no, kinds=queries.KINDS, since_choices=SINCE_CHOICES,
+                    count_cap=queries.COUNT_CAP,
                     pages=max((total + 49) // 50, 1))
 
     @app.get("/api/runs")
@@ -140,6 +155,10 @@ def create_app(cfg: ObservabilityConfig, url: str | None = None, store: Store | 
         plan = detail.plan or {}
         return page(request, "run.html", d=detail, r=detail.run, plan=plan,
                     plan_components=plan.get("components") or {}, devices=plan.get("devices") or {})
+
+
+def _add_overview_pages(app: FastAPI, store: Store, page: Any) -> None:
+    """Components (stats and trends), serving windows, registry history, alerts, /metrics."""
 
     @app.get("/components", response_class=HTMLResponse)
     async def components(request: Request, since: str = "7d") -> HTMLResponse:
@@ -185,9 +204,6 @@ def create_app(cfg: ObservabilityConfig, url: str | None = None, store: Store | 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(prometheus_text(store), media_type="text/plain; version=0.0.4")
-
-    app.state.store = store
-    return app
 
 
 def prometheus_text(store: Store) -> str:

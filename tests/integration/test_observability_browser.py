@@ -5,6 +5,7 @@ Screenshots of each main page are saved under the test's tmp output for review."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.obs_support import REPO, env_with, real_extraction_run
+from tests.integration.obs_support import REPO, env_with, real_extraction_run, real_serving_spool
 from testsupport.postgres import free_port
 
 pytestmark = pytest.mark.triton
@@ -26,12 +27,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @pytest.fixture(scope="module")
 def admin(triton_server, tmp_path_factory):
     run = real_extraction_run(tmp_path_factory, triton_server.grpc_url)
-    url = f"sqlite:///{tmp_path_factory.mktemp('obs-page') / 'obs.db'}"
+    spool, _ = real_serving_spool(tmp_path_factory)
+    page_dir = tmp_path_factory.mktemp("obs-page")
+    shutil.copytree(spool, page_dir / "spool")
+    (page_dir / "observability.yaml").write_text(f"spool_dir: {page_dir / 'spool'}\n")
+    url = f"sqlite:///{page_dir / 'obs.db'}"
     env = env_with(TRENDFLOW_ADMIN_TOKEN=TOKEN)
-    cli = [sys.executable, "-m", "observability", "--url", url]
+    cli = [sys.executable, "-m", "observability", "--config", str(page_dir / "observability.yaml"), "--url", url]
     r = subprocess.run([*cli, "ingest", "--artifacts", str(run.artifacts)], capture_output=True, text=True, cwd=REPO,
                        env=env, timeout=120)
-    assert r.returncode == 0 and "1 new" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "2 new" in r.stdout and "1 serving windows" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([*cli, "runs", "--kind", "extraction", "--since", "1d", "--json"], capture_output=True,
                        text=True, cwd=REPO, env=env, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["runs"][0]["run_key"] == f"extraction:{run.run_id}"
@@ -65,7 +70,7 @@ def test_pages_need_the_admin_token(admin) -> None:
     assert httpx.get(f"{base}/").status_code == 401
     assert httpx.get(f"{base}/", headers={"Authorization": "Bearer wrong"}).status_code == 403
     ok = httpx.get(f"{base}/api/runs", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert ok.status_code == 200 and ok.json()["total"] == 1
+    assert ok.status_code == 200 and ok.json()["total"] == 2, "the extraction run and the serving window"
     metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert 'trendflow_component_videos_total{component="frames",status="error"} 1' in metrics
 
@@ -89,10 +94,10 @@ def test_browse_runs_open_a_run_filter_and_screenshot(admin, tmp_path: Path) -> 
             page.fill("#token", TOKEN)
             page.click("#login")
             page.wait_for_selector("#runs")
-            assert page.inner_text("#total").startswith("1 runs")
+            assert page.inner_text("#total").startswith("2 runs")
             page.screenshot(path=str(shots / "runs.png"), full_page=True)
 
-            page.click("a.run-link")
+            page.click(f"a.run-link:has-text('extraction:{run.run_id}')")
             page.wait_for_selector("#components")
             assert page.inner_text("#run-title") == f"extraction:{run.run_id}"
             assert page.inner_text("#run-status") == "partial"
@@ -122,10 +127,15 @@ def test_browse_runs_open_a_run_filter_and_screenshot(admin, tmp_path: Path) -> 
             page.goto(f"{base}/alerts")
             assert "ComponentErrorRateHigh" in page.inner_text("#firing")
             page.screenshot(path=str(shots / "alerts.png"), full_page=True)
-            for name in ("serving", "registry"):
-                page.goto(f"{base}/{name}")
-                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-            assert "visual_embed_fast" in page.inner_text("#model-loads"), "checklist load times are ingested"
+            page.goto(f"{base}/serving")
+            row = page.inner_text("tr.window-row")
+            assert "127.0.0.1:test" in row and "\t20\t" in row and "model_load_failed" in row, row
+            assert page.locator("svg.chart").count() == 4
+            page.screenshot(path=str(shots / "serving.png"), full_page=True)
+            page.goto(f"{base}/registry")
+            loads = page.inner_text("#model-loads")
+            assert "visual_embed_fast" in loads and "service:127.0.0.1:test" in loads, "checklist and service loads"
+            page.screenshot(path=str(shots / "registry.png"), full_page=True)
         finally:
             browser.close()
     saved = sorted(f.name for f in shots.glob("*.png"))

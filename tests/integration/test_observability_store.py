@@ -14,7 +14,6 @@ import sys
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -24,7 +23,7 @@ from observability.alerts import Context, evaluate, load_rules
 from observability.queries import RunFilter, component_stats, get_run, list_runs, utcnow
 from observability.schema import Alert, Base, Run, RunComponent, ServingWindow
 from observability.store import StoreUnavailable, open_store
-from tests.integration.obs_support import REPO, env_with, real_extraction_run
+from tests.integration.obs_support import REPO, env_with, real_extraction_run, real_serving_spool
 
 pytestmark = pytest.mark.triton
 RULES = load_rules(REPO / "conf" / "alerts.yaml")
@@ -216,48 +215,7 @@ def test_the_training_hook_ingests_the_mlflow_store_it_logged_to(store, mlflow_s
 
 @pytest.fixture(scope="module")
 def serving_spool(tmp_path_factory):
-    """A real inference service (uvicorn, real MLflow versions; v2 is a version whose predict raises, so its load
-    sanity check fails too) answering 20 requests; its recorder, started and flushed by the app's lifespan,
-    spools the window; the recorder's ingest target is a dead PostgreSQL address."""
-    import httpx
-    import yaml
-
-    from inference.config import parse_config
-    from inference.server import ServerThread, build_service
-    from observability.spool import ServingRecorder
-    from registry import ops
-    from tests.conftest import RegistryStore
-
-    reg = RegistryStore(tmp_path_factory.mktemp("obs-svc") / "mlflow")
-    for t in ("v1", "baseline"):
-        assert ops.promote(reg.client, reg.cfg, t, reg.log(t, seed=3).version.version, "test setup").ok
-    broken = reg.log("v2", fail_predict=True).version.version
-    raw = yaml.safe_load((REPO / "conf" / "inference.yaml").read_text())
-    raw.update(registry=str(reg.config_path), request_modes=["features"], shadow=None,
-               models={"v2": {"type": "v2", "version": int(broken)}, "v1": {"type": "v1", "alias": "stable"},
-                       "baseline": {"type": "baseline", "alias": "stable"}})
-    spool = tmp_path_factory.mktemp("obs-spool")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]  # nothing listens here once the socket is closed
-    attempts: list[str] = []
-
-    def ingest_to_dead_db(folder: Path) -> None:
-        attempts.append(str(folder))
-        dead = open_store(f"postgresql+psycopg://postgres@127.0.0.1:{dead_port}/x?connect_timeout=2")
-        ing.ingest_spool(dead, folder)
-
-    row = {c: 0.5 for c in reg.columns if not c.startswith("mask__")}
-    cfg = parse_config(raw)
-    service = build_service(cfg)
-    # window_s=3600: the one window is the whole test, flushed when the app stops
-    recorder = ServingRecorder(service.metrics.registry, spool, "127.0.0.1:test", window_s=3600,
-                               ingest=ingest_to_dead_db)
-    with ServerThread(cfg, service=service, recorder=recorder) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60) as http:
-        for _ in range(20):
-            assert http.post("/predict", json={"features": row}).status_code == 200
-    return spool, attempts
+    return real_serving_spool(tmp_path_factory)
 
 
 def test_serving_windows_survive_a_dead_database_then_ingest_once(store, serving_spool, tmp_path) -> None:
@@ -371,6 +329,27 @@ def histogram_scaled(counts: list[int], factor: float) -> list[int]:
         bound = LATENCY_BUCKETS[i] if i < len(LATENCY_BUCKETS) else float("inf")
         out[bisect.bisect_left(LATENCY_BUCKETS, bound * factor)] += c
     return out
+
+
+def test_a_locked_store_is_logged_never_a_failed_run(real_run, tmp_path, caplog) -> None:
+    """The end-of-run hook against a SQLite store another process holds an exclusive lock on: it waits the busy
+    timeout, logs, returns None (the run stands); once the lock is gone the next ingest stores the run."""
+    import sqlite3
+
+    from observability.api import ingest_after_run
+
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    open_store(url).close()
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert ingest_after_run(artifacts=real_run.artifacts, url=url) is None
+        assert "observability ingest skipped" in caplog.text and "locked" in caplog.text
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    rep = ingest_after_run(artifacts=real_run.artifacts, url=url)
+    assert rep is not None and rep.new == 1
 
 
 def test_an_unreachable_store_is_a_clear_error() -> None:
