@@ -172,14 +172,15 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> floa
 
 
 def start_ours(uri: str, versions: dict[str, dict[str, Any]], folder: Path, modes: list[str],
-               log: Path) -> tuple[subprocess.Popen, int, float]:
+               log: Path, roots: list[str] | None = None) -> tuple[subprocess.Popen, int, float]:
     from inference.server import free_port
 
     raw = yaml.safe_load((ROOT / "conf" / "inference.yaml").read_text())
     chain = [t for t in ("v2", "v1", "baseline") if t in versions]
     raw.update(tracking_uri=uri, models={t: {"type": t, "version": int(v["version"])} for t, v in versions.items()},
                primary=chain[0], fallback=chain[1:], shadow=None, request_modes=modes,
-               extraction={"profile": "fast", "artifacts_dir": str(folder / "serving-artifacts")})
+               extraction={"profile": "fast", "artifacts_dir": str(folder / "serving-artifacts")},
+               allowed_roots=[*raw["allowed_roots"], str(folder), *(roots or [])])  # the benchmark's videos
     cfg_path = folder / "inference.yaml"
     cfg_path.write_text(yaml.safe_dump(raw))
     port = free_port()
@@ -306,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             videos = demo
         if triton_server.status()["ready"] or args.video:
             triton_server.start()
-            proc, port, _ = start_ours(uri, versions, work, ["features", "video"], ours_log)
+            proc, port, _ = start_ours(uri, versions, work, ["features", "video"], ours_log,
+                                       roots=sorted({str(Path(v).resolve().parent) for v in videos}))
             try:
                 results["video"] = video_e2e(port, videos)
             finally:

@@ -81,6 +81,7 @@ def create_app(service: Service, handle_signals: bool = False, recorder: Any | N
     async def predict(request: Request) -> Response:
         raw = await _read_body(request, limits.max_body_bytes)
         if isinstance(raw, Response):
+            service.metrics.rejected.labels("body_too_large").inc()
             return raw
         ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if ctype != "application/json":
@@ -93,21 +94,6 @@ def create_app(service: Service, handle_signals: bool = False, recorder: Any | N
             return _error(422, "invalid_json", f"body is not JSON: {exc}"[:200])
         status, payload = await service.predict(body)
         return _json(status, payload)
-
-    async def _read_body(request: Request, cap: int) -> bytes | Response:
-        """The body, or a 413 as soon as it exceeds ``cap`` (declared or streamed): never buffered whole."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            service.metrics.rejected.labels("body_too_large").inc()
-            return _error(413, "body_too_large", f"the body is {declared} bytes, at most {cap}")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cap:
-                service.metrics.rejected.labels("body_too_large").inc()
-                return _error(413, "body_too_large", f"the body exceeds {cap} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     @app.get("/health/live", response_model=Live)
     async def live() -> dict[str, str]:
@@ -140,6 +126,20 @@ def create_app(service: Service, handle_signals: bool = False, recorder: Any | N
         return JSONResponse(published_schemas(req_schema))
 
     return app
+
+
+async def _read_body(request: Request, cap: int) -> bytes | Response:
+    """The body, or a 413 as soon as it exceeds ``cap`` (declared or streamed): never buffered whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return _error(413, "body_too_large", f"the body is {declared} bytes, at most {cap}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return _error(413, "body_too_large", f"the body exceeds {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error(status: int, code: str, message: str) -> Response:

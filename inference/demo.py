@@ -111,6 +111,10 @@ def run_demo(video_path: str | Path, metadata: dict[str, Any] | None = None, *, 
     if "video" not in cfg.request_modes:
         cfg.request_modes = [*cfg.request_modes, "video"]
     _drop_unresolvable(cfg, echo)
+    if str(video_path.parent) not in cfg.allowed_roots:  # the operator named this video: its folder is allowed
+        cfg.allowed_roots = [*cfg.allowed_roots, str(video_path.parent)]
+        if echo:
+            print(f"allowed root added for this demo: {video_path.parent}")
     with ServerThread(cfg) as server:
         with httpx.Client(base_url=server.url, timeout=600) as http:
             ready = http.get("/health/ready").json()

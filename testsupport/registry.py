@@ -8,6 +8,7 @@ a version whose ``predict`` raises: a genuinely broken model version for fallbac
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,10 @@ class ReferenceModel(PythonModel):
     @classmethod
     def fit(cls, frame: pd.DataFrame, y: np.ndarray, alpha: float = 1.0, **kw: Any) -> ReferenceModel:
         x = frame.to_numpy(dtype=np.float64)
-        med = np.nanmedian(x, axis=0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column never observed: its median is NaN
+            med = np.nanmedian(x, axis=0)
+        med = np.where(np.isnan(med), 0.0, med)  # ...imputed with 0 (real training tables can hold such columns)
         x = np.where(np.isnan(x), med, x)
         mu, sd = x.mean(0), x.std(0) + 1e-9
         xs = (x - mu) / sd
@@ -105,8 +109,12 @@ def log_reference_model(client: MlflowClient, cfg: RegistryConfig, model_type: s
                         metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
                         run_tags: dict[str, str] | None = None, semver: str = "1.0.0",
                         feature_schema_version: str = "1.0.0", seed: int = 0, fail_predict: bool = False,
-                        n_train: int = 256, experiment: str = "trendflow-reference") -> LoggedReference:
-    """Fit, log (signature + input example), register under ``cfg.models[model_type]`` and tag one version."""
+                        n_train: int = 256, experiment: str = "trendflow-reference",
+                        train: tuple[pd.DataFrame, np.ndarray] | None = None) -> LoggedReference:
+    """Fit, log (signature + input example), register under ``cfg.models[model_type]`` and tag one version.
+
+    ``train``: (raw feature frame, log1p targets (N, 6)) to fit on, e.g. rows of real extracted videos, so that
+    the recorded input distribution is theirs; default a synthetic table of ``n_train`` rows."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -114,7 +122,8 @@ def log_reference_model(client: MlflowClient, cfg: RegistryConfig, model_type: s
     from registry.store import ensure_experiment
     from training.trust import log_trust
 
-    frame, y = synthetic_table(columns, n_train, seed)
+    frame, y = train if train is not None else synthetic_table(columns, n_train, seed)
+    frame = frame[list(columns)]
     model = ReferenceModel.fit(frame, y, fail_predict=False)
     example = frame.head(8)
     signature = infer_signature(example, model.predict(None, example))

@@ -110,3 +110,34 @@ def write_declared_long(path: Path, seconds: int = 7200) -> Path:
         for p in vs.encode():
             c.mux(p)
     return path
+
+
+def write_frames(path: Path, frames: list[np.ndarray], *, fps: int = 10, audio: np.ndarray | None = None,
+                 sample_rate: int = 16000) -> Path:
+    """An mp4 of exactly these RGB frames (each (H, W, 3) uint8, even sides) and optional mono float audio."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"preset": "ultrafast"}
+        a = None
+        if audio is not None:
+            a = c.add_stream("aac", rate=sample_rate)
+            a.layout = "mono"
+        for img in frames:
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        if a is not None:
+            wave = np.asarray(audio, np.float32)
+            for start in range(0, len(wave), 1024):
+                fr = av.AudioFrame.from_ndarray(wave[start:start + 1024].reshape(1, -1), format="flt", layout="mono")
+                fr.sample_rate, fr.pts, fr.time_base = sample_rate, start, Fraction(1, sample_rate)
+                for p in a.encode(fr):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path

@@ -36,6 +36,15 @@ def _one_line_error(p: subprocess.CompletedProcess, code: str) -> None:
     assert f"error: {code}: " in p.stderr, p.stderr[-1000:]
 
 
+def _main(module: str, capsys: pytest.CaptureFixture, *argv: str) -> subprocess.CompletedProcess:
+    """The CLI's ``main`` in this process (no interpreter start per case); an exception escaping it fails here."""
+    import importlib
+
+    rc = importlib.import_module(f"{module}.__main__").main(list(argv))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess([module, *argv], rc, out.out, out.err)
+
+
 def _truncate(rd: Path) -> None:
     f = rd / "visual.npz"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
@@ -77,37 +86,38 @@ def _not_json(rd: Path) -> None:
     (_truncate, "artifact_corrupt"), (_wrong_dtypes, "schema_invalid"), (_other_schema_version, "schema_invalid"),
     (_sidecar_types, "manifest_invalid"), (_not_utf8, "manifest_invalid"), (_not_json, "manifest_invalid"),
 ], ids=["truncated-npz", "wrong-dtypes", "other-schema-version", "sidecar-types", "non-utf8", "not-json"])
-def test_features_build_refuses_malformed_runs(tmp_path: Path, mutate, code: str) -> None:
+def test_features_build_refuses_malformed_runs(tmp_path: Path, capsys, mutate, code: str) -> None:
     art = tmp_path / "artifacts"
     labels = [fabricate_one(art, seed=0, i=i, scenarios=False) for i in range(3)]
     pd.DataFrame(labels).to_csv(tmp_path / "labels.csv", index=False)
     mutate(sorted(p.parent for p in art.rglob("manifest.json"))[0])
     out = tmp_path / "dataset.parquet"
     out.write_bytes(b"the previous table")  # a failed build leaves the previous output untouched
-    p = _run("features", "build", "--artifacts", str(art), "--labels", str(tmp_path / "labels.csv"),
-             "--out", str(out))
+    p = _main("features", capsys, "build", "--artifacts", str(art), "--labels", str(tmp_path / "labels.csv"),
+              "--out", str(out))
     _one_line_error(p, code)
     assert out.read_bytes() == b"the previous table"
     assert not list(tmp_path.glob(".dataset.parquet.*"))  # no temp file left behind
 
 
-def test_registry_cli_refuses_malformed_files(tmp_path: Path) -> None:
+def test_registry_cli_refuses_malformed_files(tmp_path: Path, capsys) -> None:
     cfg = tmp_path / "registry.yaml"
     cfg.write_text(f"tracking_uri: sqlite:///{tmp_path / 'm.db'}\nartifact_root: {tmp_path / 'art'}\n"
                    f"audit_log: {tmp_path / 'audit.jsonl'}\n")
     (tmp_path / "audit.jsonl").write_text('{"action": "promote"}\n{"action": "prom')  # truncated last line
-    _one_line_error(_run("registry", "--config", str(cfg), "verify-audit"), "audit_corrupt")
-    _one_line_error(_run("registry", "--config", str(cfg), "history"), "audit_corrupt")
-    _one_line_error(_run("registry", "--config", str(cfg), "stable-at", "--type", "v2", "yesterday"), "invalid_time")
-    _one_line_error(_run("registry", "--config", str(cfg), "promote", "--type", "v9", "--version", "1",
-                         "--reason", "a typo"), "unknown_model_type")
+    _one_line_error(_main("registry", capsys, "--config", str(cfg), "verify-audit"), "audit_corrupt")
+    _one_line_error(_main("registry", capsys, "--config", str(cfg), "history"), "audit_corrupt")
+    _one_line_error(_main("registry", capsys, "--config", str(cfg), "stable-at", "--type", "v2", "yesterday"),
+                    "invalid_time")
+    _one_line_error(_main("registry", capsys, "--config", str(cfg), "promote", "--type", "v9", "--version", "1",
+                          "--reason", "a typo"), "unknown_model_type")
     bad = tmp_path / "bad.yaml"
     bad.write_text("gates: [unclosed\n")
-    p = _run("registry", "--config", str(bad), "list")
+    p = _main("registry", capsys, "--config", str(bad), "list")
     _one_line_error(p, "config_invalid")
     assert len(p.stderr.strip().splitlines()) == 1
     bad.write_bytes(b"\xff\xfe\x00gates")
-    _one_line_error(_run("registry", "--config", str(bad), "list"), "config_invalid")
+    _one_line_error(_main("registry", capsys, "--config", str(bad), "list"), "config_invalid")
 
 
 def test_service_answers_a_truncated_npz_with_a_code(tmp_path: Path) -> None:

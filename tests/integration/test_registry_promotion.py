@@ -255,7 +255,9 @@ def test_every_registered_version_carries_its_sbom(registry_store, tmp_path) -> 
     assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
     names = {c["name"].lower() for c in doc["components"]}
     assert {"numpy", "mlflow", "fastapi", "cyclonedx-bom", "pip-licenses"} <= names
-    assert all(c.get("purl", "").startswith("pkg:pypi/") for c in doc["components"])
+    # from PyPI: a purl; installed from a local wheel (no registry to name): the archive it came from
+    assert all(c.get("purl", "").startswith("pkg:pypi/") or any(r["type"] == "distribution" and
+               r["url"].startswith("file:") for r in c.get("externalReferences", [])) for c in doc["components"])
     (tmp_path / "d").mkdir()
     got = s.client.download_artifacts(tags["training_run_id"], tags["input_distribution"], str(tmp_path / "d"))
     dist = json.loads(open(got).read())
