@@ -43,6 +43,8 @@ bench: setup
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.inference
+	$(PY) -m benchmarks.faces
+	$(PY) -m benchmarks.engines
 
 triton-start: setup
 	$(PY) -m extraction triton start
