@@ -45,6 +45,8 @@ bench: setup
 	$(PY) -m benchmarks.inference
 	$(PY) -m benchmarks.retention
 	$(PY) -m benchmarks.observability
+	$(PY) -m benchmarks.faces
+	$(PY) -m benchmarks.engines
 
 triton-start: setup
 	$(PY) -m extraction triton start
