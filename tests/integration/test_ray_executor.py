@@ -108,6 +108,7 @@ class RayCluster:
         ray.init(address=self.cluster.address, log_to_driver=False)
         self.head_id = self.cluster.head_node.node_id
         self.worker_id = self.worker.node_id
+        self.extra: list[str] = []  # nodes added by tests (no Triton)
 
     def state_dir(self, node_id: str) -> Path:
         return self.state_root / f"node-{node_id[:12]}"
@@ -291,3 +292,52 @@ def test_a_killed_raylet_loses_only_its_in_flight_videos(cluster, corpus, checkl
     again = _run(corpus, out, checklist, cluster)  # one node now: another cluster shape
     assert set(again.nodes) == {cluster.head_id}
     assert again.ok == N_VIDEOS and again.computed == 0 and again.cache_hits == N_VIDEOS * 9
+
+
+def test_a_node_with_fake_gpus_gets_components_on_its_gpus_per_the_plan(cluster, tmp_path):
+    """A node that declares 4 (fake) GPUs and gpu_mem_mb: its probe reports them, its plan puts the detector and
+    the classifier on different GPUs, and Ray gives the node's Triton reservation all 4 GPUs and refuses a second
+    one (no GPU memory left to the plan's requests). No Triton is started: these GPUs cannot run a model."""
+    import ray
+
+    from planning.distributed.cluster_plan import GPU_MEM, NodeReport, plan_cluster
+    from planning.distributed.ray_executor import _pinned, probe_nodes
+    from tests.unit.test_cluster_plan import COMPS, gpu_checklist
+    from tests.unit.test_planner import videos
+
+    with _patient_raylet_startup():
+        node = cluster.cluster.add_node(num_cpus=1, num_gpus=4, resources={CPU_MEM: 8000, GPU_MEM: 40000},
+                                        object_store_memory=OBJECT_STORE, **agent_ports())
+    cluster.extra.append(node.node_id)
+    deadline = time.monotonic() + 60
+    while node.node_id not in {n["NodeID"] for n in ray.nodes() if n["Alive"]} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    probes = {p.node_id: (p, res) for p, res in probe_nodes(tmp_path, log=lambda _m: None)}
+    probe, res = probes[node.node_id]
+    assert [(d.name, d.free_bytes) for d in probe.devices if d.kind == "gpu"] == [
+        (f"gpu{i}", 10000 * MIB) for i in range(4)]
+    report = NodeReport(probe.node_id, probe.address, probe.hardware_id, probe.devices, res)
+    cp = plan_cluster(videos(8, 24), COMPS, [report], {probe.hardware_id: gpu_checklist()}, safety_margin=0.1)
+    np_ = cp.nodes[node.node_id]
+    assert np_.plan.device_of["od"].startswith("gpu") and np_.plan.device_of["sc"].startswith("gpu")
+    assert np_.plan.device_of["od"] != np_.plan.device_of["sc"]
+    assert np_.triton_request["GPU"] == 4 and np_.triton_request[GPU_MEM] > 0
+
+    @ray.remote
+    class Holder:
+        def gpu_ids(self) -> list[str]:
+            return [str(g) for g in ray.get_gpu_ids()]
+
+    req = {k: v for k, v in np_.triton_request.items() if v > 0}
+    opts = dict(num_cpus=0, num_gpus=req.pop("GPU"), resources=req, scheduling_strategy=_pinned(node.node_id))
+    triton = Holder.options(**opts).remote()
+    assert sorted(ray.get(triton.gpu_ids.remote(), timeout=60)) == ["0", "1", "2", "3"]
+    lane_req = {k: v for k, v in np_.lane_request.items() if v > 0}
+    lanes = [Holder.options(num_cpus=0, resources=lane_req, scheduling_strategy=_pinned(node.node_id)).remote()
+             for _ in range(np_.lanes)]
+    ray.get([lane.gpu_ids.remote() for lane in lanes], timeout=60)  # the plan's lanes all fit beside it
+    second = Holder.options(**opts).remote()  # a second Triton's worth: more than the node declares
+    ready, _ = ray.wait([second.gpu_ids.remote()], timeout=3)
+    assert ready == []
+    for a in (triton, second, *lanes):
+        ray.kill(a)
