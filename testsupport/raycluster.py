@@ -5,10 +5,10 @@ affinity (``taskset``: its raylet, its workers and every process they start -- t
 cores only). A node is stopped by killing its session (the processes this helper started); :meth:`kill_raylet`
 kills only a node's raylet, the fault the Ray executor must survive.
 
-On a loaded 2-core machine Ray 2.60's start-up deadlines (a raylet waits a hard-coded 15 s for its agents' port
-files, ray-project/ray#65983; ``ray start`` 30 s for the raylet) can be missed: a node start is retried, and the
-``ray start`` processes run at a raised priority while they start (put back to normal once the node is up, so
-workers and servers run at the machine's normal priority).
+On a loaded 2-core machine ``ray start``'s 30 s deadline for a raylet to register can be missed: a node start is
+retried, and the ``ray start`` processes run at a raised priority while they start (put back to normal once the
+node is up, so workers and servers run at the machine's normal priority). (Ray is pinned to 2.52.1: later
+releases' raylets abort when their agents take more than a hard-coded 15 s to start, ray-project/ray#65983.)
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The Ray executor on a real two-node Ray cluster on this machine, each node with its own real Triton.
 
 Protects: ``python -m extraction run --executor ray`` extracts a corpus over the cluster with artifacts identical
-(bit for bit in arrays, equal meta apart from run ids and times) to the local executor's; one Triton per node,
-started by the node's actor or found running; manifests record node and device per component; the plan's Ray
-resource requests fit what each node declares; ``insufficient_memory`` names the node before any video runs; a
-node whose Triton dies fails its in-flight video with ``triton_unavailable``, gets no more work, and the run
-completes elsewhere with the retry recorded; a node whose raylet is killed mid-run loses only its in-flight videos,
-retried on the other node; a rerun on another cluster shape (one node, or the local executor) reuses everything.
+(bit for bit in arrays, equal meta apart from run ids, times and the planned request sizes) to the local executor's;
+one Triton per node, started by the node's actor or found running; manifests record node and device per component;
+the plan's Ray resource requests fit what each node declares; ``insufficient_memory`` names the node before any
+video runs; a node whose Triton dies fails its in-flight video with ``triton_unavailable``, gets no more work, and
+the run completes elsewhere with the retry recorded; a node whose raylet is killed mid-run loses only its in-flight
+videos, retried on the other node; a rerun on another cluster shape (one node, or the local executor) reuses
+everything.
 
 The cluster is ``ray.cluster_utils.Cluster`` (a head and one more node, real raylets, each ``num_cpus=1`` with its
 own ``cpu_mem_mb``), shared by the module; the tests run in file order and the fault tests come last (the raylet
