@@ -11,7 +11,8 @@ everything.
 
 The cluster is ``ray.cluster_utils.Cluster`` (a head and one more node, real raylets, each ``num_cpus=1`` with its
 own ``cpu_mem_mb``), shared by the module; the tests run in file order and the fault tests come last (the raylet
-kill leaves a one-node cluster). Nothing here is mocked.
+kill leaves a one-node cluster). Nothing here is mocked; the fixture only gives Ray's start-up more time and starts
+its agents minimal (no dashboard).
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ N_VIDEOS = 6
 
 
 def agent_ports() -> dict[str, int]:
-    """Fixed ports for a node's agents: a raylet given none waits a hard-coded 15 s for its agents to write their
-    port files and aborts when a loaded machine starts them slower (ray-project/ray#65983)."""
+    """Fixed ports for a node's agents, chosen here (nothing to discover while the node starts)."""
     import socket
 
     out = {}
@@ -56,8 +56,8 @@ def agent_ports() -> dict[str, int]:
 
 @contextlib.contextmanager
 def _patient_raylet_startup(wait_s: float = 90.0):
-    """Ray 2.60 gives a starting raylet a fixed 30 s to register with the GCS (``ray._private.node``), which a
-    2-core machine shared with other test runs exceeds; its registration lookup retries here for up to ``wait_s``.
+    """Ray gives a starting raylet a fixed 30 s to register with the GCS (``ray._private.node``), which a 2-core
+    machine shared with other test runs exceeds; its registration lookup retries here for up to ``wait_s``.
     Nothing else of Ray changes: the raylets, the GCS and the registration are real."""
     from ray._private import services
     from ray._private import utils as ray_utils
@@ -75,9 +75,8 @@ def _patient_raylet_startup(wait_s: float = 90.0):
                 time.sleep(0.5)
 
     services.get_node = get_node
-    # Minimal agents (no dashboard HTTP server, which these tests do not use): the full dashboard agent takes longer
-    # to boot on a loaded 2-core machine than the raylet's hard-coded 15 s wait for its port files
-    # (ray-project/ray#65983), and the raylet aborts.
+    # Minimal agents (no dashboard HTTP server, which these tests do not use): the full dashboard agent is the
+    # slowest process of a node start on a loaded 2-core machine.
     deps = ray_utils.get_dashboard_dependency_error
     ray_utils.get_dashboard_dependency_error = lambda: "agents started minimal by the test fixture"
     try:
@@ -239,30 +238,28 @@ def test_insufficient_memory_names_the_node_before_any_video_runs(cluster, corpu
 def test_a_node_whose_triton_dies_gets_no_more_work_and_the_run_completes(cluster, corpus, checklist, store,
                                                                           tmp_path):
     killed = threading.Event()
-    worker_triton = triton_server.read_state(cluster.state_dir(cluster.worker_id))
 
     def on_start(node: str, _index: int) -> None:
         if node == cluster.worker_id and not killed.is_set():
             killed.set()
-            os.killpg(worker_triton.pid, signal.SIGKILL)  # the node's Triton dies with this video in flight
+            pid = triton_server.read_state(cluster.state_dir(cluster.worker_id)).pid
+            os.killpg(pid, signal.SIGKILL)  # the node's Triton dies with this video in flight
 
-    try:
-        s = _run(corpus, tmp_path / "out", checklist, cluster, on_start=on_start)
-        assert killed.is_set()
-        assert s.ok == N_VIDEOS and not s.failed
-        assert s.nodes[cluster.worker_id]["status"] == "retired"
-        moved = [r for r in s.retries if r["from_node"] == cluster.worker_id]
-        assert moved and {r["error_code"] for r in moved} == {"triton_unavailable"}
-        assert all(r["to_node"] == cluster.head_id for r in moved)
-        for r in moved:  # the retried video's manifest records the failed attempt and where it finally ran
-            (rd,) = [p for (_, v), p in latest_runs(tmp_path / "out").items() if v == r["video_id"]]
-            m = json.loads((rd / "manifest.json").read_text())
-            assert m["node"]["node_id"] == cluster.head_id
-            assert m["attempts"][0] == {**m["attempts"][0], "node_id": cluster.worker_id,
-                                        "error_code": "triton_unavailable"}
-        assert artifact_differences(tmp_path / "out", store) == []
-    finally:  # the next run's actor on that node starts a new server (the recorded one is dead)
-        triton_server.stop(cluster.state_dir(cluster.worker_id))
+    s = _run(corpus, tmp_path / "out", checklist, cluster, on_start=on_start)
+    assert killed.is_set()
+    assert s.ok == N_VIDEOS and not s.failed
+    assert s.nodes[cluster.worker_id]["status"] == "retired"
+    moved = [r for r in s.retries if r["from_node"] == cluster.worker_id]
+    assert moved and {r["error_code"] for r in moved} == {"triton_unavailable"}
+    assert all(r["to_node"] == cluster.head_id for r in moved)
+    for r in moved:  # the retried video's manifest records the failed attempt and where it finally ran
+        (rd,) = [p for (_, v), p in latest_runs(tmp_path / "out").items() if v == r["video_id"]]
+        m = json.loads((rd / "manifest.json").read_text())
+        assert m["node"]["node_id"] == cluster.head_id
+        assert m["attempts"][0] == {**m["attempts"][0], "node_id": cluster.worker_id,
+                                    "error_code": "triton_unavailable"}
+    assert artifact_differences(tmp_path / "out", store) == []
+    # the node's kept actor starts a new server when the next run asks it (the recorded one is dead)
 
 
 def test_a_killed_raylet_loses_only_its_in_flight_videos(cluster, corpus, checklist, store, tmp_path):
