@@ -42,6 +42,7 @@ DEFAULT_STATE_ROOT = REPO_ROOT / ".trendflow" / "triton-nodes"
 LOCAL_OBJECT_STORE_BYTES = 128 * MIB  # the run moves paths and small records through Ray, never arrays
 RETRY_CODES = ("triton_unavailable", "model_not_found")  # the node's fault, not the video's: retry elsewhere
 LANE_START_TIMEOUT_S = 120.0
+NODE_DEATH_SETTLE_S = 10.0  # after a lane dies: how long to wait for its node to be marked dead, if it is
 
 
 @dataclasses.dataclass
@@ -366,10 +367,18 @@ class Dispatcher:
                 to = min(sorted(self.healthy), key=lambda n: len(self.queues[n]) / max(len(self.lanes[n]), 1))
                 self.queues[to].append(i)
 
-    def _node_alive(self, node: str) -> bool:
+    def _node_alive(self, node: str, settle_s: float = NODE_DEATH_SETTLE_S) -> bool:
+        """Whether ``node`` is still alive, waiting up to ``settle_s`` for the cluster to notice a death: a lane's
+        actor error often arrives before the GCS's health check marks its node dead."""
         import ray
 
-        return any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes())
+        deadline = time.monotonic() + settle_s
+        while True:
+            if not any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
+                return False
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.5)
 
     def _collect(self, ref: Any) -> None:
         import ray
