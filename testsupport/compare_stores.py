@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# What two executions of the same work may differ in: which run computed an artifact and when.
-EXECUTION_META = ("run_id", "created_at")
+# What two executions of the same work may differ in: which run computed an artifact, when, and the request size
+# its node's plan chose (``batch_size`` is what was really sent: each node is planned for its own memory, and the
+# arrays are bit-identical whatever it is -- which is what this comparison checks).
+EXECUTION_META = ("run_id", "created_at", "batch_size")
 
 
 def artifact_differences(a: Path, b: Path, ignore: tuple[str, ...] = EXECUTION_META) -> list[str]:

@@ -42,6 +42,7 @@ DEFAULT_STATE_ROOT = REPO_ROOT / ".trendflow" / "triton-nodes"
 LOCAL_OBJECT_STORE_BYTES = 128 * MIB  # the run moves paths and small records through Ray, never arrays
 RETRY_CODES = ("triton_unavailable", "model_not_found")  # the node's fault, not the video's: retry elsewhere
 LANE_START_TIMEOUT_S = 120.0
+NODE_DEATH_SETTLE_S = 10.0  # after a lane dies: how long to wait for its node to be marked dead, if it is
 
 
 @dataclasses.dataclass
@@ -122,8 +123,12 @@ def probe_nodes(out_root: Path, log: Callable[[str], None]) -> list[tuple[NodePr
 
 
 def start_tritons(probes, checklists, components, *, profile: str, mapping: Path, seed: int,
-                  model_repository: Path, state_root: Path) -> tuple[dict[str, Any], dict[str, TritonInfo]]:
-    """One :class:`NodeTriton` actor per node, holding its models' fixed memory (and its GPUs); their reports."""
+                  model_repository: Path, state_root: Path, keep: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, TritonInfo]]:
+    """One :class:`NodeTriton` actor per node, holding its models' fixed memory (and its GPUs); their reports.
+
+    Actors are named per node: with ``keep`` they are detached and outlive this driver (Ray kills a worker's child
+    processes with it, so a kept server needs a kept actor), and a later run finds and reuses them."""
     import ray
 
     actors: dict[str, Any] = {}
@@ -134,6 +139,7 @@ def start_tritons(probes, checklists, components, *, profile: str, mapping: Path
         actors[p.node_id] = cls.options(
             num_cpus=0, num_gpus=req.pop("GPU", 0), resources={k: v for k, v in req.items() if v > 0},
             scheduling_strategy=_pinned(p.node_id), max_restarts=0, max_concurrency=2,
+            name=f"trendflow-triton-{p.node_id[:16]}", get_if_exists=True, lifetime="detached" if keep else None,
         ).remote(str(state_root / f"node-{p.node_id[:12]}"), str(model_repository), profile, str(mapping), seed)
     infos = dict(zip(actors, ray.get([a.info.remote() for a in actors.values()]), strict=True))
     return actors, infos
@@ -230,7 +236,7 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         run = ExtractionRun(cfg=cfg, out_root=out, provider=RecordedModels({}), progress=False)
         comps = component_specs(run.components)
         actors, infos = start_tritons(probes, checklists, comps, profile=profile, mapping=mapping, seed=seed,
-                                      model_repository=model_repository, state_root=state_root)
+                                      model_repository=model_repository, state_root=state_root, keep=keep_tritons)
         check_same_models(infos, checklists, sources)
         run.provider = RecordedModels(next(iter(infos.values())).handles)
         run.resolve_models()
@@ -292,7 +298,7 @@ def _teardown(lanes: dict[str, list[Any]], actors: dict[str, Any], stop_tritons:
         ray.get(stops, timeout=60)
     except Exception:  # a dead node's actor fails its stop: its server went with the node
         pass
-    for a in actors.values():
+    for a in actors.values() if stop_tritons else ():
         ray.kill(a)
 
 
@@ -361,10 +367,18 @@ class Dispatcher:
                 to = min(sorted(self.healthy), key=lambda n: len(self.queues[n]) / max(len(self.lanes[n]), 1))
                 self.queues[to].append(i)
 
-    def _node_alive(self, node: str) -> bool:
+    def _node_alive(self, node: str, settle_s: float = NODE_DEATH_SETTLE_S) -> bool:
+        """Whether ``node`` is still alive, waiting up to ``settle_s`` for the cluster to notice a death: a lane's
+        actor error often arrives before the GCS's health check marks its node dead."""
         import ray
 
-        return any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes())
+        deadline = time.monotonic() + settle_s
+        while True:
+            if not any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
+                return False
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.5)
 
     def _collect(self, ref: Any) -> None:
         import ray

@@ -92,13 +92,21 @@ class NodeTriton:
         self.state_dir = Path(state_dir)
         before = triton_server.read_state(self.state_dir)
         self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-        self.state = triton_server.start(Path(model_repository), self.state_dir)
+        self.model_repository = Path(model_repository)
+        self.state = triton_server.start(self.model_repository, self.state_dir)
         self.started_here = before is None or before.pid != self.state.pid
         self.node_id = ray.get_runtime_context().get_node_id()
         self.profile, self.mapping, self.seed = profile, mapping, seed
 
     def info(self) -> TritonInfo:
+        """The server's models now; a server that died since the last run (this actor outlives runs when kept) is
+        started again first."""
+        from extraction import triton_server
         from extraction.config import load_profile
+
+        pid = self.state.pid
+        self.state = triton_server.start(self.model_repository, self.state_dir)
+        self.started_here = self.started_here or self.state.pid != pid
         from extraction.provider import TritonModelProvider
         from extraction.runner import ExtractionRun
         from planning.residency import current_instances, loaded_models

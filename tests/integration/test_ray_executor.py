@@ -1,16 +1,18 @@
 """The Ray executor on a real two-node Ray cluster on this machine, each node with its own real Triton.
 
 Protects: ``python -m extraction run --executor ray`` extracts a corpus over the cluster with artifacts identical
-(bit for bit in arrays, equal meta apart from run ids and times) to the local executor's; one Triton per node,
-started by the node's actor or found running; manifests record node and device per component; the plan's Ray
-resource requests fit what each node declares; ``insufficient_memory`` names the node before any video runs; a
-node whose Triton dies fails its in-flight video with ``triton_unavailable``, gets no more work, and the run
-completes elsewhere with the retry recorded; a node whose raylet is killed mid-run loses only its in-flight videos,
-retried on the other node; a rerun on another cluster shape (one node, or the local executor) reuses everything.
+(bit for bit in arrays, equal meta apart from run ids, times and the planned request sizes) to the local executor's;
+one Triton per node, started by the node's actor or found running; manifests record node and device per component;
+the plan's Ray resource requests fit what each node declares; ``insufficient_memory`` names the node before any
+video runs; a node whose Triton dies fails its in-flight video with ``triton_unavailable``, gets no more work, and
+the run completes elsewhere with the retry recorded; a node whose raylet is killed mid-run loses only its in-flight
+videos, retried on the other node; a rerun on another cluster shape (one node, or the local executor) reuses
+everything.
 
 The cluster is ``ray.cluster_utils.Cluster`` (a head and one more node, real raylets, each ``num_cpus=1`` with its
 own ``cpu_mem_mb``), shared by the module; the tests run in file order and the fault tests come last (the raylet
-kill leaves a one-node cluster). Nothing here is mocked.
+kill leaves a one-node cluster). Nothing here is mocked; the fixture only gives Ray's start-up more time and starts
+its agents minimal (no dashboard).
 """
 
 from __future__ import annotations
@@ -41,8 +43,7 @@ N_VIDEOS = 6
 
 
 def agent_ports() -> dict[str, int]:
-    """Fixed ports for a node's agents: a raylet given none waits a hard-coded 15 s for its agents to write their
-    port files and aborts when a loaded machine starts them slower (ray-project/ray#65983)."""
+    """Fixed ports for a node's agents, chosen here (nothing to discover while the node starts)."""
     import socket
 
     out = {}
@@ -55,8 +56,8 @@ def agent_ports() -> dict[str, int]:
 
 @contextlib.contextmanager
 def _patient_raylet_startup(wait_s: float = 90.0):
-    """Ray 2.60 gives a starting raylet a fixed 30 s to register with the GCS (``ray._private.node``), which a
-    2-core machine shared with other test runs exceeds; its registration lookup retries here for up to ``wait_s``.
+    """Ray gives a starting raylet a fixed 30 s to register with the GCS (``ray._private.node``), which a 2-core
+    machine shared with other test runs exceeds; its registration lookup retries here for up to ``wait_s``.
     Nothing else of Ray changes: the raylets, the GCS and the registration are real."""
     from ray._private import services
     from ray._private import utils as ray_utils
@@ -74,9 +75,8 @@ def _patient_raylet_startup(wait_s: float = 90.0):
                 time.sleep(0.5)
 
     services.get_node = get_node
-    # Minimal agents (no dashboard HTTP server, which these tests do not use): the full dashboard agent takes longer
-    # to boot on a loaded 2-core machine than the raylet's hard-coded 15 s wait for its port files
-    # (ray-project/ray#65983), and the raylet aborts.
+    # Minimal agents (no dashboard HTTP server, which these tests do not use): the full dashboard agent is the
+    # slowest process of a node start on a loaded 2-core machine.
     deps = ray_utils.get_dashboard_dependency_error
     ray_utils.get_dashboard_dependency_error = lambda: "agents started minimal by the test fixture"
     try:
@@ -108,6 +108,7 @@ class RayCluster:
         ray.init(address=self.cluster.address, log_to_driver=False)
         self.head_id = self.cluster.head_node.node_id
         self.worker_id = self.worker.node_id
+        self.extra: list[str] = []  # nodes added by tests (no Triton)
 
     def state_dir(self, node_id: str) -> Path:
         return self.state_root / f"node-{node_id[:12]}"
@@ -237,30 +238,28 @@ def test_insufficient_memory_names_the_node_before_any_video_runs(cluster, corpu
 def test_a_node_whose_triton_dies_gets_no_more_work_and_the_run_completes(cluster, corpus, checklist, store,
                                                                           tmp_path):
     killed = threading.Event()
-    worker_triton = triton_server.read_state(cluster.state_dir(cluster.worker_id))
 
     def on_start(node: str, _index: int) -> None:
         if node == cluster.worker_id and not killed.is_set():
             killed.set()
-            os.killpg(worker_triton.pid, signal.SIGKILL)  # the node's Triton dies with this video in flight
+            pid = triton_server.read_state(cluster.state_dir(cluster.worker_id)).pid
+            os.killpg(pid, signal.SIGKILL)  # the node's Triton dies with this video in flight
 
-    try:
-        s = _run(corpus, tmp_path / "out", checklist, cluster, on_start=on_start)
-        assert killed.is_set()
-        assert s.ok == N_VIDEOS and not s.failed
-        assert s.nodes[cluster.worker_id]["status"] == "retired"
-        moved = [r for r in s.retries if r["from_node"] == cluster.worker_id]
-        assert moved and {r["error_code"] for r in moved} == {"triton_unavailable"}
-        assert all(r["to_node"] == cluster.head_id for r in moved)
-        for r in moved:  # the retried video's manifest records the failed attempt and where it finally ran
-            (rd,) = [p for (_, v), p in latest_runs(tmp_path / "out").items() if v == r["video_id"]]
-            m = json.loads((rd / "manifest.json").read_text())
-            assert m["node"]["node_id"] == cluster.head_id
-            assert m["attempts"][0] == {**m["attempts"][0], "node_id": cluster.worker_id,
-                                        "error_code": "triton_unavailable"}
-        assert artifact_differences(tmp_path / "out", store) == []
-    finally:  # the next run's actor on that node starts a new server (the recorded one is dead)
-        triton_server.stop(cluster.state_dir(cluster.worker_id))
+    s = _run(corpus, tmp_path / "out", checklist, cluster, on_start=on_start)
+    assert killed.is_set()
+    assert s.ok == N_VIDEOS and not s.failed
+    assert s.nodes[cluster.worker_id]["status"] == "retired"
+    moved = [r for r in s.retries if r["from_node"] == cluster.worker_id]
+    assert moved and {r["error_code"] for r in moved} == {"triton_unavailable"}
+    assert all(r["to_node"] == cluster.head_id for r in moved)
+    for r in moved:  # the retried video's manifest records the failed attempt and where it finally ran
+        (rd,) = [p for (_, v), p in latest_runs(tmp_path / "out").items() if v == r["video_id"]]
+        m = json.loads((rd / "manifest.json").read_text())
+        assert m["node"]["node_id"] == cluster.head_id
+        assert m["attempts"][0] == {**m["attempts"][0], "node_id": cluster.worker_id,
+                                    "error_code": "triton_unavailable"}
+    assert artifact_differences(tmp_path / "out", store) == []
+    # the node's kept actor starts a new server when the next run asks it (the recorded one is dead)
 
 
 def test_a_killed_raylet_loses_only_its_in_flight_videos(cluster, corpus, checklist, store, tmp_path):
@@ -291,3 +290,52 @@ def test_a_killed_raylet_loses_only_its_in_flight_videos(cluster, corpus, checkl
     again = _run(corpus, out, checklist, cluster)  # one node now: another cluster shape
     assert set(again.nodes) == {cluster.head_id}
     assert again.ok == N_VIDEOS and again.computed == 0 and again.cache_hits == N_VIDEOS * 9
+
+
+def test_a_node_with_fake_gpus_gets_components_on_its_gpus_per_the_plan(cluster, tmp_path):
+    """A node that declares 4 (fake) GPUs and gpu_mem_mb: its probe reports them, its plan puts the detector and
+    the classifier on different GPUs, and Ray gives the node's Triton reservation all 4 GPUs and refuses a second
+    one (no GPU memory left to the plan's requests). No Triton is started: these GPUs cannot run a model."""
+    import ray
+
+    from planning.distributed.cluster_plan import GPU_MEM, NodeReport, plan_cluster
+    from planning.distributed.ray_executor import _pinned, probe_nodes
+    from tests.unit.test_cluster_plan import COMPS, gpu_checklist
+    from tests.unit.test_planner import videos
+
+    with _patient_raylet_startup():
+        node = cluster.cluster.add_node(num_cpus=1, num_gpus=4, resources={CPU_MEM: 8000, GPU_MEM: 40000},
+                                        object_store_memory=OBJECT_STORE, **agent_ports())
+    cluster.extra.append(node.node_id)
+    deadline = time.monotonic() + 60
+    while node.node_id not in {n["NodeID"] for n in ray.nodes() if n["Alive"]} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    probes = {p.node_id: (p, res) for p, res in probe_nodes(tmp_path, log=lambda _m: None)}
+    probe, res = probes[node.node_id]
+    assert [(d.name, d.free_bytes) for d in probe.devices if d.kind == "gpu"] == [
+        (f"gpu{i}", 10000 * MIB) for i in range(4)]
+    report = NodeReport(probe.node_id, probe.address, probe.hardware_id, probe.devices, res)
+    cp = plan_cluster(videos(8, 24), COMPS, [report], {probe.hardware_id: gpu_checklist()}, safety_margin=0.1)
+    np_ = cp.nodes[node.node_id]
+    assert np_.plan.device_of["od"].startswith("gpu") and np_.plan.device_of["sc"].startswith("gpu")
+    assert np_.plan.device_of["od"] != np_.plan.device_of["sc"]
+    assert np_.triton_request["GPU"] == 4 and np_.triton_request[GPU_MEM] > 0
+
+    @ray.remote
+    class Holder:
+        def gpu_ids(self) -> list[str]:
+            return [str(g) for g in ray.get_gpu_ids()]
+
+    req = {k: v for k, v in np_.triton_request.items() if v > 0}
+    opts = dict(num_cpus=0, num_gpus=req.pop("GPU"), resources=req, scheduling_strategy=_pinned(node.node_id))
+    triton = Holder.options(**opts).remote()
+    assert sorted(ray.get(triton.gpu_ids.remote(), timeout=60)) == ["0", "1", "2", "3"]
+    lane_req = {k: v for k, v in np_.lane_request.items() if v > 0}
+    lanes = [Holder.options(num_cpus=0, resources=lane_req, scheduling_strategy=_pinned(node.node_id)).remote()
+             for _ in range(np_.lanes)]
+    ray.get([lane.gpu_ids.remote() for lane in lanes], timeout=60)  # the plan's lanes all fit beside it
+    second = Holder.options(**opts).remote()  # a second Triton's worth: more than the node declares
+    ready, _ = ray.wait([second.gpu_ids.remote()], timeout=3)
+    assert ready == []
+    for a in (triton, second, *lanes):
+        ray.kill(a)

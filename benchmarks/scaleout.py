@@ -1,0 +1,138 @@
+"""Scale-out: the local executor vs the Ray executor on one node vs on two nodes, one core each. Numbers, not a test.
+
+``python -m benchmarks.scaleout`` (``--n`` 48 videos from ``demo.synth``, 360p, 2-8 s) in a temporary folder:
+
+1. local: this process and a Triton it starts are pinned to core 0 (``sched_setaffinity``, inherited by the server
+   and its model stubs); ``planning.api.run_extraction`` plans (checklist: this hardware's committed one when fresh
+   for the served models, else a quick one measured now, ``ensure_checklist``) and extracts into a fresh store;
+2. Ray, one node: ``ray start`` under ``taskset -c 0`` (its raylet, its workers -- the lanes -- and the Triton its
+   actor starts all on core 0), ``--num-cpus 1``, ``cpu_mem_mb`` declared; the Ray executor extracts into a fresh
+   store; the driver (this process) only dispatches;
+3. Ray, two nodes: the same with a second node under ``taskset -c 1``.
+
+Times are each run's extraction makespan (the runner's ``seconds``: servers already up, plans made). The cluster's
+predicted makespan (the slowest node's plan) is compared with the two-node run. The stores are compared with
+``testsupport.stores.artifact_differences`` (arrays bit for bit, meta apart from run ids, times and request sizes).
+Last line: ``ray_overhead_pct=<p> two_node_vs_one_node=<x> makespan_err_pct=<p> artifacts_identical=<true|false>``.
+The machine may be shared with other work: the load average is printed with every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = dict(resolution_mix={"640x360": 1.0}, duration_s=(2.0, 8.0), edge_cases=False)
+NODE_MEM_MB = 4000
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def run_local(corpus: Path, out: Path, state: Path, profile: str, checklist: Path | None) -> tuple[float, Path]:
+    """Local executor and its Triton on core 0. Returns (makespan, checklist used)."""
+    from extraction import triton_server
+    from planning.api import ensure_checklist, run_extraction
+
+    all_cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    try:
+        server = triton_server.start(REPO / "model_repository", state)
+        try:
+            cl = checklist or ensure_checklist(profile, server.grpc_url, log=_log)
+            _log(f"local: {_load()}")
+            s = run_extraction(corpus, out, profile, url=server.grpc_url, checklist=cl, progress=False)
+        finally:
+            triton_server.stop(state)
+    finally:
+        os.sched_setaffinity(0, all_cores)
+    if s.failed:
+        raise SystemExit(f"local run failed videos: {s.failed}")
+    return s.seconds, Path(cl)
+
+
+def run_cluster(n_nodes: int, corpus: Path, out: Path, profile: str, checklist: Path, work: Path):
+    """The Ray executor on ``n_nodes`` one-core nodes (node i on core i). Returns the run summary and the plan."""
+    import ray
+
+    from planning.distributed.ray_executor import run_on_ray
+    from testsupport.raycluster import LocalRayCluster, NodeSpec
+
+    cores = os.cpu_count() or 1
+    nodes = [NodeSpec(cpus=1, resources={"cpu_mem_mb": NODE_MEM_MB}, cores=[i % cores]) for i in range(n_nodes)]
+    cluster = LocalRayCluster(nodes).start()
+    plans = []
+    try:
+        ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+        _log(f"ray, {n_nodes} node(s): {_load()}")
+        s = run_on_ray(corpus, out, profile, checklist=checklist, progress=False, on_plan=plans.append,
+                       state_root=work / f"triton-{n_nodes}n", log=_log)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    if s.failed:
+        raise SystemExit(f"ray run on {n_nodes} node(s) failed videos: {s.failed}")
+    return s, plans[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=48, help="videos in the corpus")
+    ap.add_argument("--profile", default="fast")
+    ap.add_argument("--checklist", type=Path, default=None)
+    ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    ap.add_argument("--seed", type=int, default=19)
+    args = ap.parse_args(argv)
+    from demo.synth import generate
+    from testsupport.compare_stores import artifact_differences
+
+    if (os.cpu_count() or 1) < 2:
+        _log("warning: one core: the two nodes share it")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="scaleout-"))
+    try:
+        corpus = work / "corpus"
+        t0 = time.perf_counter()
+        generate(args.n, corpus, seed=args.seed, progress=False, **CORPUS)
+        _log(f"corpus: {args.n} videos in {time.perf_counter() - t0:.0f}s")
+        stores = {k: work / k for k in ("local", "ray1", "ray2")}
+        for p in stores.values():
+            shutil.rmtree(p, ignore_errors=True)
+        local_s, cl = run_local(corpus / "videos", stores["local"], work / "triton-local", args.profile,
+                                args.checklist)
+        one, _ = run_cluster(1, corpus / "videos", stores["ray1"], args.profile, cl, work)
+        two, plan2 = run_cluster(2, corpus / "videos", stores["ray2"], args.profile, cl, work)
+        diffs = artifact_differences(stores["local"], stores["ray1"]) + artifact_differences(stores["local"],
+                                                                                             stores["ray2"])
+        for d in diffs[:20]:
+            _log(f"differs: {d}")
+        overhead = (one.seconds - local_s) / local_s * 100
+        speedup = one.seconds / two.seconds
+        err = abs(plan2.predicted_makespan_s - two.seconds) / two.seconds * 100
+        print(f"{'run':<16}{'makespan_s':>12}{'videos/node':>24}")
+        print(f"{'local (1 core)':<16}{local_s:>12.2f}{args.n:>24}")
+        for name, s in (("ray 1 node", one), ("ray 2 nodes", two)):
+            per = "/".join(str(v["extracted"]) for v in s.nodes.values())
+            print(f"{name:<16}{s.seconds:>12.2f}{per:>24}")
+        print(f"cluster plan predicted {plan2.predicted_makespan_s:.2f}s for 2 nodes; retries "
+              f"{len(one.retries) + len(two.retries)}; checklist {cl}")
+        print(f"ray_overhead_pct={overhead:.1f} two_node_vs_one_node={speedup:.2f} makespan_err_pct={err:.1f} "
+              f"artifacts_identical={'true' if not diffs else 'false'}")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
