@@ -126,12 +126,29 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
         from training.families.ensemble import FoldEnsemble
 
         core = FoldEnsemble(members)
+        val_x = parts["val"][feats].astype(np.float64)
+        # kept for ensemble_level_shift (the ensemble's coverage gain over its members on val)
+        core.val_check = ([m.predict_base(val_x) for m in members], core.predict_base(val_x))
     else:
         print(f"cross-conformal: refit on all {len(pool)} rows of train+calib", flush=True)
         core = fit_core(inputs, pool, parts["val"])
     return core, pool, base, {**scheme, "served": c.intervals.cross_fit, "folds": folds,
                               "fit_splits": ["train", "calib"], "calib_splits": ["train", "calib"],
                               "calib_scores": len(pool)}
+
+
+def _correct_ensemble_gain(calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame, cols: Any,
+                           calib_base: Any, calib_y: np.ndarray, calib_g: np.ndarray | None) -> None:
+    """Refit ``calibrator`` at levels shifted by the fold ensemble's coverage gain over its members on val
+    (:func:`training.intervals.fit_with_ensemble_shift`)."""
+    from training.intervals import fit_with_ensemble_shift
+
+    members, ens = core.val_check
+    core.val_check = None
+    val_g = group_keys(val[cols.group].to_numpy()) if cols.group else None
+    fit_with_ensemble_shift(calibrator, calib_base, calib_y, calib_g, members, ens,
+                            val[cols.targets].to_numpy(np.float64), val_g)
+    calibrator.scheme["ensemble_level_shift"] = dict(calibrator.level_shift)
 
 
 def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[float], prefix: str,
@@ -202,8 +219,12 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
             min_group_size=c.intervals.min_group_size, backend=c.intervals.backend,
             confidence_level=c.intervals.confidence_level, cqr_symmetric=c.intervals.cqr_symmetric,
             shrinkage=c.intervals.shrinkage, scheme=scheme_record(fit_record, c),
-        ).fit(calib_base, calib[cols.targets].to_numpy(np.float64),
-              group_keys(calib[cols.group].to_numpy()) if cols.group else None)
+        )
+        calib_y = calib[cols.targets].to_numpy(np.float64)
+        calib_g = group_keys(calib[cols.group].to_numpy()) if cols.group else None
+        calibrator.fit(calib_base, calib_y, calib_g)
+        if getattr(core, "val_check", None) is not None:
+            _correct_ensemble_gain(calibrator, core, parts["val"], cols, calib_base, calib_y, calib_g)
         metrics["time/calibrate_s"] = time.perf_counter() - t0
         metrics["calib/n_rows"] = float(len(calib))
 
@@ -218,7 +239,7 @@ def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
             "input_columns": cols.features, "targets": cols.targets, "labels": cols.labels,
             "group_column": cols.group, "group_labels": cols.group_labels,
             "interval_method": mcfg.interval_method, "levels": list(c.intervals.levels),
-            "calibration_scheme": scheme_record(fit_record, c),
+            "calibration_scheme": calibrator.scheme,
             "confidence_definition": (f"2 ** (-width{round(c.intervals.confidence_level * 100)} / median calibration "
                                       f"width{round(c.intervals.confidence_level * 100)}), per target"),
             "config": resolved,
