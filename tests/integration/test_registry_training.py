@@ -26,7 +26,8 @@ def quick_train(store, table, exp: str, seed: int = 0, *overrides: str):
              else ["trainer.max_epochs=2", "model.d_model=32"] if exp == "v2" else ["trainer.max_epochs=2"])
     return run(compose([f"+exp={exp}", f"data.path={table}", f"tracking.uri={store.cfg.resolved_tracking_uri()}",
                         f"tracking.artifact_root={store.root / 'artifacts'}", "tracking.plots=false",
-                        "trainer.progress_bar=false", f"seed={seed}", *extra, *overrides]))
+                        "trainer.progress_bar=false", "intervals.calibration=split", f"seed={seed}", *extra,
+                        *overrides]))
 
 
 @pytest.fixture(scope="module")
