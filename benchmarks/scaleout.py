@@ -12,7 +12,8 @@
 
 Times are each run's extraction makespan (the runner's ``seconds``: servers already up, plans made). The cluster's
 predicted makespan (the slowest node's plan) is compared with the two-node run. The stores are compared with
-``testsupport.compare_stores.artifact_differences`` (arrays bit for bit, meta apart from run ids, times and request sizes).
+``testsupport.compare_stores.artifact_differences`` (arrays bit for bit, meta apart from run ids, times and
+request sizes).
 Last line: ``ray_overhead_pct=<p> two_node_vs_one_node=<x> makespan_err_pct=<p> artifacts_identical=<true|false>``.
 The machine may be shared with other work: the load average is printed with every run.
 """

@@ -87,6 +87,10 @@ class InferenceConfig(_Strict):
     models: dict[str, SlotConfig]
     primary: str
     fallback: list[str] = Field(default_factory=list)
+    # Order the chain by measured quality instead of by name: the loaded versions' tag of this lower-is-better
+    # test metric (training tags test/mae_mean), compared only when every ranked version carries the same
+    # split_hash tag (the same test rows); otherwise, or when null, the configured order stands.
+    primary_by: str | None = "test/mae_mean"
     request_modes: list[RequestMode] = Field(default_factory=lambda: ["features"], min_length=1)
     batching: Batching = Batching()
     ab: ABConfig | None = None
@@ -119,10 +123,11 @@ class InferenceConfig(_Strict):
         """The fallback order: primary, then the fallbacks."""
         return [self.primary, *[s for s in self.fallback if s != self.primary]]
 
-    @property
-    def required_slots(self) -> list[str]:
-        """Slots readiness needs: the primary and every slot marked ``required: true``."""
-        return [self.primary, *[s for s, sc in self.models.items() if sc.required and s != self.primary]]
+    def required_slots(self, primary: str | None = None) -> list[str]:
+        """Slots readiness needs: the primary (``primary``, else the configured one) and every slot marked
+        ``required: true``."""
+        primary = primary or self.primary
+        return [primary, *[s for s, sc in self.models.items() if sc.required and s != primary]]
 
     def find_slot(self, requested: Any) -> str | None:
         """The slot a request's ``model`` field names: a slot name (``"v1"`` or ``{"slot": "v1"}``) or a model

@@ -63,6 +63,8 @@ class ModelSet:
     loaded_at: float = field(default_factory=time.time)
     in_flight: int = 0
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    chain: list[str] = field(default_factory=list)  # primary first; measured order when primary_by is set
+    chain_reason: str = "configured order"
 
     def describe(self) -> dict[str, Any]:
         return {slot: m.describe() for slot, m in self.models.items()}
@@ -135,7 +137,28 @@ class Service:
             self.metrics.model_load_seconds.labels(lm.type, lm.version, slot).set(lm.load_s)
             if lm.error:
                 self.metrics.load_failures.labels(lm.type, slot).inc()
-        return ModelSet(self._generation, models)
+        ms = ModelSet(self._generation, models)
+        ms.chain, ms.chain_reason = self._order_chain(models)
+        return ms
+
+    def _order_chain(self, models: dict[str, LoadedModel]) -> tuple[list[str], str]:
+        """The fallback chain, by ``primary_by`` (lowest first) when every loaded slot of it carries that metric
+        and one ``split_hash``; else as configured. Returns ``(chain, why)``."""
+        chain, key = self.cfg.chain, self.cfg.primary_by
+        if key is None:
+            return chain, "configured order (primary_by: null)"
+        ranked = [s for s in chain if s in models and models[s].ready]
+        vals = {s: models[s].tags.get(key) for s in ranked}
+        splits = {models[s].tags.get("split_hash") for s in ranked}
+        if len(ranked) < 2 or any(v is None for v in vals.values()) or len(splits) != 1 or None in splits:
+            return chain, f"configured order ({key} not comparable: needs every loaded slot tagged, one split_hash)"
+        try:
+            order = sorted(ranked, key=lambda s: (float(vals[s]), chain.index(s)))
+        except ValueError:
+            return chain, f"configured order ({key} not numeric)"
+        rest = [s for s in chain if s not in order]
+        return [*order, *rest], f"by {key} on split {next(iter(splits))}: " + ", ".join(
+            f"{s} {float(vals[s]):.4f}" for s in order)
 
     def _start_batchers(self, ms: ModelSet) -> None:
         for slot, lm in ms.models.items():
@@ -213,7 +236,8 @@ class Service:
         def loaded(slot: str) -> bool:
             return bool(ms) and ms.models.get(slot) is not None and ms.models[slot].ready
 
-        required = self.cfg.required_slots
+        chain = ms.chain if ms and ms.chain else self.cfg.chain
+        required = self.cfg.required_slots(chain[0])
         chain_ok = bool(ms) and all(loaded(s) for s in required)
         # A lazily loaded slot (preload: false) not used yet is not missing; one that failed to load is.
         degraded = [s for s in self.cfg.models if s not in required and not loaded(s)
@@ -233,11 +257,12 @@ class Service:
                        "generation": ms.generation if ms else None, "models": models,
                        "triton": triton, "request_modes": list(self.cfg.request_modes),
                        "feature_schema_version": self.contract.schema_version,
-                       "primary": self.cfg.primary, "fallback": self.cfg.fallback}
+                       "primary": chain[0], "fallback": chain[1:],
+                       "chain_order": ms.chain_reason if ms else None}
 
     # ---- predict -----------------------------------------------------------------------------------------
-    def _chain_from(self, slot: str) -> list[str]:
-        chain = self.cfg.chain
+    def _chain_from(self, slot: str, ms: ModelSet | None = None) -> list[str]:
+        chain = ms.chain if ms is not None and ms.chain else self.cfg.chain
         return chain[chain.index(slot):] if slot in chain else [slot, *chain]
 
     @staticmethod
@@ -380,7 +405,7 @@ class Service:
     async def _answer(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float], warnings: list[dict],
                       timings: dict[str, float], rid: str, mode: str, t_start: float) -> tuple[int, dict[str, Any]]:
         bucket = None
-        start_slot = self.cfg.primary
+        start_slot = ms.chain[0] if ms.chain else self.cfg.primary
         requested = self.cfg.find_slot(body["model"]) if "model" in body else None
         if requested is not None:
             return await self._answer_requested(ms, body, row, warnings, timings, rid, mode, t_start, requested)
@@ -391,7 +416,7 @@ class Service:
         source = {"mode": mode, **timings.pop("source", {})}
         attempts: list[dict[str, Any]] = []
         answer: tuple[LoadedModel, dict[str, float]] | None = None
-        for slot in self._chain_from(start_slot):
+        for slot in self._chain_from(start_slot, ms):
             lm = await self._lazy(ms, slot)
             if lm is None or lm.pyfunc is None or slot not in ms.batchers:
                 attempts.append({"slot": slot, "type": lm.type if lm else self.cfg.models[slot].type,

@@ -2,7 +2,7 @@
 
 Hydra composes ``conf/train.yaml`` + groups + ``+exp=...`` + command-line overrides; :func:`validate` turns the
 result into these frozen pydantic models (unknown keys are errors). The architectures take their own dataclasses
-(:class:`training.models.fusion.FusionConfig`, :class:`training.models.transformer.TransformerConfig`), built
+(:class:`training.families.nn.fusion.FusionConfig`, :class:`training.families.nn.transformer.TransformerConfig`), built
 from the ``model`` section.
 """
 

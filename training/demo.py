@@ -60,7 +60,7 @@ def train_all(data: str | Path, families: tuple[str, ...] = FAMILIES, tracking: 
         if not tracking:
             overrides.append("tracking.enabled=false")
         print(f"\n--- training {fam}: python -m training {' '.join(overrides)}", flush=True)
-        out[fam] = run(compose(overrides))
+        out[fam] = tuple(run(compose(overrides)))  # (metrics, TrainResult)
     return out
 
 

@@ -14,6 +14,7 @@ import random
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,29 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
         from training.families.ensemble import FoldEnsemble
 
         core = FoldEnsemble(members)
+        val_x = parts["val"][feats].astype(np.float64)
+        # kept for ensemble_level_shift (the ensemble's coverage gain over its members on val)
+        core.val_check = ([m.predict_base(val_x) for m in members], core.predict_base(val_x))
     else:
         print(f"cross-conformal: refit on all {len(pool)} rows of train+calib", flush=True)
         core = fit_core(inputs, pool, parts["val"])
     return core, pool, base, {**scheme, "served": c.intervals.cross_fit, "folds": folds,
                               "fit_splits": ["train", "calib"], "calib_splits": ["train", "calib"],
                               "calib_scores": len(pool)}
+
+
+def _correct_ensemble_gain(calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame, cols: Any,
+                           calib_base: Any, calib_y: np.ndarray, calib_g: np.ndarray | None) -> None:
+    """Refit ``calibrator`` at levels shifted by the fold ensemble's coverage gain over its members on val
+    (:func:`training.intervals.fit_with_ensemble_shift`)."""
+    from training.intervals import fit_with_ensemble_shift
+
+    members, ens = core.val_check
+    core.val_check = None
+    val_g = group_keys(val[cols.group].to_numpy()) if cols.group else None
+    fit_with_ensemble_shift(calibrator, calib_base, calib_y, calib_g, members, ens,
+                            val[cols.targets].to_numpy(np.float64), val_g)
+    calibrator.scheme["ensemble_level_shift"] = dict(calibrator.level_shift)
 
 
 def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[float], prefix: str,
@@ -150,118 +168,180 @@ def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[fl
     return {f"{prefix}/{k}": v for k, v in m.items()}, q
 
 
-def run(cfg: Any) -> tuple[dict[str, float], dict[str, Any]]:
+@dataclass
+class TrainResult:
+    """What :func:`run` returns: the metrics and the objects of one trained model.
+
+    Unpacks as ``metrics, result = run(cfg)``; ``result["model"]`` reads the attribute of that name (the mapping
+    callers of the earlier dict result keep working).
+
+    Attributes:
+        metrics: by name (``test/mae_views_7d``, ``test/coverage_90``, ``time/train_s`` ...).
+        model: the trained :class:`TrendflowModel`.
+        config: the validated config; ``split``: the split record (counts, cuts, hashes, ``fit`` = scheme).
+        columns: :class:`training.data.Columns`; ``test_frame`` / ``test_quantiles``: the test rows and outputs.
+        naive, loglinear: the two reference predictors fitted on train.
+        run_id, model_uri, registered_name, model_version, semver: tracking and registration (None when off).
+        summary: the one-line summary printed at the end.
+    """
+
+    metrics: dict[str, float]
+    model: TrendflowModel
+    config: TrainConfig
+    split: dict[str, Any]
+    columns: Any
+    test_frame: pd.DataFrame
+    test_quantiles: dict[str, np.ndarray]
+    naive: NaivePredictor
+    loglinear: LogLinearPredictor
+    registered_name: str
+    semver: str
+    run_id: str | None = None
+    model_uri: str | None = None
+    model_version: int | None = None
+    summary: str = ""
+
+    def __iter__(self) -> Any:
+        return iter((self.metrics, self))
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+@dataclass
+class _RunContext:
+    """The inputs of one run that tracking logs (resolved config, table, split, engine)."""
+
+    c: TrainConfig
+    resolved: dict[str, Any]
+    spec_path: Path
+    table: Any  # training.data.SplitTable
+    engine: dict[str, str]
+
+
+def _calibrate(c: TrainConfig, core: Any, calib: pd.DataFrame, calib_base: Any, cols: Any,
+               parts: dict[str, pd.DataFrame], fit_record: dict[str, Any]) -> IntervalCalibrator:
+    """Fit the interval calibrator on the calibration scores (and correct a fold ensemble's coverage gain)."""
+    calibrator = IntervalCalibrator(
+        targets=cols.labels, method=c.model.interval_method, levels=list(c.intervals.levels),
+        min_group_size=c.intervals.min_group_size, backend=c.intervals.backend,
+        confidence_level=c.intervals.confidence_level, cqr_symmetric=c.intervals.cqr_symmetric,
+        shrinkage=c.intervals.shrinkage, scheme=scheme_record(fit_record, c),
+    )
+    calib_y = calib[cols.targets].to_numpy(np.float64)
+    calib_g = group_keys(calib[cols.group].to_numpy()) if cols.group else None
+    calibrator.fit(calib_base, calib_y, calib_g)
+    if getattr(core, "val_check", None) is not None:
+        _correct_ensemble_gain(calibrator, core, parts["val"], cols, calib_base, calib_y, calib_g)
+    return calibrator
+
+
+def _manifest(ctx: _RunContext, calibrator: IntervalCalibrator, semver: str, run_id: str | None) -> dict[str, Any]:
+    """The model's self-description (manifest.json)."""
+    import features
+
+    c, t = ctx.c, ctx.table
+    mcfg, spec, cols, rec = c.model, t.spec, t.cols, t.record
+    pct = round(c.intervals.confidence_level * 100)
+    return {
+        "family": mcfg.family, "model_name": mcfg.name, "registered_name": mcfg.registered_name, "semver": semver,
+        "training_run_id": run_id, "seed": c.seed, **ctx.engine,
+        "spec_hash": spec.spec_hash, "feature_schema_version": spec.feature_schema_version,
+        "feature_extractor_version": t.table_meta.get("feature_extractor_version", "unknown"),
+        "features_library_version": getattr(features, "__version__", "unknown"),
+        "dataset_sha256": rec["dataset_sha256"], "dataset_hash": rec["dataset_hash"], "dataset_metadata": t.table_meta,
+        "split": rec,
+        "input_columns": cols.features, "targets": cols.targets, "labels": cols.labels,
+        "group_column": cols.group, "group_labels": cols.group_labels,
+        "interval_method": mcfg.interval_method, "levels": list(c.intervals.levels),
+        "calibration_scheme": calibrator.scheme,
+        "confidence_definition": f"2 ** (-width{pct} / median calibration width{pct}), per target",
+        "config": ctx.resolved,
+        "library_versions": {p: pkg_version(p) for p in ("numpy", "pandas", "mlflow", "scikit-learn")},
+    }
+
+
+def _evaluate_all(model: TrendflowModel, ctx: _RunContext, metrics: dict[str, float], semver: str,
+                  run_id: str | None) -> TrainResult:
+    """Val and test metrics against both references, inference throughput; the result (tracking fields unset)."""
+    c, parts, cols = ctx.c, ctx.table.parts, ctx.table.cols
+    train_y = parts["train"][cols.targets].to_numpy(np.float64)
+    naive = NaivePredictor.fit(train_y)
+    loglin = LogLinearPredictor.fit(parts["train"], train_y, cols.metrics, cols.snapshot)
+    levels = list(c.intervals.levels)
+    val_m, _ = evaluate(model, parts["val"], cols, levels, "val", naive, loglin)
+    t0 = time.perf_counter()
+    test_m, test_q = evaluate(model, parts["test"], cols, levels, "test", naive, loglin)
+    t_eval = time.perf_counter() - t0
+    metrics.update(val_m)
+    metrics.update(test_m)
+    # Inference throughput of the full model (features frame -> calibrated output), batch = whole split.
+    bench = pd.concat([parts["test"]] * max(1, 2000 // max(len(parts["test"]), 1)), ignore_index=True)
+    t0 = time.perf_counter()
+    model.predict(bench)
+    metrics["time/inference_rows_per_s"] = len(bench) / max(time.perf_counter() - t0, 1e-9)
+    metrics["time/evaluate_test_s"] = t_eval
+    return TrainResult(metrics, model, c, ctx.table.record, cols, parts["test"], test_q, naive, loglin,
+                       c.model.registered_name, semver, run_id=run_id)
+
+
+def _train(ctx: _RunContext, semver: str, run_id: str | None) -> TrainResult:
+    """Fit, calibrate and evaluate (no tracking)."""
+    c, t = ctx.c, ctx.table
+    metrics: dict[str, float] = {}
+    t0 = time.perf_counter()
+    core, calib, calib_base, fit_record = _fit_and_score(c, t.spec, t.cols, t.parts)
+    metrics["time/train_s"] = time.perf_counter() - t0
+    t.record["fit"] = fit_record
+    t0 = time.perf_counter()
+    calibrator = _calibrate(c, core, calib, calib_base, t.cols, t.parts, fit_record)
+    metrics["time/calibrate_s"] = time.perf_counter() - t0
+    metrics["calib/n_rows"] = float(len(calib))
+    model = TrendflowModel(core, calibrator, _manifest(ctx, calibrator, semver, run_id))
+    return _evaluate_all(model, ctx, metrics, semver, run_id)
+
+
+def run(cfg: Any) -> TrainResult:
     """Train, calibrate, evaluate, log and register one model.
 
     Args:
         cfg: the composed config (Hydra ``DictConfig``, a plain dict, or a validated :class:`TrainConfig`).
 
     Returns:
-        ``(metrics, objects)``: metrics by name (``test/mae_views_7d``, ``test/coverage_90``, ``time/train_s`` …)
-        and objects: ``model`` (:class:`TrendflowModel`), ``config``, ``split``, ``columns``, ``run_id``,
-        ``model_uri``, ``registered_name``, ``model_version``, ``semver``, ``test_frame``, ``summary``.
+        :class:`TrainResult` (unpacks as ``metrics, result``).
     """
     resolved = _resolved_dict(cfg)
     c = cfg if isinstance(cfg, TrainConfig) else validate(resolved)
-    resolved = c.model_dump(mode="json")
     _seed_everything(c.seed)
-    import features
-
-    spec_path = c.paths.resolve(c.paths.spec)
-    table = load_split(c)
-    spec, cols, parts, split_record, table_meta = table.spec, table.cols, table.parts, table.record, table.table_meta
-    dataset_sha256, dataset_hash = split_record["dataset_sha256"], split_record["dataset_hash"]
-
-    mcfg = c.model
-    family, kind = mcfg.family, mcfg.name
     from training.families import engine as family_engine
 
-    engine = family_engine(kind, c.trainer.precision)
-    mlflow = None
-    run_id = None
-    semver = f"{family}_{mcfg.semver}"
+    mcfg = c.model
+    ctx = _RunContext(c, c.model_dump(mode="json"), c.paths.resolve(c.paths.spec), load_split(c),
+                      family_engine(mcfg.name, c.trainer.precision))
+    mlflow, run_id, semver = None, None, f"{mcfg.family}_{mcfg.semver}"
     if c.tracking.enabled:
         from training import tracking
 
         mlflow, exp_id = tracking.setup(c)
         if c.tracking.register_model:
-            semver = tracking.next_semver(mlflow.MlflowClient(), mcfg.registered_name, family, mcfg.semver)
-        active = mlflow.start_run(experiment_id=exp_id, run_name=f"{family}-{kind}-seed{c.seed}")
-        run_id = active.info.run_id
-
+            semver = tracking.next_semver(mlflow.MlflowClient(), mcfg.registered_name, mcfg.family, mcfg.semver)
+        run_id = mlflow.start_run(experiment_id=exp_id, run_name=f"{mcfg.family}-{mcfg.name}-seed{c.seed}").info.run_id
     try:
-        metrics: dict[str, float] = {}
-        t0 = time.perf_counter()
-        core, calib, calib_base, fit_record = _fit_and_score(c, spec, cols, parts)
-        metrics["time/train_s"] = time.perf_counter() - t0
-        split_record["fit"] = fit_record
-
-        t0 = time.perf_counter()
-        calibrator = IntervalCalibrator(
-            targets=cols.labels, method=mcfg.interval_method, levels=list(c.intervals.levels),
-            min_group_size=c.intervals.min_group_size, backend=c.intervals.backend,
-            confidence_level=c.intervals.confidence_level, cqr_symmetric=c.intervals.cqr_symmetric,
-            shrinkage=c.intervals.shrinkage, scheme=scheme_record(fit_record, c),
-        ).fit(calib_base, calib[cols.targets].to_numpy(np.float64),
-              group_keys(calib[cols.group].to_numpy()) if cols.group else None)
-        metrics["time/calibrate_s"] = time.perf_counter() - t0
-        metrics["calib/n_rows"] = float(len(calib))
-
-        manifest = {
-            "family": family, "model_name": kind, "registered_name": mcfg.registered_name, "semver": semver,
-            "training_run_id": run_id, "seed": c.seed, **engine,
-            "spec_hash": spec.spec_hash, "feature_schema_version": spec.feature_schema_version,
-            "feature_extractor_version": table_meta.get("feature_extractor_version", "unknown"),
-            "features_library_version": getattr(features, "__version__", "unknown"),
-            "dataset_sha256": dataset_sha256, "dataset_hash": dataset_hash, "dataset_metadata": table_meta,
-            "split": split_record,
-            "input_columns": cols.features, "targets": cols.targets, "labels": cols.labels,
-            "group_column": cols.group, "group_labels": cols.group_labels,
-            "interval_method": mcfg.interval_method, "levels": list(c.intervals.levels),
-            "calibration_scheme": scheme_record(fit_record, c),
-            "confidence_definition": (f"2 ** (-width{round(c.intervals.confidence_level * 100)} / median calibration "
-                                      f"width{round(c.intervals.confidence_level * 100)}), per target"),
-            "config": resolved,
-            "library_versions": {p: pkg_version(p) for p in ("numpy", "pandas", "mlflow", "scikit-learn")},
-        }
-        model = TrendflowModel(core, calibrator, manifest)
-
-        train_y = parts["train"][cols.targets].to_numpy(np.float64)
-        naive = NaivePredictor.fit(train_y)
-        loglin = LogLinearPredictor.fit(parts["train"], train_y, cols.metrics, cols.snapshot)
-        levels = list(c.intervals.levels)
-        val_m, _ = evaluate(model, parts["val"], cols, levels, "val", naive, loglin)
-        t0 = time.perf_counter()
-        test_m, test_q = evaluate(model, parts["test"], cols, levels, "test", naive, loglin)
-        t_eval = time.perf_counter() - t0
-        metrics.update(val_m)
-        metrics.update(test_m)
-        # Inference throughput of the full model (features frame -> calibrated output), batch = whole split.
-        bench = pd.concat([parts["test"]] * max(1, 2000 // max(len(parts["test"]), 1)), ignore_index=True)
-        t0 = time.perf_counter()
-        model.predict(bench)
-        metrics["time/inference_rows_per_s"] = len(bench) / max(time.perf_counter() - t0, 1e-9)
-        metrics["time/evaluate_test_s"] = t_eval
-
-        objects: dict[str, Any] = {
-            "train_inputs": parts["train"][cols.features].to_numpy(np.float64), "spec": spec,  # training.trust
-            "model": model, "config": c, "split": split_record, "columns": cols, "run_id": run_id,
-            "semver": semver, "test_frame": parts["test"], "test_quantiles": test_q, "naive": naive,
-            "loglinear": loglin, "registered_name": mcfg.registered_name, "model_version": None,
-            "model_uri": None,
-        }
+        result = _train(ctx, semver, run_id)
         if mlflow is not None:
-            _log_run(mlflow, c, resolved, spec_path, metrics, model, objects, cols, split_record, table_meta,
-                     dataset_hash, engine, semver)
+            _log_run(mlflow, ctx, result)
     except BaseException:
         if mlflow is not None:
             mlflow.end_run(status="FAILED")
         raise
     if mlflow is not None:
         mlflow.end_run()
-    objects["summary"] = summary_line(family, kind, metrics, objects)
-    print(objects["summary"], flush=True)
-    return metrics, objects
+    result.summary = summary_line(mcfg.family, mcfg.name, result.metrics, result)
+    print(result.summary, flush=True)
+    return result
 
 
 def summary_line(family: str, kind: str, m: dict[str, float], objects: dict[str, Any]) -> str:
@@ -276,27 +356,13 @@ def summary_line(family: str, kind: str, m: dict[str, float], objects: dict[str,
             f"{' | run ' + objects['run_id'][:8] if objects.get('run_id') else ''}{reg}")
 
 
-def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: Path, metrics: dict[str, float],
-             model: TrendflowModel, objects: dict[str, Any], cols: Any, split_record: dict[str, Any],
-             table_meta: dict[str, str], dataset_hash: str, engine: dict[str, str], semver: str) -> None:
-    """Params, tags, metrics, config, split, spec, plots, the pyfunc model and its registration."""
-    import yaml
-
-    from training import plots, tracking
-    from training.pyfunc import TrendflowPyfunc
-
-    mcfg = c.model
-    spec_meta = {"feature_schema_version": model.manifest["feature_schema_version"],
-                 "feature_extractor_version": model.manifest["feature_extractor_version"],
-                 "spec_hash": model.manifest["spec_hash"]}
-    params = tracking.flatten(resolved)
-    params.update({"dataset.sha256": split_record["dataset_sha256"],
-                   "dataset.rows": sum(split_record["counts"].values()),
-                   **{f"split.{k}_rows": v for k, v in split_record["counts"].items()}})
-    mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
-    tags = {"model_type": mcfg.family, "model_kind": mcfg.name, "semver": semver, "seed": str(c.seed),
+def _run_tags(ctx: _RunContext, model: TrendflowModel, semver: str) -> dict[str, str]:
+    """The run's (and registered version's) tags."""
+    c, rec = ctx.c, ctx.table.record
+    spec_meta = {k: model.manifest[k] for k in ("feature_schema_version", "feature_extractor_version", "spec_hash")}
+    tags = {"model_type": c.model.family, "model_kind": c.model.name, "semver": semver, "seed": str(c.seed),
             # split_hash / dataset_hash: what the registry's promotion gate compares ("same test split")
-            "dataset_hash": dataset_hash, "split_hash": split_record["split_hash"], **spec_meta, **engine,
+            "dataset_hash": rec["dataset_hash"], "split_hash": rec["split_hash"], **spec_meta, **ctx.engine,
             **c.tags}
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -305,6 +371,23 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
             tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
     except Exception:
         pass
+    return tags
+
+
+def _log_run(mlflow: Any, ctx: _RunContext, result: TrainResult) -> None:
+    """Params, tags, metrics, config, split, spec, plots, the pyfunc model and its registration."""
+    import yaml
+
+    from training import tracking
+
+    c, resolved, split_record = ctx.c, ctx.resolved, ctx.table.record
+    metrics, model = result.metrics, result.model
+    params = tracking.flatten(resolved)
+    params.update({"dataset.sha256": split_record["dataset_sha256"],
+                   "dataset.rows": sum(split_record["counts"].values()),
+                   **{f"split.{k}_rows": v for k, v in split_record["counts"].items()}})
+    mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
+    tags = _run_tags(ctx, model, result.semver)
     mlflow.set_tags(tags)
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
     history = getattr(model.core, "history", [])
@@ -312,64 +395,81 @@ def _log_run(mlflow: Any, c: TrainConfig, resolved: dict[str, Any], spec_path: P
         mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}, step=int(row["epoch"]))
     mlflow.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
     mlflow.log_text(json.dumps(split_record, indent=2), "split/split.json")
-    mlflow.log_text(json.dumps(table_meta, indent=2), "dataset/metadata.json")
+    mlflow.log_text(json.dumps(ctx.table.table_meta, indent=2), "dataset/metadata.json")
     # The extraction runs behind the table's rows: what keeps their artifacts alive through the retention GC.
     mlflow.log_text(json.dumps(extraction_runs(c.paths.resolve(c.data.path))), EXTRACTION_RUNS_ARTIFACT)
-    mlflow.log_artifact(str(spec_path), "feature_spec")
+    mlflow.log_artifact(str(ctx.spec_path), "feature_spec")
     mlflow.log_text(json.dumps(model.calibrator.to_dict(), indent=2), "calibration/calibration.json")
     if c.tracking.plots:
-        import matplotlib.pyplot as plt
+        _log_plots(mlflow, ctx, result)
+    if c.tracking.log_model:
+        _log_and_register_model(mlflow, ctx, result, tags)
 
-        test = objects["test_frame"]
-        figs = {
-            "plots/predicted_vs_actual.png": plots.predicted_vs_actual(
-                test[cols.targets].to_numpy(np.float64), objects["test_quantiles"], cols.labels),
-            "plots/coverage_curve.png": plots.coverage_curve(metrics, list(c.intervals.levels),
-                                                             list(cols.group_labels.values())),
-        }
-        from training.families.ensemble import has_feature_importance
 
-        if has_feature_importance(model.core):
-            imp = model.core.feature_importance()
-            figs["plots/feature_importance.png"] = plots.feature_importance(imp)
-            mlflow.log_text(imp.to_csv(header=["importance"]), "plots/feature_importance.csv")
-        for name, fig in figs.items():
-            mlflow.log_figure(fig, name)
-            plt.close(fig)
-    if not c.tracking.log_model:
-        return
+def _log_plots(mlflow: Any, ctx: _RunContext, result: TrainResult) -> None:
+    """Predicted vs actual, the coverage curve per level and bucket, feature importance (trees)."""
+    import matplotlib.pyplot as plt
+
+    from training import plots
+    from training.families.ensemble import has_feature_importance
+
+    c, cols, model, test = ctx.c, result.columns, result.model, result.test_frame
+    figs = {
+        "plots/predicted_vs_actual.png": plots.predicted_vs_actual(
+            test[cols.targets].to_numpy(np.float64), result.test_quantiles, cols.labels),
+        "plots/coverage_curve.png": plots.coverage_curve(result.metrics, list(c.intervals.levels),
+                                                         list(cols.group_labels.values())),
+    }
+    if has_feature_importance(model.core):
+        imp = model.core.feature_importance()
+        figs["plots/feature_importance.png"] = plots.feature_importance(imp)
+        mlflow.log_text(imp.to_csv(header=["importance"]), "plots/feature_importance.csv")
+    for name, fig in figs.items():
+        mlflow.log_figure(fig, name)
+        plt.close(fig)
+
+
+def _log_and_register_model(mlflow: Any, ctx: _RunContext, result: TrainResult, tags: dict[str, str]) -> None:
+    """The pyfunc with signature and input example; registered, tagged and described when configured."""
+    from mlflow.models import infer_signature
+
+    from training import tracking
+    from training.describe import version_description
+    from training.pyfunc import TrendflowPyfunc
+
+    c, model, metrics = ctx.c, result.model, result.metrics
+    mcfg = c.model
+    spec_meta = {k: model.manifest[k] for k in ("feature_schema_version", "feature_extractor_version", "spec_hash")}
     with tempfile.TemporaryDirectory(prefix="trendflow-model-") as tmp:
-        model_dir = model.save(Path(tmp) / "model", spec_path=spec_path)
-        example = objects["test_frame"][cols.features].head(5).astype(np.float64)
-        from mlflow.models import infer_signature
-
+        model_dir = model.save(Path(tmp) / "model", spec_path=ctx.spec_path)
+        example = result.test_frame[result.columns.features].head(5).astype(np.float64)
         signature = infer_signature(example, model.predict(example))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=TrendflowPyfunc(), artifacts={"model": str(model_dir)},
                 signature=signature, input_example=example, pip_requirements=tracking.pip_requirements(mcfg.name),
-                metadata={"semver": semver, "family": mcfg.family, **spec_meta},
+                metadata={"semver": result.semver, "family": mcfg.family, **spec_meta},
             )
-    objects["model_uri"] = info.model_uri
+    result.model_uri = info.model_uri
     if not c.tracking.register_model:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mv = mlflow.register_model(info.model_uri, mcfg.registered_name)
     client = mlflow.MlflowClient()
-    version_tags = {**tags, "training_run_id": objects["run_id"], "semver": semver}
+    version_tags = {**tags, "training_run_id": result.run_id, "semver": result.semver}
     from training import trust  # licences of the models behind the features, input distribution, SBOM
 
-    version_tags.update(trust.log_trust(mlflow, objects["spec"], mcfg.registered_name, objects.pop("train_inputs"),
+    cols = result.columns
+    train_inputs = ctx.table.parts["train"][cols.features].to_numpy(np.float64)
+    version_tags.update(trust.log_trust(mlflow, ctx.table.spec, mcfg.registered_name, train_inputs,
                                         list(cols.features)))
     version_tags.update({f"test/{k}": f"{metrics[f'test/{k}']:.6g}" for k in
                          ("mae_mean", "coverage_80", "coverage_90", "coverage_95", "mae_vs_naive",
                           "mae_vs_loglinear")})
     for k, v in version_tags.items():
         client.set_model_version_tag(mcfg.registered_name, mv.version, k, str(v))
-    from training.describe import version_description
-
     client.update_model_version(mcfg.registered_name, mv.version, description=version_description(
         model.manifest, metrics, list(c.intervals.levels)))
-    objects["model_version"] = int(mv.version)
+    result.model_version = int(mv.version)

@@ -363,6 +363,27 @@ def test_a_1_0_0_model_passes_the_schema_gate_and_is_served_on_the_1_1_0_spec(st
         store.client.set_registered_model_alias(store.cfg.name_of("v1"), "stable", store.versions["v1"])
 
 
+def test_primary_is_chosen_by_measured_quality_on_one_split(store) -> None:
+    """primary_by (default test/mae_mean): with every slot's version tagged on one split, the lowest MAE answers
+    first whatever the configured primary; tags on different splits leave the configured order."""
+    store.reconnect()
+    maes = {"v2": "0.33", "v1": "0.31", "baseline": "0.30"}
+    pins = {t: store.log(t, tags={"test/mae_mean": maes[t], "split_hash": "same-split"}).version.version
+            for t in maes}
+    models = {t: {"type": t, "version": int(v)} for t, v in pins.items()}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready").json()
+        assert ready["primary"] == "baseline" and ready["fallback"] == ["v1", "v2"], ready
+        assert ready["chain_order"].startswith("by test/mae_mean on split same-split")
+        out = http.post("/predict", json={"features": features_row(store)}).json()
+        assert out["prediction"]["model"]["type"] == "baseline" and out["prediction_status"] == "ok"
+    other = store.log("v1", tags={"test/mae_mean": "0.10", "split_hash": "another-split"}).version.version
+    models["v1"] = {"type": "v1", "version": int(other)}
+    with ServerThread(inference_cfg(store, models=models)) as srv, httpx.Client(base_url=srv.url) as http:
+        ready = http.get("/health/ready").json()
+        assert ready["primary"] == "v2" and ready["chain_order"].startswith("configured order")
+
+
 def test_ab_split_is_stable_and_reported(store) -> None:
     store.reconnect()
     ab = {"key": "user_id", "salt": "exp-test", "arms": [{"bucket": "A", "slot": "v2", "weight": 0.5},

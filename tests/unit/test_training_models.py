@@ -10,8 +10,8 @@ import features
 from demo.synthetic_table import generate_table
 from training.data import columns_from_spec
 from training.families.networks import build_net
-from training.models.fusion import FusionConfig, LateFusionNet
-from training.models.transformer import MultiHeadTransformer, TransformerConfig
+from training.families.nn.fusion import FusionConfig, LateFusionNet
+from training.families.nn.transformer import MultiHeadTransformer, TransformerConfig
 from training.preprocess import NetworkPreprocessor
 
 INDEX = ((0, 1, 2), (3, 4), (5, 6, 7, 8))  # meta, visual, audio (positions in x)

@@ -33,6 +33,7 @@ class FoldEnsemble:
     members: list[Any]
     kind: str = "fold_ensemble"
     history: list[dict[str, float]] = field(default_factory=list)
+    val_check: Any = None  # (member outputs, ensemble output) on val, while training only
 
     @property
     def member_kind(self) -> str:

@@ -28,12 +28,12 @@ from training.preprocess import NetworkPreprocessor
 def build_net(kind: str, net_cfg: dict[str, Any]) -> torch.nn.Module:
     """Instantiate the module of ``kind`` (``late_fusion`` | ``transformer``) from its config dict."""
     if kind == "late_fusion":
-        from training.models.fusion import FusionConfig, LateFusionNet
+        from training.families.nn.fusion import FusionConfig, LateFusionNet
 
         cfg = dict(net_cfg, modality_index=tuple(tuple(x) for x in net_cfg["modality_index"]))
         return LateFusionNet(FusionConfig(**cfg))
     if kind == "transformer":
-        from training.models.transformer import MultiHeadTransformer, TransformerConfig
+        from training.families.nn.transformer import MultiHeadTransformer, TransformerConfig
 
         cfg = dict(net_cfg, modality_index=tuple(tuple(x) for x in net_cfg["modality_index"]),
                    always_present=tuple(net_cfg["always_present"]))
