@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,24 +46,34 @@ def _age_bucket(age_h: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     return np.searchsorted(np.asarray(edges, dtype=np.float64), age_h, side="right").astype(np.float64)
 
 
-def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0) -> pd.DataFrame:
-    """A synthetic training table of ``n`` rows for ``spec`` (default: the repository's feature_spec.yaml)."""
-    import features
+@dataclass
+class _World:
+    """The simulated videos before they become columns: channels, content, outcomes and the first snapshot."""
 
-    spec = spec if spec is not None else features.load_spec()
-    rng = np.random.default_rng(seed)
-    n_channels = max(4, n // 25)
+    ch: np.ndarray  # (n,) channel of each video
+    ch_size: np.ndarray  # (C,) log average views of each channel
+    ch_subs: np.ndarray
+    ch_count: np.ndarray
+    z: np.ndarray  # (n, N_LATENT) latent content factors
+    views: dict[int, np.ndarray]  # horizon (days) -> views at that horizon
+    likes: dict[int, np.ndarray]
+    age_h: np.ndarray  # age of the first snapshot (hours)
+    views_s1: np.ndarray
+    likes_s1: np.ndarray
+    published: pd.DatetimeIndex
 
-    # channels and content ------------------------------------------------------------------------------
+
+def _simulate(rng: np.random.Generator, n: int, n_channels: int, days: float) -> _World:
+    """Channels and content, then the view curve, likes and the first snapshot (draw order fixed: seeded tables
+    stay the same)."""
     ch = rng.integers(0, n_channels, n)
-    ch_size = rng.normal(8.0, 1.6, n_channels)  # log average views of the channel
+    ch_size = rng.normal(8.0, 1.6, n_channels)
     ch_subs = ch_size + rng.normal(1.0, 0.7, n_channels)
     ch_count = rng.gamma(2.0, 60.0, n_channels) + 1
-    z = rng.normal(size=(n, N_LATENT))  # latent content factors
+    z = rng.normal(size=(n, N_LATENT))
     quality = 0.55 * z[:, 0] + 0.35 * np.tanh(1.5 * z[:, 1]) + 0.25 * z[:, 2] * z[:, 3] - 0.2 * z[:, 4] ** 2 + 0.2
     like_logit = -3.6 + 0.45 * z[:, 5] + 0.25 * z[:, 0] + rng.normal(0, 0.25, n)
 
-    # outcomes ------------------------------------------------------------------------------------------
     log_total21 = 0.8 * ch_size[ch] + 1.1 * quality + rng.normal(0, 0.45, n) + 1.0
     tau_h = np.exp(rng.normal(np.log(60.0), 0.5, n))  # saturation time constant of the view curve (hours)
 
@@ -78,7 +89,12 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
     likes_s1 = np.floor(views_s1 * rate * np.exp(rng.normal(0, 0.15, n)))
     published = PUBLISH_START + pd.to_timedelta(np.sort(rng.uniform(0, days * 86400, n)), unit="s")
     published = published[rng.permutation(n)]
+    return _World(ch, ch_size, ch_subs, ch_count, z, views, likes, age_h, views_s1, likes_s1, published)
 
+
+def _meta_columns(rng: np.random.Generator, w: _World, spec: Any, seed: int, n_channels: int
+                  ) -> dict[str, np.ndarray]:
+    n, ch, age_h, views_s1, likes_s1, published = len(w.ch), w.ch, w.age_h, w.views_s1, w.likes_s1, w.published
     meta = {
         "meta_age_hours": age_h,
         "meta_log_age_hours": np.log1p(age_h),
@@ -87,10 +103,10 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
         "meta_log_likes_snapshot1": np.log1p(likes_s1),
         "meta_like_rate_snapshot1": np.where(views_s1 > 0, likes_s1 / np.maximum(views_s1, 1), np.nan),
         "meta_log_views_per_hour_snapshot1": np.log1p(views_s1 / age_h),
-        "meta_log_channel_subscribers": np.log1p(np.exp(ch_subs[ch])),
-        "meta_log_channel_video_count": np.log1p(ch_count[ch]),
-        "meta_log_channel_avg_views": np.log1p(np.exp(ch_size[ch])),
-        "meta_log_views_vs_channel_avg": np.log1p(views_s1 / np.exp(ch_size[ch])),
+        "meta_log_channel_subscribers": np.log1p(np.exp(w.ch_subs[ch])),
+        "meta_log_channel_video_count": np.log1p(w.ch_count[ch]),
+        "meta_log_channel_avg_views": np.log1p(np.exp(w.ch_size[ch])),
+        "meta_log_views_vs_channel_avg": np.log1p(views_s1 / np.exp(w.ch_size[ch])),
         "meta_published_hour_utc": (published.hour + published.minute / 60).to_numpy(np.float64),
         "meta_published_weekday": published.weekday.to_numpy(np.float64),
         # its own stream, so adding the feature left every other column of a seed's table as it was
@@ -99,8 +115,13 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
     for name, p in (("meta_log_likes_snapshot1", 0.05), ("meta_log_channel_subscribers", 0.03),
                     ("meta_log_channel_avg_views", 0.03)):
         meta[name] = np.where(rng.random(n) < p, np.nan, meta[name])
+    return meta
 
-    # feature columns in spec order ---------------------------------------------------------------------
+
+def _feature_columns(rng: np.random.Generator, w: _World, meta: dict[str, np.ndarray], spec: Any, seed: int
+                     ) -> dict[str, np.ndarray]:
+    """Every feature column in spec order: metadata from ``meta``, content features mixed from the latents."""
+    n = len(w.ch)
     missing_mod = {m: rng.random(n) < p for m, p in MODALITY_MISSING.items()}
     cols: dict[str, np.ndarray] = {}
     col_rng = np.random.default_rng([seed, 7])  # fixed mixing weights, independent of n
@@ -109,8 +130,8 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
             if f.modality == "meta":
                 x = meta[c] if c in meta else rng.normal(size=n)
             else:
-                w = col_rng.normal(0, 1, N_LATENT) * (col_rng.random(N_LATENT) < 0.5)
-                x = z @ w + rng.normal(0, 0.6, n)
+                wts = col_rng.normal(0, 1, N_LATENT) * (col_rng.random(N_LATENT) < 0.5)
+                x = w.z @ wts + rng.normal(0, 0.6, n)
                 if f.aggregation in ("count", "rate") or f.transform == "log1p" or c.startswith("aud_has"):
                     x = np.abs(x)
                 x = np.where(missing_mod[f.modality], np.nan, x)
@@ -122,24 +143,40 @@ def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0)
     for f in spec.features:
         if f.mask_column:
             cols[f.mask_column] = np.isfinite(cols[f.columns[0]]).astype(np.int8)
+    return cols
 
-    # targets -------------------------------------------------------------------------------------------
+
+def _target_columns(rng: np.random.Generator, w: _World, spec: Any) -> dict[str, np.ndarray]:
+    n, out = len(w.ch), {}
     for t in spec.targets.columns:
-        value = (views if t.metric == "views" else likes)[t.horizon_days]
+        value = (w.views if t.metric == "views" else w.likes)[t.horizon_days]
         y = np.log1p(value) if spec.targets.transform == "log1p" else value
         if t.optional:
             gone = rng.random(n) < 0.04
             if t.horizon_days == 7:
-                gone |= age_h > 7 * 24  # the 7-day count was never observed for videos first seen later
+                gone |= w.age_h > 7 * 24  # the 7-day count was never observed for videos first seen later
             y = np.where(gone, np.nan, y)
-        cols[t.name] = y
+        out[t.name] = y
+    return out
 
+
+def generate_table(n: int, spec: Any = None, seed: int = 0, days: float = 365.0) -> pd.DataFrame:
+    """A synthetic training table of ``n`` rows for ``spec`` (default: the repository's feature_spec.yaml)."""
+    import features
+
+    spec = spec if spec is not None else features.load_spec()
+    rng = np.random.default_rng(seed)
+    n_channels = max(4, n // 25)
+    world = _simulate(rng, n, n_channels, days)
+    meta = _meta_columns(rng, world, spec, seed, n_channels)
+    cols = _feature_columns(rng, world, meta, spec, seed)
+    cols.update(_target_columns(rng, world, spec))
     labels = list(spec.age_buckets.labels)
     keys = {
         "platform_id": np.array(["youtube", "tiktok"], dtype=object)[meta["meta_platform"].astype(int)],
         "video_id": np.array([f"v{i:07d}" for i in range(n)], dtype=object),
-        "channel_id": np.array([f"c{c:05d}" for c in ch], dtype=object),
-        "published_at": published,
+        "channel_id": np.array([f"c{c:05d}" for c in world.ch], dtype=object),
+        "published_at": world.published,
         "age_bucket": np.array(labels, dtype=object)[cols["meta_age_bucket"].astype(int)]
         if "meta_age_bucket" in cols else np.full(n, "", dtype=object),
     }
