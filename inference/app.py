@@ -30,11 +30,8 @@ def _json(status: int, body: Any) -> Response:
                     media_type="application/json")
 
 
-def create_app(service: Service, handle_signals: bool = False, recorder: Any | None = None) -> FastAPI:
-    """The ASGI app; models load in its lifespan (Tier-0 preload) before it accepts requests.
-
-    ``recorder``: an :class:`observability.spool.ServingRecorder` over ``service.metrics.registry``, started with
-    the app and flushed when it stops (None: no observability windows)."""
+def _lifespan(service: Service, handle_signals: bool, recorder: Any | None):
+    """Startup (recorder, models, SIGHUP reload) and shutdown (flush the recorder, close the service)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -60,6 +57,16 @@ def create_app(service: Service, handle_signals: bool = False, recorder: Any | N
         except TrendflowError as exc:
             log.error("reload on SIGHUP failed: %s", exc)
 
+    return lifespan
+
+
+def create_app(service: Service, handle_signals: bool = False, recorder: Any | None = None) -> FastAPI:
+    """The ASGI app; models load in its lifespan (Tier-0 preload) before it accepts requests.
+
+    ``recorder``: an :class:`observability.spool.ServingRecorder` over ``service.metrics.registry``, started with
+    the app and flushed when it stops (None: no observability windows)."""
+
+    lifespan = _lifespan(service, handle_signals, recorder)
     app = FastAPI(title="TrendFlow inference", version="1.0.0", lifespan=lifespan,
                   description="Predicts views/likes at 7/14/21 days with pinned registered model versions. "
                               "Read prediction.values[target].p50 (a count) and its interval bounds.")
