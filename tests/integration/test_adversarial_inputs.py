@@ -58,7 +58,10 @@ def _extreme_videos(folder: Path) -> dict[str, Path]:
     folder.mkdir()
     rng = np.random.default_rng(7)
     n = 2 * FPS
-    flat = lambda v: [np.full((H, W, 3), v, np.uint8) for _ in range(n)]  # noqa: E731
+
+    def flat(v: int) -> list[np.ndarray]:
+        return [np.full((H, W, 3), v, np.uint8) for _ in range(n)]
+
     face = cv2.cvtColor(cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB)
     face = cv2.resize(face[60:420, 80:440], (W, H))  # the face fills the frame
     cuts = [np.full((H, W, 3), (255, 0, 0) if (i // 3) % 2 else (0, 0, 255), np.uint8) for i in range(3 * FPS)]
