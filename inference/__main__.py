@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             roots = [str(r) for r in PathPolicy.from_config(cfg.allowed_roots, cfg.path).roots]
             print(json.dumps(published_schemas(request_schema(
                 c.columns, c.critical, list(cfg.request_modes), roots=roots, max_abs=cfg.limits.max_abs_feature,
-                max_text=cfg.limits.max_text_chars)), indent=2))
+                max_text=cfg.limits.max_text_chars, slots=list(cfg.models),
+                types=sorted({sc.type for sc in cfg.models.values()}))), indent=2))
             return 0
         from inference.demo import run_demo
 

@@ -73,7 +73,8 @@ def create_app(service: Service, handle_signals: bool = False, recorder: Any | N
     req_schema = request_schema(service.contract.columns, service.contract.critical, list(service.cfg.request_modes),
                                 roots=[str(r) for r in service.paths.roots],
                                 max_abs=service.cfg.limits.max_abs_feature,
-                                max_text=service.cfg.limits.max_text_chars)
+                                max_text=service.cfg.limits.max_text_chars, slots=list(service.cfg.models),
+                                types=sorted({sc.type for sc in service.cfg.models.values()}))
     err = {"model": ErrorResponse}
     auth = service.cfg.admin.auth()
     limits = service.cfg.limits

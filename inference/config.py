@@ -134,8 +134,9 @@ class InferenceConfig(_Strict):
         type (``{"type": "v1"}``: the first slot of the chain, then of ``models``, serving that type)."""
         if isinstance(requested, str):
             return requested if requested in self.models else None
-        if not isinstance(requested, dict):
-            return None
+        if (not isinstance(requested, dict) or len(requested) != 1 or set(requested) - {"slot", "type"}
+                or not all(isinstance(v, str) for v in requested.values())):
+            return None  # exactly {"slot": name} or {"type": name}: what the published schema allows
         if isinstance(requested.get("slot"), str):
             return requested["slot"] if requested["slot"] in self.models else None
         want = requested.get("type")

@@ -128,8 +128,23 @@ def _path_pattern(roots: list[str]) -> str:
     return rf"^({alts})(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]{{0,254}})*/?$"
 
 
+def _model_choice(slots: list[str] | None, types: list[str] | None) -> dict[str, Any]:
+    """The ``model`` field: a configured slot name, or an object naming a slot and/or a model type. Only the
+    configured names are valid (a name the service does not configure is a schema violation and a 422)."""
+    slot = {"type": "string", **({"enum": sorted(slots)} if slots else {})}
+    kind = {"type": "string", **({"enum": sorted(types)} if types else {})}
+    return {"description": "ask for one served model (no fallback): a slot name, {\"slot\": name} or "
+                           "{\"type\": \"v1\"}; one that is not served is a 422 naming it",
+            "anyOf": [slot,
+                      {"type": "object", "additionalProperties": False, "required": ["slot"],
+                       "properties": {"slot": slot}},
+                      {"type": "object", "additionalProperties": False, "required": ["type"],
+                       "properties": {"type": kind}}]}
+
+
 def request_schema(columns: list[str], critical: set[str], modes: list[str], *, roots: list[str] | None = None,
-                   max_abs: float = 1e9, max_text: int = 5000, masks: set[str] | None = None) -> dict[str, Any]:
+                   max_abs: float = 1e9, max_text: int = 5000, masks: set[str] | None = None,
+                   slots: list[str] | None = None, types: list[str] | None = None) -> dict[str, Any]:
     """JSON Schema of the request body (published in OpenAPI): ``oneOf`` the enabled input modes, each an object
     with exactly its own fields, so a body valid by the schema is a body the service accepts."""
     masks = masks if masks is not None else {c for c in columns if c.startswith("mask__")}
@@ -149,11 +164,7 @@ def request_schema(columns: list[str], critical: set[str], modes: list[str], *, 
         "user_id": {"type": ["string", "integer"], "description": "A/B and shadow hashing key"},
         "video_id": {"type": ["string", "integer"]},
         "request_id": {"type": "string"},
-        "model": {"description": "ask for one served model (no fallback): a slot name, {\"slot\": name} or "
-                                 "{\"type\": \"v1\"}; one that is not served is a 422 naming it",
-                  "anyOf": [{"type": "string"},
-                            {"type": "object", "additionalProperties": False,
-                             "properties": {"slot": {"type": "string"}, "type": {"type": "string"}}}]},
+        "model": _model_choice(slots, types),
     }
     path = {"type": "string", "pattern": _path_pattern(roots or ["/"]), "maxLength": 4096}
     text = {"type": "string", "minLength": 1, "maxLength": max_text}
