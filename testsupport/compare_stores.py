@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 # What two executions of the same work may differ in: which run computed an artifact, when, and the request size
 # its node's plan chose (``batch_size`` is what was really sent: each node is planned for its own memory, and the
 # arrays are bit-identical whatever it is -- which is what this comparison checks).
 EXECUTION_META = ("run_id", "created_at", "batch_size")
 
 
-def artifact_differences(a: Path, b: Path, ignore: tuple[str, ...] = EXECUTION_META) -> list[str]:
+def artifact_differences(a: Path, b: Path, ignore: tuple[str, ...] = EXECUTION_META,
+                         atol: dict[str, float] | None = None) -> list[str]:
     """Every difference between the newest run of each video in store ``a`` and in store ``b`` (empty: identical).
 
-    Arrays must match in dtype, shape and bytes; each artifact's meta must be equal except the ``ignore`` keys."""
+    Arrays must match in dtype, shape and bytes (within ``atol[component]`` where given); each artifact's meta must be
+    equal except the ``ignore`` keys."""
     from extraction.artifacts import latest_runs, load_run
 
     ra, rb = latest_runs(Path(a)), latest_runs(Path(b))
@@ -30,7 +34,10 @@ def artifact_differences(a: Path, b: Path, ignore: tuple[str, ...] = EXECUTION_M
                 out.append(f"{key}/{comp}: arrays {sorted(xa)} vs {sorted(xb)}")
             for name in sorted(set(xa) & set(xb)):
                 u, v = xa[name], xb[name]
-                if u.dtype != v.dtype or u.shape != v.shape or u.tobytes() != v.tobytes():
+                tol = (atol or {}).get(comp)
+                same = (u.tobytes() == v.tobytes() if tol is None
+                        else bool(np.allclose(u, v, rtol=0.0, atol=tol, equal_nan=True)))
+                if u.dtype != v.dtype or u.shape != v.shape or not same:
                     out.append(f"{key}/{comp}/{name}: arrays differ ({u.dtype}{u.shape} vs {v.dtype}{v.shape})")
             da, db = ma.model_dump(exclude=set(ignore)), mb.model_dump(exclude=set(ignore))
             for field in sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k)):
