@@ -2,6 +2,7 @@
 hashing and repository paths.
 
 Owns: :mod:`common.errors`, :mod:`common.fsio`, :mod:`common.clock`, :mod:`common.hashing`, :mod:`common.auth`,
-:mod:`common.paths`, :mod:`common.graph` (topological order of named dependencies).
-May import: the standard library only. Every other package may import it.
+:mod:`common.paths`, :mod:`common.graph` (topological order of named dependencies), :mod:`common.configfile`
+(a YAML config file read into a mapping).
+May import: the standard library (and PyYAML, lazily, in `configfile`). Every other package may import it.
 """

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common.configfile import read_yaml_mapping
 from common.errors import ConfigError
 from inference.access import AdminConfig, Limits
 from inference.ood import OODConfig
@@ -152,18 +152,6 @@ class InferenceConfig(_Strict):
         return resolve_path(value)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """The YAML mapping in ``path``; ``config_invalid`` naming the file when it is not UTF-8 YAML of a mapping."""
-    try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        why = " ".join(str(exc).split())  # YAML errors span lines: one line for `error: code: message`
-        raise ConfigError(f"{path}: not a readable YAML file ({type(exc).__name__}: {why})"[:600]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config is a YAML mapping of keys")
-    return raw
-
-
 def _format(err: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors())
 
@@ -180,6 +168,6 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> InferenceCo
     path = Path(path) if path is not None else DEFAULT_CONFIG
     if not path.exists():
         raise ConfigError(f"{path}: inference config not found")
-    raw = _read_yaml(path)
+    raw = read_yaml_mapping(path)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return parse_config(raw, str(path))

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.configfile import read_yaml_mapping
 from common.errors import ConfigError
 from common.paths import REPO_ROOT
 
@@ -93,18 +93,6 @@ def resolve_path(p: str | Path) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """The YAML mapping in ``path``; ``config_invalid`` naming the file when it is not UTF-8 YAML of a mapping."""
-    try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        why = " ".join(str(exc).split())  # YAML errors span lines: one line for `error: code: message`
-        raise ConfigError(f"{path}: not a readable YAML file ({type(exc).__name__}: {why})"[:600]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config is a YAML mapping of keys")
-    return raw
-
-
 def _format(err: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors())
 
@@ -114,7 +102,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RegistryCon
     path = Path(path) if path is not None else DEFAULT_CONFIG
     raw: dict[str, Any] = {}
     if path.exists():
-        raw = _read_yaml(path)
+        raw = read_yaml_mapping(path)
     elif path != DEFAULT_CONFIG:
         raise ConfigError(f"{path}: registry config not found")
     raw.update({k: v for k, v in overrides.items() if v is not None})
