@@ -38,8 +38,10 @@ from planning.specs import (
 
 # Share of the memory budget a plan's predicted peak leaves free for the memory model's own error: measured peaks
 # of planned runs were 1-8% above their prediction (client heap of concurrent lanes, Triton's own growth; six
-# rounds of `python -m benchmarks.extraction`), one 8% above put a run 14 MiB over its 1.5 GiB budget.
-ESTIMATE_MARGIN = 0.10
+# rounds of `python -m benchmarks.extraction`), one 8% above put a run 14 MiB over its 1.5 GiB budget; with the
+# checklist re-profiled on an idle machine the planner picks larger batches and one peak came out 12% above its
+# prediction (1,545 MiB for 1,378 predicted), so the margin covers 15%.
+ESTIMATE_MARGIN = 0.15
 
 
 def component_specs(components: Iterable[Any]) -> list[ComponentSpec]:
