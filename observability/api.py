@@ -57,6 +57,7 @@ def ingest(store: Store, cfg: ObservabilityConfig | None = None, *, artifacts: P
         audit = cfg.path(cfg.audit_log)
         if audit.exists():
             report.add(ing.ingest_audit(store, audit))
+        report.add(ing.ingest_gc(store, cfg.path(cfg.gc_log)))
     return report
 
 
@@ -119,6 +120,33 @@ def record_failed_run(kind: str, code: str, message: str, *, url: str | None = N
         return True
     except Exception as exc:
         log.warning("failed %s run not recorded in the observability store: %s", kind, exc)
+        return False
+
+
+def record_gc(record: dict, url: str | None = None) -> bool:
+    """Store one retention GC record (keys: ``gc_id, kind, started_at, ended_at, applied, candidates, deleted,
+    bytes_freed, kept_past_cap, errors``), idempotently by ``gc_id``.
+
+    Returns True when the record is in the store (written now or already there); False, logged, when the store is
+    unreachable or the record is malformed (the caller keeps its JSON line, which ``ingest`` picks up later).
+    Never raises.
+    """
+    if not hook_enabled():
+        return False
+    try:
+        ing.gc_row(record)
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("GC record not stored (malformed): %s", exc)
+        return False
+    try:
+        store = open_store(url or load_config().store_url())
+        try:
+            ing.upsert_gc(store, [record])
+        finally:
+            store.close()
+        return True
+    except Exception as exc:  # the GC itself succeeded; an unreachable store must not fail it
+        log.warning("GC record %s not stored in the observability store: %s", record.get("gc_id"), exc)
         return False
 
 

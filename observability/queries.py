@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from common.errors import ConfigError
 from observability import histogram
-from observability.schema import Alert, ComponentHour, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
+from observability.schema import Alert, ComponentHour, GcRun, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
 from observability.store import Store
 
 KINDS = ("extraction", "training", "serving")
@@ -312,6 +312,12 @@ class WindowRow:
     latency_p99_s: float | None
     stages: dict[str, dict[str, float | None]]
     predictions: dict[str, Any]
+    ood: int = 0  # answers flagged out_of_distribution
+    ood_features: dict[str, int] = field(default_factory=dict)  # feature -> answers it was flagged in
+
+    @property
+    def ood_rate(self) -> float | None:
+        return self.ood / self.requests if self.requests else None
 
 
 def _quantiles(h: dict[str, Any]) -> dict[str, float | None]:
@@ -333,13 +339,20 @@ def serving_windows(store: Store, since: datetime | None = None, limit: int = 20
             out.append(WindowRow(w.instance, w.window_start, w.window_s, w.requests, w.errors, w.fallbacks,
                                  w.rejected, w.shadow_divergence_mean, w.errors_by_code, w.requests_by_version,
                                  w.ab_buckets, qs["p50"], qs["p95"], qs["p99"],
-                                 {k: _quantiles(h) for k, h in sorted(lat.items())}, w.predictions))
+                                 {k: _quantiles(h) for k, h in sorted(lat.items())}, w.predictions, w.ood or 0,
+                                 dict(sorted((w.ood_features or {}).items(), key=lambda kv: -kv[1]))))
     return out
 
 
 def stable_history(store: Store, limit: int = 200) -> list[StableVersion]:
     with store.session() as s:
         return list(s.scalars(select(StableVersion).order_by(StableVersion.ts.desc()).limit(limit)))
+
+
+def gc_runs(store: Store, limit: int = 50) -> list[GcRun]:
+    """The most recent retention GC runs first."""
+    with store.session() as s:
+        return list(s.scalars(select(GcRun).order_by(GcRun.started_at.desc()).limit(limit)))
 
 
 def model_loads(store: Store, limit: int = 200) -> list[ModelLoad]:

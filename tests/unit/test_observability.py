@@ -113,6 +113,7 @@ def test_serving_window_from_a_real_service_registry() -> None:
     assert comp.n == 4 and histogram.histogram_quantile(0.5, comp.latency_buckets) == pytest.approx(0.005), \
         "the service's bounds are a subset of the store's: the quantile is unchanged by re-bucketing"
     assert row["window_s"] == 60.0 and rec.run_key == "serving:svc:8000:2026-12-01T10:00:00"
+    assert w["ood"] == 0 and w["ood_features"] == {} and row["ood"] == 0
     again = window_record(snapshot(m.registry), snapshot(m.registry), "svc:8000", t1, t1)
     assert again["requests"] == 0 and again["model_loads"] == [], "the next window counts only what is new"
 
@@ -153,3 +154,52 @@ def test_store_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRENDFLOW_OBSERVABILITY_URL", "postgresql+psycopg://u@127.0.0.1/x")
     assert store_url(ObservabilityConfig()) == "postgresql+psycopg://u@127.0.0.1/x"
     assert store_url(ObservabilityConfig(url="sqlite:///y.db")) == "sqlite:///y.db"
+
+
+def test_serving_window_counts_out_of_distribution_answers_and_stage_histograms() -> None:
+    from datetime import UTC, datetime
+
+    from inference.metrics import ServiceMetrics
+
+    m = ServiceMetrics()
+    before = snapshot(m.registry)
+    for _ in range(3):
+        m.requests.labels("v1", "3", "ok").inc()
+    for flagged in (["views_log", "age_hours"], ["views_log"]):
+        m.out_of_distribution.labels("v1").inc()
+        for f in flagged:
+            m.ood_features.labels(f).inc()
+    m.stage_seconds.labels("model", "v1", "3").observe(0.004)
+    m.stage_seconds.labels("model", "v1", "3").observe(0.04)
+    t0, t1 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC), datetime(2026, 12, 1, 10, 1, tzinfo=UTC)
+    w = window_record(snapshot(m.registry), before, "svc:8000", t0, t1)
+    assert w["ood"] == 2 and w["ood_features"] == {"views_log": 2, "age_hours": 1}
+    h = w["latency"]["stage:model:v1:3"]
+    assert h["bounds"] == list(histogram.LATENCY_BUCKETS), "the service's buckets are the store's, defined once"
+    rec, row = serving_record(w)
+    assert row["ood"] == 2 and row["ood_features"] == {"views_log": 2, "age_hours": 1}
+    assert rec.fields["metrics"]["ood"] == 2
+
+
+def _gc(**kw) -> dict:
+    rec = {"gc_id": "gc-1", "kind": "artifacts", "started_at": "2026-12-01T10:00:00Z",
+           "ended_at": "2026-12-01T10:00:05Z", "applied": True, "candidates": 4, "deleted": 3,
+           "bytes_freed": 3 * 2**20, "kept_past_cap": [{"item": "yt/v1/r1", "reason": "leased"}], "errors": []}
+    rec.update(kw)
+    return rec
+
+
+def test_gc_record_becomes_a_row_and_bad_ones_are_named() -> None:
+    from datetime import datetime
+
+    from observability.ingest import gc_row
+
+    row = gc_row(_gc())
+    assert row["gc_id"] == "gc-1" and row["started_at"] == datetime(2026, 12, 1, 10, 0, 0) and row["applied"] is True
+    assert row["deleted"] == 3 and row["bytes_freed"] == 3 * 2**20
+    assert row["kept_past_cap"] == [{"item": "yt/v1/r1", "reason": "leased"}]
+    assert gc_row(_gc(ended_at=None, errors="disk full"))["errors"] == ["disk full"]
+    with pytest.raises(ValueError, match="'gc_id'"):
+        gc_row(_gc(gc_id=""))
+    with pytest.raises(ValueError, match="'bytes_freed' is 'lots'"):
+        gc_row(_gc(bytes_freed="lots"))
