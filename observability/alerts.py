@@ -175,22 +175,10 @@ def gpu_free_memory_low(rule: Rule, ctx: Context) -> dict[str, float]:
 
 
 def nvml_free_bytes() -> dict[str, int]:
-    try:
-        import pynvml  # optional: only present (and useful) on GPU machines
-    except ImportError:
-        return {}
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # no driver / no GPU
-        return {}
-    try:
-        out = {}
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            out[str(i)] = int(pynvml.nvmlDeviceGetMemoryInfo(h).free)
-        return out
-    finally:
-        pynvml.nvmlShutdown()
+    """Free bytes per GPU index now (:func:`common.gpu.gpu_memory`); empty without a GPU."""
+    from common.gpu import gpu_memory
+
+    return {str(g.index): g.free_bytes for g in gpu_memory()}
 
 
 def _windows(ctx: Context, since: datetime, until: datetime | None = None) -> list[ServingWindow]:

@@ -53,6 +53,7 @@ class ComponentRecord:
     status_counts: dict[str, int] = field(default_factory=dict)
     error_codes: dict[str, int] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    gpu_peak_bytes: int | None = None  # max over the run's videos; None: no GPU measured
 
 
 @dataclass
@@ -127,17 +128,22 @@ def _component_records(manifests: list[Mapping[str, Any]]) -> list[ComponentReco
             if not e.get("cache_hit") and e.get("batch_size"):
                 b = str(int(e["batch_size"]))
                 rec.batch_sizes[b] = rec.batch_sizes.get(b, 0) + 1
+            if e.get("gpu_peak_bytes") is not None:
+                rec.gpu_peak_bytes = max(rec.gpu_peak_bytes or 0, int(e["gpu_peak_bytes"]))
     for rec in out.values():
         rec.latency_sum_s = round(rec.latency_sum_s, 6)
     return list(out.values())
 
 
-def _budget(plan: Mapping[str, Any] | None) -> tuple[int | None, float | None]:
+def _budget(plan: Mapping[str, Any] | None) -> tuple[int | None, int | None, float | None]:
+    """(CPU memory budget, GPU memory budget, predicted makespan) of a plan: each kind of device summed apart,
+    since peak RSS compares with the first and GPU memory with the second."""
     if not plan:
-        return None, None
-    devices = plan.get("devices") or {}
-    budget = sum(int(d.get("budget_bytes") or 0) for d in devices.values()) or None
-    return budget, plan.get("predicted_makespan_s")
+        return None, None, None
+    devices = (plan.get("devices") or {}).values()
+    cpu = sum(int(d.get("budget_bytes") or 0) for d in devices if d.get("kind") != "gpu") or None
+    gpu = sum(int(d.get("budget_bytes") or 0) for d in devices if d.get("kind") == "gpu") or None
+    return cpu, gpu, plan.get("predicted_makespan_s")
 
 
 def extraction_record(run_id: str, manifests: list[Mapping[str, Any]], source: str = "") -> RunRecord:
@@ -149,7 +155,9 @@ def extraction_record(run_id: str, manifests: list[Mapping[str, Any]], source: s
     statuses = Counter(m.get("status", "error") for m in manifests)
     plans = [m["plan"] for m in manifests if m.get("plan")]
     plan = max(plans, key=lambda p: p.get("videos", 0)) if plans else None
-    budget, predicted = _budget(plan)
+    budget, gpu_budget, predicted = _budget(plan)
+    gpu_peaks = [int(m["gpu_peak_bytes"]) for m in manifests if m.get("gpu_peak_bytes") is not None]
+    gpu_totals = [int(m["gpu_total_bytes"]) for m in manifests if m.get("gpu_total_bytes") is not None]
     makespan = max((finished - started).total_seconds(), 0.0)
     frames = sum(int(m.get("frames_sampled") or 0) for m in manifests)
     total = sum(c.n for c in comps)
@@ -164,6 +172,9 @@ def extraction_record(run_id: str, manifests: list[Mapping[str, Any]], source: s
             cache_hit_rate=round(sum(c.cache_hits for c in comps) / total, 6) if total else None,
             predicted_makespan_s=predicted, measured_makespan_s=round(makespan, 3),
             peak_rss_bytes=max(rss) if rss else None, budget_bytes=budget,
+            # NULL without a GPU; the budget is the plan's, else the GPUs' total memory.
+            gpu_peak_bytes=max(gpu_peaks) if gpu_peaks else None,
+            gpu_budget_bytes=gpu_budget or (max(gpu_totals) if gpu_totals else None),
             frames_per_s=round(frames / makespan, 3) if makespan > 0 else None,
             videos_per_h=round(len(manifests) * 3600 / makespan, 3) if makespan > 0 else None,
             model_version=",".join(versions)[:200] or None,

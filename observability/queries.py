@@ -75,6 +75,8 @@ class RunRow:
     budget_bytes: int | None
     frames_per_s: float | None
     videos_per_h: float | None
+    gpu_peak_bytes: int | None  # None: no GPU measured
+    gpu_budget_bytes: int | None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() + "Z" if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -124,6 +126,7 @@ class ComponentRow:
     status_counts: dict[str, int]
     error_codes: dict[str, int]
     batch_sizes: dict[str, int]
+    gpu_peak_bytes: int | None = None  # None: no GPU measured
 
 
 @dataclass
@@ -143,7 +146,7 @@ def get_run(store: Store, run_id: int) -> RunDetail | None:
         comps = [ComponentRow(c.component, c.model, c.n, c.errors, c.retries, c.cache_hits, c.oom_count,
                               c.latency_sum_s, _finite(histogram.histogram_quantile(0.5, c.latency_buckets)),
                               _finite(histogram.histogram_quantile(0.95, c.latency_buckets)), c.status_counts,
-                              c.error_codes, c.batch_sizes) for c in run.components]
+                              c.error_codes, c.batch_sizes, c.gpu_peak_bytes) for c in run.components]
         row = RunRow(*(getattr(run, f) for f in RunRow.__dataclass_fields__))
         return RunDetail(run=row, components=comps, plan=run.plan, metrics=run.metrics or {}, source=run.source)
 

@@ -203,3 +203,61 @@ def test_gc_record_becomes_a_row_and_bad_ones_are_named() -> None:
         gc_row(_gc(gc_id=""))
     with pytest.raises(ValueError, match="'bytes_freed' is 'lots'"):
         gc_row(_gc(bytes_freed="lots"))
+
+
+def test_extraction_without_a_gpu_records_null_not_zero() -> None:
+    a = _manifest("a", "2026-12-01T10:00:00Z", "2026-12-01T10:00:02Z", visual=_comp())
+    a.update(gpu_peak_bytes=None, gpu_total_bytes=None)
+    a["components"]["visual"]["gpu_peak_bytes"] = None
+    rec = extraction_record("r1", [a])
+    assert rec.fields["gpu_peak_bytes"] is None and rec.fields["gpu_budget_bytes"] is None
+    assert rec.components[0].gpu_peak_bytes is None
+    old = _manifest("b", "2026-12-01T10:00:00Z", "2026-12-01T10:00:02Z", visual=_comp())  # before GPU numbers
+    assert extraction_record("r2", [old]).fields["gpu_peak_bytes"] is None
+
+
+def test_extraction_gpu_peaks_per_run_and_component_vs_the_plans_gpu_budget() -> None:
+    gib = 2**30
+    a = _manifest("a", "2026-12-01T10:00:00Z", "2026-12-01T10:00:02Z", visual=_comp(), faces=_comp())
+    b = _manifest("b", "2026-12-01T10:00:01Z", "2026-12-01T10:00:04Z", visual=_comp(), faces=_comp())
+    for m, (v, f) in ((a, (3 * gib, 5 * gib)), (b, (4 * gib, 2 * gib))):
+        m["components"]["visual"]["gpu_peak_bytes"], m["components"]["faces"]["gpu_peak_bytes"] = v, f
+        m.update(gpu_peak_bytes=max(v, f), gpu_total_bytes=16 * gib)
+    rec = extraction_record("r1", [a, b])
+    comps = {c.component: c.gpu_peak_bytes for c in rec.components}
+    assert comps == {"visual": 4 * gib, "faces": 5 * gib}, "each component's peak over the run's videos"
+    assert rec.fields["gpu_peak_bytes"] == 5 * gib
+    assert rec.fields["gpu_budget_bytes"] == 16 * gib, "no GPU in the plan: the GPUs' total memory"
+    assert rec.fields["budget_bytes"] == gib, "the CPU budget is not mixed with the GPU's"
+    for m in (a, b):
+        m["plan"]["devices"]["gpu0"] = {"kind": "gpu", "budget_bytes": 12 * gib}
+    planned = extraction_record("r1", [a, b])
+    assert planned.fields["gpu_budget_bytes"] == 12 * gib and planned.fields["budget_bytes"] == gib
+
+
+def test_gpu_peak_sampler_tracks_each_windows_peak() -> None:
+    import time
+
+    from common.gpu import GpuPeakSampler, gpu_peak_sampler, nvidia_driver_present
+
+    if not nvidia_driver_present():
+        assert gpu_peak_sampler() is None, "no GPU: no sampler, so manifests say null"
+    else:
+        real = gpu_peak_sampler()
+        assert real is not None and real.total_bytes > 0 and 0 <= real.used() <= real.total_bytes
+    # A GPU whose use moves on demand cannot be produced on a CPU host: a reader function stands in for NVML.
+    used = [1000]
+    sampler = GpuPeakSampler(lambda i: ("fake", 10_000, 10_000 - used[0]), count=2, period_s=0.002).start()
+    try:
+        with sampler.window() as outer:
+            with sampler.window() as inner:
+                used[0] = 4000
+                time.sleep(0.05)
+                used[0] = 1500
+            time.sleep(0.02)
+        assert inner.peak == 8000 and outer.peak == 8000, "two GPUs of 4000 used each, summed"
+        with sampler.window() as later:
+            time.sleep(0.02)
+        assert later.peak == 3000 and sampler.total_bytes == 20_000
+    finally:
+        sampler.stop()
