@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -114,6 +114,14 @@ def test_ingest_of_a_real_extraction_run_is_idempotent(store, real_run) -> None:
     assert comps["visual"].batch_sizes and comps["visual"].p95_s is not None
     stats = {s.component: s for s in component_stats(store, utcnow() - timedelta(hours=1))}
     assert stats["frames"].error_rate == 0.25 and stats["visual"].cache_hit_rate == 0.0
+    from common.gpu import nvidia_driver_present
+
+    if nvidia_driver_present():
+        assert row.gpu_peak_bytes > 0 and row.gpu_budget_bytes >= row.gpu_peak_bytes
+        assert comps["visual"].gpu_peak_bytes > 0
+    else:
+        assert row.gpu_peak_bytes is None and row.gpu_budget_bytes is None, "no GPU: NULL, not 0"
+        assert all(c.gpu_peak_bytes is None for c in comps.values())
 
 
 def test_the_extraction_cli_hook_stored_the_same_run(store, real_run) -> None:
@@ -446,3 +454,45 @@ def test_gc_records_are_stored_once_and_an_unreachable_store_is_false(store, tmp
     assert record_gc(_gc_record("gc-c"), url=f"postgresql+psycopg://postgres@127.0.0.1:{dead}/x?connect_timeout=2") \
         is False
     assert "gc-c not stored" in caplog.text
+
+
+def test_the_main_jobs_summary_names_ood_gpu_and_gc(store, ood_spool, tmp_path) -> None:
+    from observability.api import record_gc, summarize_store
+
+    spool, _ = ood_spool
+    shutil.copytree(spool, tmp_path / "spool")
+    ing.ingest_spool(store, tmp_path / "spool")
+    assert record_gc(_gc_record("gc-s"), url=store.url) and record_gc(_gc_record("gc-d", applied=False), url=store.url)
+    summary = summarize_store(store)
+    assert summary.serving_requests == 10 and summary.serving_ood == 4
+    assert summary.gc_runs == 1 and summary.gc_bytes_freed == 7 * 2**20, "dry runs free nothing"
+    assert summary.gpu_peak_bytes is None, "no extraction run measured a GPU in this store"
+    text = "\n".join(summary.lines())
+    assert "10 requests, 4 out of distribution" in text and "GPU peak n/a (no GPU measured)" in text
+    assert "applied GC runs 1 (7.0 MiB freed)" in text
+
+
+def test_serving_stage_p95_doubled_against_a_day_earlier(store, tmp_path) -> None:
+    """Windows of a real ServiceMetrics registry: the model stage of v1 at 4 ms a day ago, 40 ms now (a new
+    version after a promotion), fires keyed by stage and type; the extraction stage, unchanged, does not."""
+    from common.fsio import atomic_write_json
+    from inference.metrics import ServiceMetrics
+    from observability.spool import snapshot, window_record
+
+    now = utcnow()
+    spool = tmp_path / "spool"
+    for name, start, version, model_s in (("day", now - timedelta(days=1, minutes=5), "3", 0.004),
+                                          ("now", now - timedelta(minutes=5), "4", 0.04)):
+        m = ServiceMetrics()
+        before = snapshot(m.registry)
+        for _ in range(20):
+            m.requests.labels("v1", version, "ok").inc()
+            m.stage_seconds.labels("model", "v1", version).observe(model_s)
+            m.stage_seconds.labels("features", "v1", version).observe(0.002)
+        t0 = start.replace(tzinfo=UTC)
+        atomic_write_json(spool / f"{name}.json", window_record(snapshot(m.registry), before, "svc:1", t0,
+                                                                t0 + timedelta(minutes=1)))
+    assert ing.ingest_spool(store, spool).serving_windows == 2
+    ev = evaluate(Context(store=store, now=now), RULES)
+    fired = {k: v for n, k, v in ev.firing if n == "ServingLatencyP95Doubled"}
+    assert set(fired) == {"stage=model,model_type=v1"} and fired["stage=model,model_type=v1"] > 2, ev.firing
