@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 from common.clock import now_iso
 from common.errors import ConfigError, ModelNotFound, TrendflowError, TritonUnavailable, VideoDecodeFailed
 from common.fsio import atomic_write_json, link_or_copy
+from common.gpu import GpuPeakSampler, gpu_peak_sampler
 from common.hashing import json_hash
 from extraction.artifacts import lookup_cache, read_artifact, record_cache, run_dir, write_artifact
 from extraction.components import Component, ComputeContext, VideoInput, default_components
@@ -129,6 +131,9 @@ class ExtractionRun:
     handles: dict[str, ModelHandle] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=runtime_environment)
     progress: bool = True
+    # Samples GPU memory while :func:`extract` runs (each component's peak goes into the manifest); None without
+    # a GPU, and the manifests then say null, not 0.
+    gpu: GpuPeakSampler | None = None
 
     def __post_init__(self) -> None:
         self.env_hash = json_hash(self.env)
@@ -302,6 +307,28 @@ def _compute(run: ExtractionRun, job: VideoJob, comp: Component, state: _VideoSt
     return Produced(key, result.status, dst)
 
 
+def _one_component(run: ExtractionRun, job: VideoJob, comp: Component, state: _VideoState, rdir: Path,
+                   entry: dict[str, Any], manifest: dict[str, Any], t0: float) -> Produced:
+    """One component of one video: its dependencies checked, then reused from the cache or computed."""
+    video = job.video
+    missing = [d for d in comp.dependencies if d not in state.produced or state.produced[d].path is None]
+    if missing:
+        entry.update(error_code="dependency_missing",
+                     error_message=f"{comp.name} needs {missing}, whose artifacts are absent")
+        produced = FAILED
+    else:
+        keys = component_key(run, video, comp, {d: state.produced[d].key for d in comp.dependencies})
+        entry.update(cache_key=keys[0], signature=keys[0])
+        dst = rdir / f"{comp.name}.npz"
+        hit = lookup_cache(run.out_root, video.platform_id, video.video_id, keys[0])
+        produced = _reuse(run, comp, state, hit, dst, entry) if hit is not None else None
+        if produced is None:
+            produced = _compute(run, job, comp, state, dst, keys, entry, manifest)
+        if produced.path is not None:
+            entry["latency_s"] = round(time.perf_counter() - t0, 4)
+    return produced
+
+
 def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[str, Any]:
     """Compute or reuse every component for one video (in dependency order) and write its manifest.
 
@@ -314,21 +341,9 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
     for comp in run.components:
         t0 = time.perf_counter()
         entry = manifest["components"][comp.name] = _new_entry(run, comp)
-        missing = [d for d in comp.dependencies if d not in state.produced or state.produced[d].path is None]
-        if missing:
-            entry.update(error_code="dependency_missing",
-                         error_message=f"{comp.name} needs {missing}, whose artifacts are absent")
-            produced = FAILED
-        else:
-            keys = component_key(run, video, comp, {d: state.produced[d].key for d in comp.dependencies})
-            entry.update(cache_key=keys[0], signature=keys[0])
-            dst = rdir / f"{comp.name}.npz"
-            hit = lookup_cache(run.out_root, video.platform_id, video.video_id, keys[0])
-            produced = _reuse(run, comp, state, hit, dst, entry) if hit is not None else None
-            if produced is None:
-                produced = _compute(run, job, comp, state, dst, keys, entry, manifest)
-            if produced.path is not None:
-                entry["latency_s"] = round(time.perf_counter() - t0, 4)
+        with run.gpu.window() if run.gpu is not None else nullcontext() as gpu_window:
+            produced = _one_component(run, job, comp, state, rdir, entry, manifest, t0)
+        entry["gpu_peak_bytes"] = gpu_window.peak if gpu_window is not None else None
         state.produced[comp.name] = produced
         if on_component:  # progress: every component counts once, computed, reused or failed
             on_component(comp.name)
@@ -340,6 +355,11 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
     frames = video.__dict__.get("frames")
     manifest["frames_sampled"] = len(frames.rgb) if frames is not None else None
     manifest["peak_rss_bytes"] = peak_rss_bytes()
+    # GPU memory in use (all GPUs, device-wide) at the video's busiest component, and the GPUs' total: null
+    # without a GPU.
+    peaks = [e["gpu_peak_bytes"] for e in manifest["components"].values() if e.get("gpu_peak_bytes") is not None]
+    manifest["gpu_peak_bytes"] = max(peaks) if peaks else None
+    manifest["gpu_total_bytes"] = run.gpu.total_bytes if run.gpu is not None else None
     atomic_write_json(rdir / "manifest.json", manifest)
     return manifest
 
@@ -406,6 +426,11 @@ def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], video
 
     # The lease tells a concurrent retention GC which run folders and cached videos this run holds.
     lease = RunLease(run.out_root, run_id, [(j.video.platform_id, j.video.video_id) for j in jobs])
+    own_sampler = run.gpu is None
+    if own_sampler:
+        run.gpu = gpu_peak_sampler()
+        if run.gpu is not None:
+            run.gpu.start()
     try:
         with lease:
             if videos_in_parallel <= 1:
@@ -416,4 +441,7 @@ def extract(run: ExtractionRun, videos: list[tuple[Path, dict[str, Any]]], video
     finally:
         bar.close()
         vbar.close()
+        if own_sampler and run.gpu is not None:
+            run.gpu.stop()
+            run.gpu = None
     return RunSummary.from_manifests(run, run_id, manifests, len(jobs), time.perf_counter() - t0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60)
+# The store's bounds, so its percentiles and Prometheus' histogram_quantile agree (one definition).
+from observability.histogram import LATENCY_BUCKETS
 
 
 class ServiceMetrics:
@@ -20,8 +21,10 @@ class ServiceMetrics:
                                            ["model_type", "model_version"], buckets=LATENCY_BUCKETS, registry=r)
         self.request_seconds = Histogram("request_seconds", "Whole /predict handling time", ["mode"],
                                          buckets=LATENCY_BUCKETS, registry=r)
-        self.stage_seconds = Histogram("stage_seconds", "Per-stage time of a request", ["stage"],
-                                       buckets=LATENCY_BUCKETS, registry=r)
+        # Per stage and the model that answered (conf/alerts.yaml ServingLatencyP95Doubled compares by type, since
+        # a promotion changes the version).
+        self.stage_seconds = Histogram("stage_seconds", "Per-stage time of a request",
+                                       ["stage", "model_type", "model_version"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("inference_batch_size", "Rows per model call", ["model_type"],
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.model_load_seconds = Gauge("model_load_seconds", "Time to resolve, load and sanity-check a model",
@@ -35,6 +38,10 @@ class ServiceMetrics:
         self.reloads = Counter("model_reloads", "Reloads of the model set", ["outcome"], registry=r)
         self.out_of_distribution = Counter("inference_out_of_distribution", "Answers flagged out_of_distribution",
                                            ["model_type"], registry=r)
+        # Per feature: which inputs drift (the feature spec bounds the label's values).
+        self.ood_features = Counter("inference_out_of_distribution_features",
+                                    "Answers in which this feature was flagged out_of_distribution", ["feature"],
+                                    registry=r)
         self.ready = Gauge("service_ready", "1 when /health/ready is OK", registry=r)
         # The prediction distribution (log1p scale) per target, so a shift is visible (observability windows,
         # conf/alerts.yaml PredictionDistributionShift), and the A/B bucket of each answered request.

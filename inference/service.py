@@ -399,8 +399,11 @@ class Service:
         if lm is None or not self.cfg.ood.enabled:
             return
         dist = await asyncio.to_thread(self.distributions.get, self._connect(), lm)
-        if annotate(payload, dist, row, self.cfg.ood):
+        flagged = annotate(payload, dist, row, self.cfg.ood)
+        if flagged:
             self.metrics.out_of_distribution.labels(lm.type).inc()
+            for feature in flagged:
+                self.metrics.ood_features.labels(feature).inc()
 
     async def _answer(self, ms: ModelSet, body: dict[str, Any], row: dict[str, float], warnings: list[dict],
                       timings: dict[str, float], rid: str, mode: str, t_start: float) -> tuple[int, dict[str, Any]]:
@@ -503,7 +506,7 @@ class Service:
         self.metrics.request_seconds.labels(mode).observe(total)
         for stage in ("extraction_s", "features_s", "model_s"):
             if stage in timings:
-                self.metrics.stage_seconds.labels(stage[:-2]).observe(timings[stage])
+                self.metrics.stage_seconds.labels(stage[:-2], lm.type, lm.version).observe(timings[stage])
         return 200, {"request_id": rid, "prediction_status": status, "prediction": prediction,
                      "warnings": warnings, "fallback": attempts, "source": source,
                      "timings_ms": {k[:-2]: round(v * 1000, 3) for k, v in timings.items()}}

@@ -24,6 +24,7 @@ import yaml
 from sqlalchemy import select
 
 from common.errors import ConfigError
+from observability import histogram
 from observability.queries import component_rows, component_stats, parse_duration, summarize
 from observability.schema import Alert, Run, RunComponent, ServingWindow
 from observability.store import Store
@@ -174,22 +175,10 @@ def gpu_free_memory_low(rule: Rule, ctx: Context) -> dict[str, float]:
 
 
 def nvml_free_bytes() -> dict[str, int]:
-    try:
-        import pynvml  # optional: only present (and useful) on GPU machines
-    except ImportError:
-        return {}
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # no driver / no GPU
-        return {}
-    try:
-        out = {}
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            out[str(i)] = int(pynvml.nvmlDeviceGetMemoryInfo(h).free)
-        return out
-    finally:
-        pynvml.nvmlShutdown()
+    """Free bytes per GPU index now (:func:`common.gpu.gpu_memory`); empty without a GPU."""
+    from common.gpu import gpu_memory
+
+    return {str(g.index): g.free_bytes for g in gpu_memory()}
 
 
 def _windows(ctx: Context, since: datetime, until: datetime | None = None) -> list[ServingWindow]:
@@ -213,6 +202,48 @@ def shadow_divergence(rule: Rule, ctx: Context) -> dict[str, float]:
     vals = [w.shadow_divergence_mean for w in _windows(ctx, ctx.now - rule.window) if w.shadow_divergence_mean]
     mean = statistics.fmean(vals) if vals else 0.0
     return {"": round(mean, 6)} if mean > thr else {}
+
+
+def _stage_p95(ctx: Context, since: datetime, until: datetime) -> dict[str, float]:
+    """p95 per serving stage and model type (``stage=<stage>,model_type=<type>``) over the windows in a range,
+    versions merged (as the Prometheus rule's ``sum by (le, stage, model_type)``)."""
+    by: dict[str, list[list[int]]] = {}
+    for w in _windows(ctx, since, until):
+        for key, h in (w.latency or {}).items():
+            parts = key.split(":")
+            if parts[0] != "stage" or len(parts) < 3:
+                continue
+            by.setdefault(f"stage={parts[1]},model_type={parts[2]}", []).append(
+                histogram.rebucket(h["bounds"], h["counts"]))
+    out = {}
+    for key, hs in by.items():
+        p = histogram.histogram_quantile(0.95, histogram.merge(hs))
+        if p and not math.isnan(p):
+            out[key] = p
+    return out
+
+
+def serving_latency_doubled(rule: Rule, ctx: Context) -> dict[str, float]:
+    """Serving p95 per stage and model type now vs the same window a day earlier (else the previous window)."""
+    thr, w = rule.threshold if rule.threshold is not None else 2.0, rule.window
+    now = _stage_p95(ctx, ctx.now - w, ctx.now)
+    day = _stage_p95(ctx, ctx.now - timedelta(days=1) - w, ctx.now - timedelta(days=1))
+    prev = _stage_p95(ctx, ctx.now - 2 * w, ctx.now - w)
+    out = {}
+    for key, p in now.items():
+        base = day.get(key) or prev.get(key)
+        if base and p / base > thr:
+            out[key] = round(p / base, 3)
+    return out
+
+
+def ood_rate(rule: Rule, ctx: Context) -> dict[str, float]:
+    """Share of answered requests flagged ``out_of_distribution`` over the window."""
+    thr = rule.threshold if rule.threshold is not None else 0.1
+    ws = _windows(ctx, ctx.now - rule.window)
+    req = sum(w.requests for w in ws)
+    rate = sum(w.ood or 0 for w in ws) / req if req else 0.0
+    return {"": round(rate, 6)} if rate > thr else {}
 
 
 def prediction_shift(rule: Rule, ctx: Context) -> dict[str, float]:
@@ -243,6 +274,7 @@ EVALUATORS: dict[str, Callable[[Rule, Context], dict[str, float]]] = {
     "ComponentErrorRateHigh": component_error_rate, "ComponentLatencyP95Doubled": component_latency_doubled,
     "OOMRateHigh": oom_rate, "GPUFreeMemoryLow": gpu_free_memory_low, "ServingFallbackRateHigh": fallback_rate,
     "ShadowDivergenceHigh": shadow_divergence, "PredictionDistributionShift": prediction_shift,
+    "ServingLatencyP95Doubled": serving_latency_doubled, "ServingOODRateHigh": ood_rate,
 }
 
 

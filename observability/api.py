@@ -57,6 +57,7 @@ def ingest(store: Store, cfg: ObservabilityConfig | None = None, *, artifacts: P
         audit = cfg.path(cfg.audit_log)
         if audit.exists():
             report.add(ing.ingest_audit(store, audit))
+        report.add(ing.ingest_gc(store, cfg.path(cfg.gc_log)))
     return report
 
 
@@ -122,6 +123,33 @@ def record_failed_run(kind: str, code: str, message: str, *, url: str | None = N
         return False
 
 
+def record_gc(record: dict, url: str | None = None) -> bool:
+    """Store one retention GC record (keys: ``gc_id, kind, started_at, ended_at, applied, candidates, deleted,
+    bytes_freed, kept_past_cap, errors``), idempotently by ``gc_id``.
+
+    Returns True when the record is in the store (written now or already there); False, logged, when the store is
+    unreachable or the record is malformed (the caller keeps its JSON line, which ``ingest`` picks up later).
+    Never raises.
+    """
+    if not hook_enabled():
+        return False
+    try:
+        ing.gc_row(record)
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("GC record not stored (malformed): %s", exc)
+        return False
+    try:
+        store = open_store(url or load_config().store_url())
+        try:
+            ing.upsert_gc(store, [record])
+        finally:
+            store.close()
+        return True
+    except Exception as exc:  # the GC itself succeeded; an unreachable store must not fail it
+        log.warning("GC record %s not stored in the observability store: %s", record.get("gc_id"), exc)
+        return False
+
+
 def serving_recorder(registry: Any, instance: str, cfg: ObservabilityConfig | None = None) -> Any:
     """The inference service's :class:`~observability.spool.ServingRecorder`: windows spooled under the config's
     ``spool_dir`` every ``window_s``, then ingested into the store (retried while it is down). None when
@@ -153,6 +181,11 @@ class Summary:
     error_rate: float | None
     p95_s: dict[str, float | None]
     firing: list[str] = field(default_factory=list)
+    serving_requests: int = 0
+    serving_ood: int = 0  # answers flagged out_of_distribution
+    gpu_peak_bytes: int | None = None  # the highest of any extraction run; None: no GPU measured
+    gc_runs: int = 0
+    gc_bytes_freed: int = 0
 
     def lines(self) -> list[str]:
         out = [f"observability: runs {', '.join(f'{k} {v}' for k, v in sorted(self.runs.items())) or 'none'}; "
@@ -161,6 +194,10 @@ class Summary:
         if self.p95_s:
             out.append("  p95 per component: " + ", ".join(f"{c} {p * 1000:.0f} ms" if p is not None else f"{c} n/a"
                                                             for c, p in self.p95_s.items()))
+        out.append(f"  serving: {self.serving_requests} requests, {self.serving_ood} out of distribution; GPU peak "
+                   + (f"{self.gpu_peak_bytes / 2**20:.0f} MiB" if self.gpu_peak_bytes is not None
+                      else "n/a (no GPU measured)")
+                   + f"; applied GC runs {self.gc_runs} ({self.gc_bytes_freed / 2**20:.1f} MiB freed)")
         out.append("  firing alerts: " + (", ".join(self.firing) if self.firing else "none"))
         return out
 
@@ -169,17 +206,23 @@ def summarize_store(store: Store) -> Summary:
     from sqlalchemy import func, select
 
     from observability.queries import alerts, component_stats_hourly
-    from observability.schema import Run, RunComponent
+    from observability.schema import GcRun, Run, RunComponent, ServingWindow
 
     with store.session() as s:
         runs = dict(s.execute(select(Run.kind, func.count(Run.id)).group_by(Run.kind)).all())
         n_comp = s.scalar(select(func.count(RunComponent.id))) or 0
+        req, ood = s.execute(select(func.coalesce(func.sum(ServingWindow.requests), 0),
+                                    func.coalesce(func.sum(ServingWindow.ood), 0))).one()
+        gpu = s.scalar(select(func.max(Run.gpu_peak_bytes)).where(Run.kind == "extraction"))
+        gc_n, gc_freed = s.execute(select(func.count(GcRun.id), func.coalesce(func.sum(GcRun.bytes_freed), 0))
+                                   .where(GcRun.applied.is_(True))).one()
     stats = component_stats_hourly(store, datetime(1970, 1, 1))
     n = sum(c.n for c in stats)
     err = sum((c.error_rate or 0) * c.n for c in stats) / n if n else None
     firing = [f"{a.name}{'{' + a.key + '}' if a.key else ''}" for a in alerts(store, ("firing",))]
     return Summary(runs=runs, components=n_comp, error_rate=err, p95_s={c.component: c.p95_s for c in stats},
-                   firing=firing)
+                   firing=firing, serving_requests=int(req), serving_ood=int(ood),
+                   gpu_peak_bytes=None if gpu is None else int(gpu), gc_runs=int(gc_n), gc_bytes_freed=int(gc_freed))
 
 
 def ingest_and_summarize(artifacts: Path | None = None, mlflow: bool | str = True,

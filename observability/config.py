@@ -40,6 +40,7 @@ class ObservabilityConfig(BaseModel):
     artifacts: str = "data/artifacts"
     mlflow_uri: str | None = None
     audit_log: str = ".trendflow/registry/audit.jsonl"
+    gc_log: str = ".trendflow/gc.jsonl"
     alerts_file: str = "conf/alerts.yaml"
     webhook_url: str | None = None
     admin: AdminConfig = AdminConfig()

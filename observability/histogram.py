@@ -1,10 +1,11 @@
 """Fixed latency buckets (Prometheus-style ``le`` upper bounds) and ``histogram_quantile``.
 
-Every latency histogram in the store uses :data:`LATENCY_BUCKETS` (the inference service's bounds, extended to
-five minutes for extraction components), stored as per-bucket counts (not cumulative) so histograms of any set
-of runs or windows merge by adding them. :func:`histogram_quantile` computes a percentile from merged counts
-exactly the way Prometheus' ``histogram_quantile`` does (linear interpolation inside the bucket, the lowest
-bucket starting at 0, ranks in the ``+Inf`` bucket answered with the highest finite bound).
+Every latency histogram in the store, and the inference service's Prometheus histograms, use
+:data:`LATENCY_BUCKETS` (up to five minutes, for extraction components), stored as per-bucket counts (not
+cumulative) so histograms of any set of runs or windows merge by adding them. :func:`histogram_quantile`
+computes a percentile from merged counts exactly the way Prometheus' ``histogram_quantile`` does (linear
+interpolation inside the bucket, the lowest bucket starting at 0, ranks in the ``+Inf`` bucket answered with the
+highest finite bound).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def bucketize(values: Iterable[float], bounds: Sequence[float] = LATENCY_BUCKETS
     for v in values:
         observe(counts, float(v), bounds)
     return counts
+
+
+def rebucket(bounds: Sequence[float], counts: Sequence[int]) -> list[int]:
+    """Per-bucket counts on other bounds onto :data:`LATENCY_BUCKETS` (each count at its bucket's upper bound:
+    exact when the source bounds are a subset, as windows spooled with older bounds are)."""
+    out = empty()
+    for i, c in enumerate(counts):
+        upper = bounds[i] if i < len(bounds) else math.inf
+        out[bisect.bisect_left(LATENCY_BUCKETS, upper)] += int(c)
+    return out
 
 
 def merge(histograms: Iterable[Sequence[int]], n_buckets: int = len(LATENCY_BUCKETS) + 1) -> list[int]:

@@ -9,10 +9,8 @@ nothing.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from sqlalchemy import delete, func, select
 from common.clock import parse_iso
 from common.hashing import json_hash
 from observability import histogram
-from observability.schema import ComponentHour, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
+from observability.schema import ComponentHour, GcRun, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
 from observability.store import Store
 
 log = logging.getLogger("observability.ingest")
@@ -55,6 +53,7 @@ class ComponentRecord:
     status_counts: dict[str, int] = field(default_factory=dict)
     error_codes: dict[str, int] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    gpu_peak_bytes: int | None = None  # max over the run's videos; None: no GPU measured
 
 
 @dataclass
@@ -86,6 +85,7 @@ class IngestReport:
     model_loads: int = 0
     serving_windows: int = 0
     stable_versions: int = 0
+    gc_runs: int = 0
     failed: list[str] = field(default_factory=list)
 
     def add(self, other: IngestReport) -> IngestReport:
@@ -96,8 +96,8 @@ class IngestReport:
     def line(self) -> str:
         return (f"ingest: {self.new} new, {self.updated} updated, {self.unchanged} unchanged runs; "
                 f"{self.components} components, {self.serving_windows} serving windows, {self.model_loads} model "
-                f"loads, {self.stable_versions} registry events" + (f"; {len(self.failed)} failed" if self.failed
-                                                                     else ""))
+                f"loads, {self.stable_versions} registry events, {self.gc_runs} GC runs"
+                + (f"; {len(self.failed)} failed" if self.failed else ""))
 
 
 # ---- extraction ---------------------------------------------------------------------------------------------
@@ -128,17 +128,22 @@ def _component_records(manifests: list[Mapping[str, Any]]) -> list[ComponentReco
             if not e.get("cache_hit") and e.get("batch_size"):
                 b = str(int(e["batch_size"]))
                 rec.batch_sizes[b] = rec.batch_sizes.get(b, 0) + 1
+            if e.get("gpu_peak_bytes") is not None:
+                rec.gpu_peak_bytes = max(rec.gpu_peak_bytes or 0, int(e["gpu_peak_bytes"]))
     for rec in out.values():
         rec.latency_sum_s = round(rec.latency_sum_s, 6)
     return list(out.values())
 
 
-def _budget(plan: Mapping[str, Any] | None) -> tuple[int | None, float | None]:
+def _budget(plan: Mapping[str, Any] | None) -> tuple[int | None, int | None, float | None]:
+    """(CPU memory budget, GPU memory budget, predicted makespan) of a plan: each kind of device summed apart,
+    since peak RSS compares with the first and GPU memory with the second."""
     if not plan:
-        return None, None
-    devices = plan.get("devices") or {}
-    budget = sum(int(d.get("budget_bytes") or 0) for d in devices.values()) or None
-    return budget, plan.get("predicted_makespan_s")
+        return None, None, None
+    devices = (plan.get("devices") or {}).values()
+    cpu = sum(int(d.get("budget_bytes") or 0) for d in devices if d.get("kind") != "gpu") or None
+    gpu = sum(int(d.get("budget_bytes") or 0) for d in devices if d.get("kind") == "gpu") or None
+    return cpu, gpu, plan.get("predicted_makespan_s")
 
 
 def extraction_record(run_id: str, manifests: list[Mapping[str, Any]], source: str = "") -> RunRecord:
@@ -150,7 +155,9 @@ def extraction_record(run_id: str, manifests: list[Mapping[str, Any]], source: s
     statuses = Counter(m.get("status", "error") for m in manifests)
     plans = [m["plan"] for m in manifests if m.get("plan")]
     plan = max(plans, key=lambda p: p.get("videos", 0)) if plans else None
-    budget, predicted = _budget(plan)
+    budget, gpu_budget, predicted = _budget(plan)
+    gpu_peaks = [int(m["gpu_peak_bytes"]) for m in manifests if m.get("gpu_peak_bytes") is not None]
+    gpu_totals = [int(m["gpu_total_bytes"]) for m in manifests if m.get("gpu_total_bytes") is not None]
     makespan = max((finished - started).total_seconds(), 0.0)
     frames = sum(int(m.get("frames_sampled") or 0) for m in manifests)
     total = sum(c.n for c in comps)
@@ -165,6 +172,9 @@ def extraction_record(run_id: str, manifests: list[Mapping[str, Any]], source: s
             cache_hit_rate=round(sum(c.cache_hits for c in comps) / total, 6) if total else None,
             predicted_makespan_s=predicted, measured_makespan_s=round(makespan, 3),
             peak_rss_bytes=max(rss) if rss else None, budget_bytes=budget,
+            # NULL without a GPU; the budget is the plan's, else the GPUs' total memory.
+            gpu_peak_bytes=max(gpu_peaks) if gpu_peaks else None,
+            gpu_budget_bytes=gpu_budget or (max(gpu_totals) if gpu_totals else None),
             frames_per_s=round(frames / makespan, 3) if makespan > 0 else None,
             videos_per_h=round(len(manifests) * 3600 / makespan, 3) if makespan > 0 else None,
             model_version=",".join(versions)[:200] or None,
@@ -363,6 +373,73 @@ def ingest_audit(store: Store, path: Path) -> IngestReport:
     return IngestReport(stable_versions=_insert_new(store, StableVersion, rows, ("entry_hash",)))
 
 
+# ---- retention GC records ---------------------------------------------------------------------------------------
+
+def gc_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One GC record (``gc_id, kind, started_at, ended_at, applied, candidates, deleted, bytes_freed,
+    kept_past_cap: [{item, reason}], errors``) as its ``gc_runs`` row.
+
+    Raises:
+        ValueError: ``gc_id``, ``kind``, ``started_at`` or ``applied`` is missing, or a count is not a number
+            (the message names the key).
+    """
+    for key in ("gc_id", "kind", "started_at", "applied"):
+        if record.get(key) in (None, ""):
+            raise ValueError(f"GC record has no {key!r}")
+
+    def count(key: str) -> int:
+        v = record.get(key) or 0
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"GC record {record['gc_id']!r}: {key!r} is {v!r}, not a number")
+        return int(v)
+
+    kept = [{"item": str(k.get("item", "")), "reason": str(k.get("reason", ""))} if isinstance(k, Mapping)
+            else {"item": str(k), "reason": ""} for k in record.get("kept_past_cap") or []]
+    errors = record.get("errors") or []
+    return dict(gc_id=str(record["gc_id"])[:200], kind=str(record["kind"])[:100],
+                started_at=utc_naive(record["started_at"]),
+                ended_at=utc_naive(record["ended_at"]) if record.get("ended_at") else None,
+                applied=bool(record["applied"]), candidates=count("candidates"), deleted=count("deleted"),
+                bytes_freed=count("bytes_freed"), kept_past_cap=kept,
+                errors=[str(e)[:500] for e in (errors if isinstance(errors, list) else [errors])])
+
+
+def upsert_gc(store: Store, records: Iterable[Mapping[str, Any]]) -> IngestReport:
+    """Write GC records by ``gc_id``: one already stored is left alone (idempotent); a bad one is named in
+    ``failed``, never raised."""
+    report = IngestReport()
+    rows = []
+    for r in records:
+        try:
+            rows.append(gc_row(r))
+        except (ValueError, TypeError, AttributeError) as exc:
+            report.failed.append(f"gc record: {exc}")
+    report.gc_runs = _insert_new(store, GcRun, rows, ("gc_id",))
+    return report
+
+
+def ingest_gc(store: Store, path: Path) -> IngestReport:
+    """Every line of a GC log (``.trendflow/gc.jsonl``), idempotently; unreadable lines are named in ``failed``."""
+    report = IngestReport()
+    records = []
+    p = Path(path)
+    if not p.exists():
+        return report
+    for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            report.failed.append(f"{p}:{i}: {exc}")
+            continue
+        if not isinstance(rec, dict):
+            report.failed.append(f"{p}:{i}: not a JSON object")
+            continue
+        records.append(rec)
+    return report.add(upsert_gc(store, records))
+
+
 # ---- training (MLflow) ----------------------------------------------------------------------------------------
 
 MLFLOW_STATUS = {"FINISHED": "ok", "FAILED": "error", "KILLED": "error", "RUNNING": "running",
@@ -424,14 +501,15 @@ def serving_record(window: Mapping[str, Any]) -> tuple[RunRecord, dict[str, Any]
     comps = []
     for name, h in sorted((window.get("latency") or {}).items()):
         comps.append(ComponentRecord(component=name, n=int(sum(h["counts"])), latency_sum_s=round(h["sum"], 6),
-                                     latency_buckets=_rebucket(h["bounds"], h["counts"])))
+                                     latency_buckets=histogram.rebucket(h["bounds"], h["counts"])))
     requests, errors = int(window.get("requests", 0)), int(window.get("errors", 0))
     rec = RunRecord(
         run_key=f"serving:{window['instance']}:{start.isoformat()}", kind="serving",
         status="ok" if not errors else "partial", started_at=start,
         finished_at=utc_naive(window["window_end"]), source=str(window["instance"]), components=comps,
         fields=dict(model_version=",".join(sorted(window.get("requests_by_version") or {}))[:200] or None,
-                    errors=errors, metrics={"requests": requests, "fallbacks": int(window.get("fallbacks", 0))}))
+                    errors=errors, metrics={"requests": requests, "fallbacks": int(window.get("fallbacks", 0)),
+                             "ood": int(window.get("ood") or 0)}))
     row = dict(instance=str(window["instance"]), window_start=start, window_s=float(window["window_s"]),
                requests=requests, errors=errors, fallbacks=int(window.get("fallbacks", 0)),
                rejected=int(window.get("rejected", 0)),
@@ -439,18 +517,9 @@ def serving_record(window: Mapping[str, Any]) -> tuple[RunRecord, dict[str, Any]
                errors_by_code=dict(window.get("errors_by_code") or {}),
                requests_by_version=dict(window.get("requests_by_version") or {}),
                ab_buckets=dict(window.get("ab_buckets") or {}),
-               latency=dict(window.get("latency") or {}), predictions=dict(window.get("predictions") or {}))
+               latency=dict(window.get("latency") or {}), predictions=dict(window.get("predictions") or {}),
+               ood=int(window.get("ood") or 0), ood_features=dict(window.get("ood_features") or {}))
     return rec, row
-
-
-def _rebucket(bounds: list[float], counts: list[int]) -> list[int]:
-    """Per-bucket counts on other bounds onto :data:`histogram.LATENCY_BUCKETS` (each count at its bucket's upper
-    bound: exact when the source bounds are a subset, as the service's are)."""
-    out = histogram.empty()
-    for i, c in enumerate(counts):
-        upper = bounds[i] if i < len(bounds) else math.inf
-        out[bisect.bisect_left(histogram.LATENCY_BUCKETS, upper)] += int(c)
-    return out
 
 
 def ingest_spool(store: Store, spool_dir: Path) -> IngestReport:

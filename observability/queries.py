@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from common.errors import ConfigError
 from observability import histogram
-from observability.schema import Alert, ComponentHour, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
+from observability.schema import Alert, ComponentHour, GcRun, ModelLoad, Run, RunComponent, ServingWindow, StableVersion
 from observability.store import Store
 
 KINDS = ("extraction", "training", "serving")
@@ -75,6 +75,8 @@ class RunRow:
     budget_bytes: int | None
     frames_per_s: float | None
     videos_per_h: float | None
+    gpu_peak_bytes: int | None  # None: no GPU measured
+    gpu_budget_bytes: int | None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() + "Z" if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -124,6 +126,7 @@ class ComponentRow:
     status_counts: dict[str, int]
     error_codes: dict[str, int]
     batch_sizes: dict[str, int]
+    gpu_peak_bytes: int | None = None  # None: no GPU measured
 
 
 @dataclass
@@ -143,7 +146,7 @@ def get_run(store: Store, run_id: int) -> RunDetail | None:
         comps = [ComponentRow(c.component, c.model, c.n, c.errors, c.retries, c.cache_hits, c.oom_count,
                               c.latency_sum_s, _finite(histogram.histogram_quantile(0.5, c.latency_buckets)),
                               _finite(histogram.histogram_quantile(0.95, c.latency_buckets)), c.status_counts,
-                              c.error_codes, c.batch_sizes) for c in run.components]
+                              c.error_codes, c.batch_sizes, c.gpu_peak_bytes) for c in run.components]
         row = RunRow(*(getattr(run, f) for f in RunRow.__dataclass_fields__))
         return RunDetail(run=row, components=comps, plan=run.plan, metrics=run.metrics or {}, source=run.source)
 
@@ -312,6 +315,12 @@ class WindowRow:
     latency_p99_s: float | None
     stages: dict[str, dict[str, float | None]]
     predictions: dict[str, Any]
+    ood: int = 0  # answers flagged out_of_distribution
+    ood_features: dict[str, int] = field(default_factory=dict)  # feature -> answers it was flagged in
+
+    @property
+    def ood_rate(self) -> float | None:
+        return self.ood / self.requests if self.requests else None
 
 
 def _quantiles(h: dict[str, Any]) -> dict[str, float | None]:
@@ -333,13 +342,20 @@ def serving_windows(store: Store, since: datetime | None = None, limit: int = 20
             out.append(WindowRow(w.instance, w.window_start, w.window_s, w.requests, w.errors, w.fallbacks,
                                  w.rejected, w.shadow_divergence_mean, w.errors_by_code, w.requests_by_version,
                                  w.ab_buckets, qs["p50"], qs["p95"], qs["p99"],
-                                 {k: _quantiles(h) for k, h in sorted(lat.items())}, w.predictions))
+                                 {k: _quantiles(h) for k, h in sorted(lat.items())}, w.predictions, w.ood or 0,
+                                 dict(sorted((w.ood_features or {}).items(), key=lambda kv: -kv[1]))))
     return out
 
 
 def stable_history(store: Store, limit: int = 200) -> list[StableVersion]:
     with store.session() as s:
         return list(s.scalars(select(StableVersion).order_by(StableVersion.ts.desc()).limit(limit)))
+
+
+def gc_runs(store: Store, limit: int = 50) -> list[GcRun]:
+    """The most recent retention GC runs first."""
+    with store.session() as s:
+        return list(s.scalars(select(GcRun).order_by(GcRun.started_at.desc()).limit(limit)))
 
 
 def model_loads(store: Store, limit: int = 200) -> list[ModelLoad]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -41,7 +41,8 @@ class Run(Base):
     measured_makespan_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     budget_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    gpu_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    gpu_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # NULL: no GPU measured
+    gpu_budget_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     frames_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     videos_per_h: Mapped[float | None] = mapped_column(Float, nullable=True)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -72,6 +73,8 @@ class RunComponent(Base):
     status_counts: Mapped[dict] = mapped_column(JSON, default=dict)
     error_codes: Mapped[dict] = mapped_column(JSON, default=dict)
     batch_sizes: Mapped[dict] = mapped_column(JSON, default=dict)  # batch size really sent -> videos
+    # Peak GPU memory in use (device-wide, all GPUs summed) while the component ran; NULL: no GPU measured.
+    gpu_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     run: Mapped[Run] = relationship(back_populates="components")
     __table_args__ = (Index("ix_run_components_run_id", "run_id"),
                       Index("ix_run_components_component_started", "component", "started_at"))
@@ -129,8 +132,28 @@ class ServingWindow(Base):
     ab_buckets: Mapped[dict] = mapped_column(JSON, default=dict)  # A/B bucket -> answered requests
     latency: Mapped[dict] = mapped_column(JSON, default=dict)  # histogram name -> {bounds, counts, sum}
     predictions: Mapped[dict] = mapped_column(JSON, default=dict)  # target -> {p50_mean, width_mean, n}
+    ood: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # answers flagged out_of_distribution
+    ood_features: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # feature -> answers it was flagged in
     __table_args__ = (UniqueConstraint("instance", "window_start", name="uq_serving_windows"),
                       Index("ix_serving_windows_start", "window_start"))
+
+
+class GcRun(Base):
+    """One retention GC (dry run or applied), keyed by the GC's own ``gc_id`` so recording it twice is one row."""
+
+    __tablename__ = "gc_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gc_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    candidates: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_freed: Mapped[int] = mapped_column(BigInteger, default=0)
+    kept_past_cap: Mapped[list] = mapped_column(JSON, default=list)  # [{item, reason}]
+    errors: Mapped[list] = mapped_column(JSON, default=list)
+    __table_args__ = (Index("ix_gc_runs_started_at", "started_at"),)
 
 
 class StableVersion(Base):

@@ -2,7 +2,8 @@
 
 A background thread snapshots the service's own :class:`prometheus_client.CollectorRegistry` every ``window_s``
 seconds and writes the difference to the previous snapshot (requests, errors per code, fallbacks, latency
-histograms per stage and model version, shadow divergence, A/B counts per version, model load seconds) as one
+histograms per stage and model version, shadow divergence, A/B counts per version, model load seconds,
+answers flagged out of distribution and per feature) as one
 JSON file in the spool folder (atomically, :mod:`common.fsio`). Then it tries to ingest the spool into the store.
 Nothing here runs on the request path, and no failure leaves the thread: a full disk, a dead or locked database
 is logged and retried at the next window (the files stay in the spool until a commit took them).
@@ -24,7 +25,8 @@ from common.fsio import atomic_write_json
 log = logging.getLogger("observability.spool")
 Snapshot = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 # Histograms of the service (inference.metrics) -> name prefix in the window, and the label that names the series.
-HISTOGRAMS = {"request_seconds": ("request", ("mode",)), "stage_seconds": ("stage", ("stage",)),
+HISTOGRAMS = {"request_seconds": ("request", ("mode",)),
+              "stage_seconds": ("stage", ("stage", "model_type", "model_version")),
               "inference_seconds": ("model", ("model_type", "model_version"))}
 
 
@@ -97,6 +99,9 @@ def window_record(now: Snapshot, before: Snapshot, instance: str, start: datetim
                                    if div_n else None),
         "latency": _histograms(d), "model_loads": loads, "predictions": _predictions(d),
         "ab_buckets": {k: int(v) for k, v in _sum(d, "ab_bucket_requests_total", ("bucket",)).items() if v},
+        "ood": int(sum(_sum(d, "inference_out_of_distribution_total").values())),
+        "ood_features": {k: int(v) for k, v in _sum(d, "inference_out_of_distribution_features_total",
+                                                    ("feature",)).items() if v},
     }
 
 

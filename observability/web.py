@@ -193,7 +193,7 @@ def _add_overview_pages(app: FastAPI, store: Store, page: Any) -> None:
     @app.get("/registry", response_class=HTMLResponse)
     async def registry(request: Request) -> HTMLResponse:
         return page(request, "registry.html", history=queries.stable_history(store),
-                    loads=queries.model_loads(store))
+                    loads=queries.model_loads(store), gc_runs=queries.gc_runs(store))
 
     @app.get("/alerts", response_class=HTMLResponse)
     async def alerts_page(request: Request) -> HTMLResponse:

@@ -13,9 +13,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The GPU probes live in common.gpu (extraction samples GPU memory per component and may not import the planner);
+# re-exported under their old names for the planner's callers.
+from common.gpu import GpuInfo as GpuInfo
+from common.gpu import GpuMemory as GpuMemory
+from common.gpu import gpu_memory as gpu_memory
+from common.gpu import nvidia_driver_present as nvidia_driver_present
 
 # ----------------------------------------------------------------------------------------------- processes
 
@@ -145,103 +151,7 @@ def background_busy_cores(sample_s: float = 1.0, own: Iterable[int] = ()) -> flo
 # ----------------------------------------------------------------------------------------------- GPUs
 
 
-@dataclass(frozen=True)
-class GpuInfo:
-    """One GPU's memory now."""
-
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int
-
-
-def nvidia_driver_present() -> bool:
-    """Whether an NVIDIA driver is loaded (its /proc entry or device nodes). Without one no GPU probe is worth
-    its time: NVML is absent and ``import torch`` alone costs 1-2 s, on every run's planning path."""
-    return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
-
-
-def _gpu_readers() -> tuple[int, Callable[[int], tuple[str, int, int]]] | None:
-    """(GPU count, index -> (name, total bytes, free bytes)) via NVML when installed, else ``torch.cuda``; None
-    without a driver or a working library. NVML stays initialised for the process (cheap, and GpuMemory samples
-    it every few milliseconds)."""
-    if not nvidia_driver_present():
-        return None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-
-        def nvml(i: int) -> tuple[str, int, int]:
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            return (name.decode() if isinstance(name, bytes) else str(name)), int(mem.total), int(mem.free)
-
-        return int(pynvml.nvmlDeviceGetCount()), nvml
-    except Exception:
-        pass
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-
-        def cuda(i: int) -> tuple[str, int, int]:
-            free, total = torch.cuda.mem_get_info(i)
-            return torch.cuda.get_device_name(i), int(total), int(free)
-
-        return int(torch.cuda.device_count()), cuda
-    except Exception:
-        return None
-
-
-def gpu_memory() -> list[GpuInfo]:
-    """Every GPU's name, total and free memory now; empty on a CPU-only host."""
-    readers = _gpu_readers()
-    if readers is None:
-        return []
-    count, read = readers
-    try:
-        return [GpuInfo(i, *read(i)) for i in range(count)]
-    except Exception:
-        return []
-
-
-class GpuMemory:
-    """Used memory of one GPU, sampled in a thread while a block runs (NVML, else ``torch.cuda``)."""
-
-    def __init__(self, index: int, period_s: float = 0.002) -> None:
-        self.index, self.period_s = index, period_s
-        readers = _gpu_readers()
-        if readers is None:
-            raise RuntimeError(f"no GPU {index} to measure: no NVIDIA driver, NVML or CUDA torch")
-        self._info = readers[1]
-
-    def used(self) -> int:
-        _, total, free = self._info(self.index)
-        return total - free
-
-    def peak_during(self, fn) -> tuple[int, Any]:
-        """Run ``fn`` while sampling; returns (peak used bytes, fn's result)."""
-        import threading
-
-        peak = [self.used()]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], self.used())
-                stop.wait(self.period_s)
-
-        t = threading.Thread(target=sample, daemon=True)
-        t.start()
-        try:
-            out = fn()
-        finally:
-            stop.set()
-            t.join()
-        return max(peak[0], self.used()), out
+# GpuInfo, gpu_memory, GpuMemory and the NVML/torch readers: common.gpu (re-exported at the top of this module).
 
 
 # ----------------------------------------------------------------------------------------------- speed

@@ -131,10 +131,13 @@ def test_browse_runs_open_a_run_filter_and_screenshot(admin, tmp_path: Path) -> 
             row = page.inner_text("tr.window-row")
             assert "127.0.0.1:test" in row and "\t20\t" in row and "model_load_failed" in row, row
             assert page.locator("svg.chart").count() == 4
+            assert "Out of distribution" in page.inner_text("#windows")
+            assert page.inner_text("tr.window-row td.ood").split()[0].isdigit(), "the window's OOD count"
             page.screenshot(path=str(shots / "serving.png"), full_page=True)
             page.goto(f"{base}/registry")
             loads = page.inner_text("#model-loads")
             assert "visual_embed_fast" in loads and "service:127.0.0.1:test" in loads, "checklist and service loads"
+            assert "Bytes freed" in page.inner_text("#gc-runs"), "the GC runs section (none recorded in this store)"
             page.screenshot(path=str(shots / "registry.png"), full_page=True)
         finally:
             browser.close()

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -114,6 +114,14 @@ def test_ingest_of_a_real_extraction_run_is_idempotent(store, real_run) -> None:
     assert comps["visual"].batch_sizes and comps["visual"].p95_s is not None
     stats = {s.component: s for s in component_stats(store, utcnow() - timedelta(hours=1))}
     assert stats["frames"].error_rate == 0.25 and stats["visual"].cache_hit_rate == 0.0
+    from common.gpu import nvidia_driver_present
+
+    if nvidia_driver_present():
+        assert row.gpu_peak_bytes > 0 and row.gpu_budget_bytes >= row.gpu_peak_bytes
+        assert comps["visual"].gpu_peak_bytes > 0
+    else:
+        assert row.gpu_peak_bytes is None and row.gpu_budget_bytes is None, "no GPU: NULL, not 0"
+        assert all(c.gpu_peak_bytes is None for c in comps.values())
 
 
 def test_the_extraction_cli_hook_stored_the_same_run(store, real_run) -> None:
@@ -358,3 +366,133 @@ def test_an_unreachable_store_is_a_clear_error() -> None:
         port = s.getsockname()[1]
     with pytest.raises(StoreUnavailable, match="observability_store_unavailable|is unavailable"):
         open_store(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x?connect_timeout=2")
+
+
+@pytest.fixture(scope="module")
+def ood_spool(tmp_path_factory):
+    """A real service (uvicorn, a real MLflow version that records its training input distribution) answering
+    6 in-distribution and 4 far-out requests over real HTTP; its recorder spools the one window at shutdown."""
+    import httpx
+    import yaml
+
+    from inference.config import parse_config
+    from inference.server import ServerThread, build_service
+    from observability.spool import ServingRecorder
+    from registry import ops
+    from tests.conftest import RegistryStore
+
+    reg = RegistryStore(tmp_path_factory.mktemp("ood-svc") / "mlflow")
+    assert ops.promote(reg.client, reg.cfg, "v1", reg.log("v1", seed=3).version.version, "test setup").ok
+    raw = yaml.safe_load((REPO / "conf" / "inference.yaml").read_text())
+    raw.update(registry=str(reg.config_path), request_modes=["features"], shadow=None, ab=None,
+               models={"v1": {"type": "v1", "alias": "stable"}}, primary="v1", fallback=[])
+    cfg = parse_config(raw)
+    service = build_service(cfg)
+    spool = tmp_path_factory.mktemp("ood-spool")
+    recorder = ServingRecorder(service.metrics.registry, spool, "127.0.0.1:ood", window_s=3600, ingest=None)
+    values = [c for c in reg.columns if not c.startswith("mask__")]
+    # The reference model trained on N(0, 1) features and log views in [2, 9] (testsupport.registry).
+    normal = {c: 5.0 if c == "meta_log_views_snapshot1" else 0.0 for c in values}
+    far = {**normal, values[0]: 1e6, values[1]: -1e6}
+    with ServerThread(cfg, service=service, recorder=recorder) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as http:
+        codes = []
+        for row in [normal] * 6 + [far] * 4:
+            r = http.post("/predict", json={"features": row})
+            assert r.status_code == 200, r.text
+            codes.append([w["code"] for w in r.json()["warnings"]])
+    assert sum("out_of_distribution" in c for c in codes) == 4, (codes, r.json()["warnings"])
+    return spool, values[:2]
+
+
+def test_ood_answers_are_counted_per_serving_window(store, ood_spool, tmp_path) -> None:
+    from observability.queries import serving_windows
+
+    spool, far_features = ood_spool
+    shutil.copytree(spool, tmp_path / "spool")
+    rep = ing.ingest_spool(store, tmp_path / "spool")
+    assert rep.serving_windows == 1
+    (w,) = serving_windows(store)
+    assert w.requests == 10 and w.ood == 4 and w.ood_rate == pytest.approx(0.4)
+    assert {f: w.ood_features[f] for f in far_features} == dict.fromkeys(far_features, 4), w.ood_features
+    ev = evaluate(Context(store=store, now=utcnow()), RULES)
+    assert ("ServingOODRateHigh", "", 0.4) in ev.firing, "40% > 10% of answers out of distribution"
+    later = evaluate(Context(store=store, now=utcnow() + timedelta(minutes=11)), RULES)
+    assert not any(n == "ServingOODRateHigh" for n, _, _ in later.firing), "the window passed: resolved"
+
+
+def _gc_record(gc_id: str, **kw) -> dict:
+    rec = {"gc_id": gc_id, "kind": "artifacts", "started_at": "2026-12-01T10:00:00Z",
+           "ended_at": "2026-12-01T10:00:04Z", "applied": True, "candidates": 5, "deleted": 4,
+           "bytes_freed": 7 * 2**20, "kept_past_cap": [{"item": "yt/abc/r1", "reason": "leased by a running run"}],
+           "errors": []}
+    rec.update(kw)
+    return rec
+
+
+def test_gc_records_are_stored_once_and_an_unreachable_store_is_false(store, tmp_path, caplog) -> None:
+    from observability.api import record_gc
+    from observability.queries import gc_runs
+
+    assert record_gc(_gc_record("gc-a"), url=store.url) is True
+    assert record_gc(_gc_record("gc-a", deleted=99), url=store.url) is True, "already stored: still True"
+    assert record_gc({"kind": "artifacts"}, url=store.url) is False, "malformed: logged, not raised"
+    log = tmp_path / "gc.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in (_gc_record("gc-a"), _gc_record("gc-b", applied=False,
+                                                                                      deleted=0)))
+                   + "\nnot json\n")
+    first = ing.ingest_gc(store, log)
+    again = ing.ingest_gc(store, log)
+    assert first.gc_runs == 1 and again.gc_runs == 0 and len(first.failed) == 1 and "gc.jsonl:3" in first.failed[0]
+    rows = {g.gc_id: g for g in gc_runs(store)}
+    assert set(rows) == {"gc-a", "gc-b"} and rows["gc-a"].deleted == 4, "the first write of gc-a stands"
+    assert rows["gc-a"].kept_past_cap == [{"item": "yt/abc/r1", "reason": "leased by a running run"}]
+    assert rows["gc-b"].applied is False and rows["gc-a"].bytes_freed == 7 * 2**20
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    assert record_gc(_gc_record("gc-c"), url=f"postgresql+psycopg://postgres@127.0.0.1:{dead}/x?connect_timeout=2") \
+        is False
+    assert "gc-c not stored" in caplog.text
+
+
+def test_the_main_jobs_summary_names_ood_gpu_and_gc(store, ood_spool, tmp_path) -> None:
+    from observability.api import record_gc, summarize_store
+
+    spool, _ = ood_spool
+    shutil.copytree(spool, tmp_path / "spool")
+    ing.ingest_spool(store, tmp_path / "spool")
+    assert record_gc(_gc_record("gc-s"), url=store.url) and record_gc(_gc_record("gc-d", applied=False), url=store.url)
+    summary = summarize_store(store)
+    assert summary.serving_requests == 10 and summary.serving_ood == 4
+    assert summary.gc_runs == 1 and summary.gc_bytes_freed == 7 * 2**20, "dry runs free nothing"
+    assert summary.gpu_peak_bytes is None, "no extraction run measured a GPU in this store"
+    text = "\n".join(summary.lines())
+    assert "10 requests, 4 out of distribution" in text and "GPU peak n/a (no GPU measured)" in text
+    assert "applied GC runs 1 (7.0 MiB freed)" in text
+
+
+def test_serving_stage_p95_doubled_against_a_day_earlier(store, tmp_path) -> None:
+    """Windows of a real ServiceMetrics registry: the model stage of v1 at 4 ms a day ago, 40 ms now (a new
+    version after a promotion), fires keyed by stage and type; the extraction stage, unchanged, does not."""
+    from common.fsio import atomic_write_json
+    from inference.metrics import ServiceMetrics
+    from observability.spool import snapshot, window_record
+
+    now = utcnow()
+    spool = tmp_path / "spool"
+    for name, start, version, model_s in (("day", now - timedelta(days=1, minutes=5), "3", 0.004),
+                                          ("now", now - timedelta(minutes=5), "4", 0.04)):
+        m = ServiceMetrics()
+        before = snapshot(m.registry)
+        for _ in range(20):
+            m.requests.labels("v1", version, "ok").inc()
+            m.stage_seconds.labels("model", "v1", version).observe(model_s)
+            m.stage_seconds.labels("features", "v1", version).observe(0.002)
+        t0 = start.replace(tzinfo=UTC)
+        atomic_write_json(spool / f"{name}.json", window_record(snapshot(m.registry), before, "svc:1", t0,
+                                                                t0 + timedelta(minutes=1)))
+    assert ing.ingest_spool(store, spool).serving_windows == 2
+    ev = evaluate(Context(store=store, now=now), RULES)
+    fired = {k: v for n, k, v in ev.firing if n == "ServingLatencyP95Doubled"}
+    assert set(fired) == {"stage=model,model_type=v1"} and fired["stage=model,model_type=v1"] > 2, ev.firing

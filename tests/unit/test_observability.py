@@ -113,6 +113,7 @@ def test_serving_window_from_a_real_service_registry() -> None:
     assert comp.n == 4 and histogram.histogram_quantile(0.5, comp.latency_buckets) == pytest.approx(0.005), \
         "the service's bounds are a subset of the store's: the quantile is unchanged by re-bucketing"
     assert row["window_s"] == 60.0 and rec.run_key == "serving:svc:8000:2026-12-01T10:00:00"
+    assert w["ood"] == 0 and w["ood_features"] == {} and row["ood"] == 0
     again = window_record(snapshot(m.registry), snapshot(m.registry), "svc:8000", t1, t1)
     assert again["requests"] == 0 and again["model_loads"] == [], "the next window counts only what is new"
 
@@ -153,3 +154,110 @@ def test_store_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRENDFLOW_OBSERVABILITY_URL", "postgresql+psycopg://u@127.0.0.1/x")
     assert store_url(ObservabilityConfig()) == "postgresql+psycopg://u@127.0.0.1/x"
     assert store_url(ObservabilityConfig(url="sqlite:///y.db")) == "sqlite:///y.db"
+
+
+def test_serving_window_counts_out_of_distribution_answers_and_stage_histograms() -> None:
+    from datetime import UTC, datetime
+
+    from inference.metrics import ServiceMetrics
+
+    m = ServiceMetrics()
+    before = snapshot(m.registry)
+    for _ in range(3):
+        m.requests.labels("v1", "3", "ok").inc()
+    for flagged in (["views_log", "age_hours"], ["views_log"]):
+        m.out_of_distribution.labels("v1").inc()
+        for f in flagged:
+            m.ood_features.labels(f).inc()
+    m.stage_seconds.labels("model", "v1", "3").observe(0.004)
+    m.stage_seconds.labels("model", "v1", "3").observe(0.04)
+    t0, t1 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC), datetime(2026, 12, 1, 10, 1, tzinfo=UTC)
+    w = window_record(snapshot(m.registry), before, "svc:8000", t0, t1)
+    assert w["ood"] == 2 and w["ood_features"] == {"views_log": 2, "age_hours": 1}
+    h = w["latency"]["stage:model:v1:3"]
+    assert h["bounds"] == list(histogram.LATENCY_BUCKETS), "the service's buckets are the store's, defined once"
+    rec, row = serving_record(w)
+    assert row["ood"] == 2 and row["ood_features"] == {"views_log": 2, "age_hours": 1}
+    assert rec.fields["metrics"]["ood"] == 2
+
+
+def _gc(**kw) -> dict:
+    rec = {"gc_id": "gc-1", "kind": "artifacts", "started_at": "2026-12-01T10:00:00Z",
+           "ended_at": "2026-12-01T10:00:05Z", "applied": True, "candidates": 4, "deleted": 3,
+           "bytes_freed": 3 * 2**20, "kept_past_cap": [{"item": "yt/v1/r1", "reason": "leased"}], "errors": []}
+    rec.update(kw)
+    return rec
+
+
+def test_gc_record_becomes_a_row_and_bad_ones_are_named() -> None:
+    from datetime import datetime
+
+    from observability.ingest import gc_row
+
+    row = gc_row(_gc())
+    assert row["gc_id"] == "gc-1" and row["started_at"] == datetime(2026, 12, 1, 10, 0, 0) and row["applied"] is True
+    assert row["deleted"] == 3 and row["bytes_freed"] == 3 * 2**20
+    assert row["kept_past_cap"] == [{"item": "yt/v1/r1", "reason": "leased"}]
+    assert gc_row(_gc(ended_at=None, errors="disk full"))["errors"] == ["disk full"]
+    with pytest.raises(ValueError, match="'gc_id'"):
+        gc_row(_gc(gc_id=""))
+    with pytest.raises(ValueError, match="'bytes_freed' is 'lots'"):
+        gc_row(_gc(bytes_freed="lots"))
+
+
+def test_extraction_without_a_gpu_records_null_not_zero() -> None:
+    a = _manifest("a", "2026-12-01T10:00:00Z", "2026-12-01T10:00:02Z", visual=_comp())
+    a.update(gpu_peak_bytes=None, gpu_total_bytes=None)
+    a["components"]["visual"]["gpu_peak_bytes"] = None
+    rec = extraction_record("r1", [a])
+    assert rec.fields["gpu_peak_bytes"] is None and rec.fields["gpu_budget_bytes"] is None
+    assert rec.components[0].gpu_peak_bytes is None
+    old = _manifest("b", "2026-12-01T10:00:00Z", "2026-12-01T10:00:02Z", visual=_comp())  # before GPU numbers
+    assert extraction_record("r2", [old]).fields["gpu_peak_bytes"] is None
+
+
+def test_extraction_gpu_peaks_per_run_and_component_vs_the_plans_gpu_budget() -> None:
+    gib = 2**30
+    a = _manifest("a", "2026-12-01T10:00:00Z", "2026-12-01T10:00:02Z", visual=_comp(), faces=_comp())
+    b = _manifest("b", "2026-12-01T10:00:01Z", "2026-12-01T10:00:04Z", visual=_comp(), faces=_comp())
+    for m, (v, f) in ((a, (3 * gib, 5 * gib)), (b, (4 * gib, 2 * gib))):
+        m["components"]["visual"]["gpu_peak_bytes"], m["components"]["faces"]["gpu_peak_bytes"] = v, f
+        m.update(gpu_peak_bytes=max(v, f), gpu_total_bytes=16 * gib)
+    rec = extraction_record("r1", [a, b])
+    comps = {c.component: c.gpu_peak_bytes for c in rec.components}
+    assert comps == {"visual": 4 * gib, "faces": 5 * gib}, "each component's peak over the run's videos"
+    assert rec.fields["gpu_peak_bytes"] == 5 * gib
+    assert rec.fields["gpu_budget_bytes"] == 16 * gib, "no GPU in the plan: the GPUs' total memory"
+    assert rec.fields["budget_bytes"] == gib, "the CPU budget is not mixed with the GPU's"
+    for m in (a, b):
+        m["plan"]["devices"]["gpu0"] = {"kind": "gpu", "budget_bytes": 12 * gib}
+    planned = extraction_record("r1", [a, b])
+    assert planned.fields["gpu_budget_bytes"] == 12 * gib and planned.fields["budget_bytes"] == gib
+
+
+def test_gpu_peak_sampler_tracks_each_windows_peak() -> None:
+    import time
+
+    from common.gpu import GpuPeakSampler, gpu_peak_sampler, nvidia_driver_present
+
+    if not nvidia_driver_present():
+        assert gpu_peak_sampler() is None, "no GPU: no sampler, so manifests say null"
+    else:
+        real = gpu_peak_sampler()
+        assert real is not None and real.total_bytes > 0 and 0 <= real.used() <= real.total_bytes
+    # A GPU whose use moves on demand cannot be produced on a CPU host: a reader function stands in for NVML.
+    used = [1000]
+    sampler = GpuPeakSampler(lambda i: ("fake", 10_000, 10_000 - used[0]), count=2, period_s=0.002).start()
+    try:
+        with sampler.window() as outer:
+            with sampler.window() as inner:
+                used[0] = 4000
+                time.sleep(0.05)
+                used[0] = 1500
+            time.sleep(0.02)
+        assert inner.peak == 8000 and outer.peak == 8000, "two GPUs of 4000 used each, summed"
+        with sampler.window() as later:
+            time.sleep(0.02)
+        assert later.peak == 3000 and sampler.total_bytes == 20_000
+    finally:
+        sampler.stop()

@@ -21,7 +21,7 @@ def test_promtool_check_rules() -> None:
     r = subprocess.run([_promtool(), "check", "rules", str(ROOT / "conf" / "alerts.yaml")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 11 rules found" in r.stdout + r.stderr
+    assert "SUCCESS: 13 rules found" in r.stdout + r.stderr
 
 
 def test_promtool_unit_tests_of_the_rules() -> None:

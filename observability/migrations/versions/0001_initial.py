@@ -16,6 +16,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # One helper per table, in dependency order (run_components refers to runs).
+    _runs()
+    _run_components()
+    _model_loads()
+    _serving_windows()
+    _stable_versions()
+    _alerts()
+
+
+def _runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -45,6 +55,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_runs_started_at", "runs", ["started_at"])
     op.create_index("ix_runs_kind_started_at", "runs", ["kind", "started_at"])
+
+
+def _run_components() -> None:
     op.create_table(
         "run_components",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -65,6 +78,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_run_components_run_id", "run_components", ["run_id"])
     op.create_index("ix_run_components_component_started", "run_components", ["component", "started_at"])
+
+
+def _model_loads() -> None:
     op.create_table(
         "model_loads",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -75,6 +91,9 @@ def upgrade() -> None:
         sa.Column("source", sa.String(200), nullable=False),
         sa.UniqueConstraint("model", "version", "observed_at", "source", name="uq_model_loads"),
     )
+
+
+def _serving_windows() -> None:
     op.create_table(
         "serving_windows",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -94,6 +113,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("instance", "window_start", name="uq_serving_windows"),
     )
     op.create_index("ix_serving_windows_start", "serving_windows", ["window_start"])
+
+
+def _stable_versions() -> None:
     op.create_table(
         "stable_versions",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -104,6 +126,9 @@ def upgrade() -> None:
         sa.Column("action", sa.String(50), nullable=False),
         sa.Column("entry_hash", sa.String(32), nullable=False, unique=True),
     )
+
+
+def _alerts() -> None:
     op.create_table(
         "alerts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
