@@ -45,6 +45,7 @@ class _Strict(BaseModel):
 
 class ArtifactsPolicy(_Strict):
     stores: list[str] = Field(default_factory=list)
+    serving_store: str | None = ".trendflow/serving/artifacts"
     lease_timeout_s: float = Field(120.0, gt=0)
     pin_archived_versions: bool = False
 
@@ -91,6 +92,7 @@ class RetentionPolicy(_Strict):
     weights: WeightsPolicy = WeightsPolicy()
     mlflow: MlflowPolicy = MlflowPolicy()
     record: str = ".trendflow/gc.jsonl"
+    record_store_url: str | None = None
 
     @property
     def cap_s(self) -> float:

@@ -51,7 +51,8 @@ def _videos(folder: Path, names: list[str], seed: int = 0) -> Path:
 
 def _policy_file(tmp: Path, **kw) -> Path:
     raw = yaml.safe_load((REPO / "conf" / "retention.yaml").read_text())
-    raw.update(record=str(tmp / "gc.jsonl"), **kw)
+    # an observability store that does not exist: records never reach the repository's own store
+    raw.update(record=str(tmp / "gc.jsonl"), record_store_url=f"sqlite:///{tmp / 'absent' / 'obs.db'}", **kw)
     p = tmp / "retention.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p
