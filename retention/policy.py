@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -76,8 +76,15 @@ class WeightsPolicy(_Strict):
         return parse_size(v)
 
 
+class MlflowArchive(_Strict):
+    # keep: archived versions' artifacts stay in the MLflow store; move: copied to `location`, verified, removed
+    mode: Literal["keep", "move"] = "keep"
+    location: str = ".trendflow/retention/archive/mlflow"
+
+
 class MlflowPolicy(_Strict):
     archive_tag: str = "archived"
+    archive: MlflowArchive = MlflowArchive()
     keep_aliases: list[str] = Field(default_factory=lambda: ["stable", "previous"])
 
 
