@@ -8,7 +8,8 @@ the registry pins (:mod:`retention.pins`), the GC report and its record (:mod:`r
 ``.trendflow/gc.jsonl``) and the CLI composition (:mod:`retention.cli`).
 
 May import: :mod:`common`; :mod:`extraction` (artifact layout, cache index, run leases, Triton status);
-:mod:`registry` and :mod:`training.data` (the store, version runs, the recorded training runs). Entry points:
+:mod:`registry` and :mod:`training.data` (the store, version runs, the recorded training runs);
+:mod:`observability` (``observability.api.record_gc``, lazily, for the GC records). Entry points:
 ``python -m extraction gc`` and ``python -m registry gc`` delegate here. Importing has no side effects.
 
 Every GC is a dry run unless told to apply; rules in ``docs/retention.md``.

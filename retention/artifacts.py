@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 from pathlib import Path
 
 from common.errors import TrendflowError
 from extraction.lease import LeaseInfo, is_live, read_leases
 from retention.live import LiveSet, StoreSnapshot, mark
 from retention.pins import Pins
-from retention.policy import RetentionPolicy
+from retention.policy import RetentionPolicy, resolve
 from retention.report import GcReport, Item
 from retention.store import scan, sweep
 from retention.temp import stale_tmp_files
@@ -97,7 +96,7 @@ def gc_store(root: Path, policy: RetentionPolicy, *, apply: bool = False, now: f
                     "files_scanned": sum(len(r.files) for r in snap.runs), "live_leases": len(live_l),
                     "index_repointed": sum(u.new_target is not None for u in live.index_updates)}
     if apply:
-        report.stats.update(sweep(root, live, gc_id=uuid.uuid4().hex[:12], progress=progress))
+        report.stats.update(sweep(root, live, gc_id=report.gc_id, progress=progress))
         for lease in dead:
             Path(lease.path).unlink(missing_ok=True)
         for it in stale:
@@ -119,29 +118,35 @@ def _oldest(leases: list[LeaseInfo]) -> float | None:
 
 
 def default_stores(policy: RetentionPolicy) -> list[Path]:
-    from retention.policy import resolve
-
     return [resolve(s) for s in policy.artifacts.stores]
 
 
+def store_kind(root: Path, policy: RetentionPolicy) -> str:
+    """``serving`` for the service's store (the policy's ``artifacts.serving_store``), else ``artifacts``."""
+    serving = resolve(policy.artifacts.serving_store) if policy.artifacts.serving_store else None
+    return "serving" if serving is not None and Path(root).resolve() == serving.resolve() else "artifacts"
+
+
 def gc_artifacts(stores: list[Path], policy: RetentionPolicy, *, apply: bool = False, now: float | None = None,
-                 pins: Pins | None = None, progress=None) -> GcReport:
-    """GC every store of ``stores`` that exists (one report); refuses an empty scope."""
+                 pins: Pins | None = None, progress=None) -> list[tuple[str, GcReport]]:
+    """GC every store of ``stores``: one ``(kind, report)`` per store (a missing one is skipped with a warning);
+    refuses an empty scope."""
     if not stores:
         raise TrendflowError("no artifact store given (--artifacts DIR) and none configured in the retention "
                              "policy's artifacts.stores: refusing to guess a scope", code="gc_scope_missing")
-    report = GcReport("artifacts", [], apply)
-    t0 = time.perf_counter()
+    out = []
     for root in stores:
+        kind = store_kind(Path(root), policy)
         if not Path(root).is_dir():
-            report.warnings.append(f"{root}: no such store, skipped")
+            skipped = GcReport(kind, [str(root)], apply)
+            skipped.warnings.append(f"{root}: no such store, skipped")
+            out.append((kind, skipped))
             continue
-        report.merge(gc_store(Path(root), policy, apply=apply, now=now, pins=pins, progress=progress))
+        out.append((kind, gc_store(Path(root), policy, apply=apply, now=now, pins=pins, progress=progress)))
     if pins is not None and pins.unrecorded:
-        report.warnings.append("registered versions that record no training runs (their data cannot be pinned): "
-                               + ", ".join(pins.unrecorded))
-    report.seconds = round(time.perf_counter() - t0, 3)
-    return report
+        out[0][1].warnings.append("registered versions that record no training runs (their data cannot be "
+                                  "pinned): " + ", ".join(pins.unrecorded))
+    return out
 
 
-__all__ = ["default_stores", "gc_artifacts", "gc_store", "live_leases"]
+__all__ = ["default_stores", "gc_artifacts", "gc_store", "live_leases", "store_kind"]

@@ -7,12 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from retention.policy import load_policy, resolve
-from retention.report import GcReport, write_record
+from common.clock import now_iso
+from retention.policy import RetentionPolicy, load_policy, resolve
+from retention.report import GcReport, write_records
 
 
-def _emit(report: GcReport, as_json: bool, record_path: Path) -> None:
-    write_record(report, record_path)
+def _emit(parts: list[tuple[str, GcReport]], report: GcReport, as_json: bool, policy: RetentionPolicy) -> None:
+    """Record each part (its kind's record: ``gc.jsonl`` + the observability store), print the whole."""
+    write_records(parts, resolve(policy.record), policy.record_store_url)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -32,17 +34,19 @@ def extraction_gc(artifacts: list[Path] | None, *, apply: bool = False, as_json:
     policy = load_policy(policy_path)
     full = not artifacts
     stores = list(artifacts) if artifacts else default_stores(policy)
-    report = GcReport("extraction", [], apply)
+    parts: list[tuple[str, GcReport]] = []
     if stores or not (temp or weights):
         pins = registry_pins(policy, registry_config)
-        report.merge(gc_artifacts(stores, policy, apply=apply, now=now, pins=pins,
-                                  progress=_progress))
+        parts += gc_artifacts(stores, policy, apply=apply, now=now, pins=pins, progress=_progress)
     if temp or full:
-        report.merge(gc_temp(policy, apply=apply, now=now))
+        parts.append(("temp", gc_temp(policy, apply=apply, now=now)))
     if weights or full:
-        report.merge(gc_weights(policy, apply=apply, now=now))
+        parts.append(("weights", gc_weights(policy, apply=apply, now=now)))
+    report = GcReport("extraction", [], apply, started_at=parts[0][1].started_at if parts else now_iso())
+    for _, part in parts:
+        report.merge(part.finish())
     report.seconds = round(time.perf_counter() - t0, 3)
-    _emit(report, as_json, resolve(policy.record))
+    _emit(parts, report.finish(), as_json, policy)
     return 0
 
 
@@ -57,5 +61,6 @@ def registry_gc(cfg, *, apply: bool = False, as_json: bool = False, policy_path:
     from retention.mlflow_gc import gc_registry
 
     policy = load_policy(policy_path)
-    _emit(gc_registry(policy, cfg, apply=apply, now=now), as_json, resolve(policy.record))
+    report = gc_registry(policy, cfg, apply=apply, now=now).finish()
+    _emit([("mlflow", report)], report, as_json, policy)
     return 0

@@ -6,8 +6,14 @@ its version; then MLflow's own ``mlflow gc --run-ids ...`` removes exactly those
 
 Versions (of the configured model types): a version is kept as is when it holds an alias (stable, previous or any
 other: someone points at it), when ``conf/inference.yaml`` pins its number, or when it is younger than the cap;
-every other version is archived: tagged ``archived=true`` + ``archived_at`` (artifacts kept where they are),
-which stops it pinning training data (:mod:`retention.pins`). Versions are never deleted.
+every other version is archived: tagged ``archived=true`` + ``archived_at``, which stops it pinning training data
+(:mod:`retention.pins`). Versions are never deleted.
+
+Archived versions' artifacts (what ``models:/<name>/<version>`` loads) stay where they are with
+``mlflow.archive.mode: keep``; with ``move`` each archived version that holds no alias and is not pinned by the
+service has them moved under ``mlflow.archive.location`` (:mod:`retention.archive`: copy, verify hashes, record,
+remove) and tagged ``archived_location``, ``archived_sha256`` (the manifest digest), ``archived_from`` (the old
+URI) and ``archived_files``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class VersionRec:
     created: float  # epoch seconds
     aliases: tuple[str, ...]
     archived: bool
+    source: str = ""  # the registered source (``models:/m-...`` or ``runs:/...``): versions may share one
+    moved_to: str | None = None  # the archive location tag: its artifacts were moved there
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,29 @@ def plan_registry(runs: list[RunRec], versions: list[VersionRec], *, audit_versi
     return delete, archive, kept
 
 
+def plan_moves(versions: list[VersionRec], archive_now: list[VersionRec], *, served: set[tuple[str, str]],
+               managed: set[str]) -> tuple[list[VersionRec], list[tuple[VersionRec, str]]]:
+    """Pure: ``(versions whose artifacts to move, (version, why) kept in place)``. A candidate is archived (or is
+    being archived now), managed, holds no alias, is not served, and was not moved yet (or its move was interrupted:
+    the caller resumes it). A source another, unmoved version also uses stays (moving it would break that one)."""
+    now_keys = {(v.name, v.version) for v in archive_now}
+    cand = [v for v in versions if v.name in managed and (v.archived or (v.name, v.version) in now_keys)
+            and not v.aliases and (v.name, v.version) not in served]
+    cand_keys = {(v.name, v.version) for v in cand}
+    users: dict[str, list[VersionRec]] = {}
+    for v in versions:
+        if v.source:
+            users.setdefault(v.source, []).append(v)
+    move, stay = [], []
+    for v in cand:
+        others = [o for o in users.get(v.source, []) if (o.name, o.version) not in cand_keys]
+        if others:
+            stay.append((v, f"its source {v.source} is also {others[0].name} v{others[0].version}'s"))
+        else:
+            move.append(v)
+    return move, stay
+
+
 def served_versions(cfg: RegistryConfig, path: Path = INFERENCE_CONFIG) -> set[tuple[str, str]]:
     """``(registered name, version)`` that ``conf/inference.yaml`` pins by number (aliases are kept anyway)."""
     if not Path(path).exists():
@@ -129,9 +160,11 @@ def _collect(client, archive_tag: str) -> tuple[list[RunRec], list[VersionRec]]:
         for a, ver in (rm.aliases or {}).items():
             aliases.setdefault(str(ver), []).append(a)
         for mv in client.search_model_versions(f"name='{rm.name}'"):
+            tags = mv.tags or {}
             versions.append(VersionRec(rm.name, str(mv.version), version_run_id(mv), mv.creation_timestamp / 1000,
                                        tuple(sorted(aliases.get(str(mv.version), []))),
-                                       (mv.tags or {}).get(archive_tag) == "true"))
+                                       tags.get(archive_tag) == "true", str(mv.source or ""),
+                                       tags.get(f"{archive_tag}_location")))
     return runs, versions
 
 
@@ -171,6 +204,12 @@ def gc_registry(policy: RetentionPolicy, cfg: RegistryConfig, *, apply: bool = F
         for v, _ in archive:
             client.set_model_version_tag(v.name, v.version, tag, "true")
             client.set_model_version_tag(v.name, v.version, f"{tag}_at", now_iso())
+    if policy.mlflow.archive.mode == "move":
+        move, stay = plan_moves(versions, [v for v, _ in archive], served=served_versions(cfg, inference_config),
+                                managed=set(cfg.models.values()))
+        report.warnings += [f"{v.name} v{v.version}: artifacts kept in place: {why}" for v, why in stay]
+        for v in move:
+            _move_version(client, v, policy, report, apply=apply)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
 
@@ -184,3 +223,58 @@ def _mlflow_gc(uri: str, run_ids: list[str]) -> str:
         raise TrendflowError(f"mlflow gc failed (exit {done.returncode}): {done.stderr.strip()[-500:]}",
                              code="mlflow_gc_failed")
     return f"mlflow gc removed {len(run_ids)} runs"
+
+
+def _local_dir(uri: str) -> Path | None:
+    """The folder a ``file://`` (or plain path) artifact URI names; None for a remote store."""
+    from urllib.parse import unquote, urlparse
+
+    u = urlparse(uri)
+    if u.scheme in ("", "file"):
+        return Path(unquote(u.path))
+    return None
+
+
+def _move_version(client, v: VersionRec, policy: RetentionPolicy, report: GcReport, *, apply: bool) -> None:
+    """Move one archived version's artifacts (or finish an interrupted move); dry run: the item only."""
+    from retention.archive import copy_verified, remove_source, tree_hashes, verify
+    from retention.policy import resolve
+
+    tag = policy.mlflow.archive_tag
+    what = f"{v.name} v{v.version}"
+    uri = client.get_model_version_download_uri(v.name, v.version)
+    src = _local_dir(uri)
+    if src is None:
+        report.errors.append(f"{what}: artifacts at {uri} are not on a local filesystem; not moved")
+        return
+    if v.moved_to:  # the archive is recorded: at most the source's removal is left
+        if not src.exists():
+            return
+        digest = client.get_model_version(v.name, v.version).tags.get(f"{tag}_sha256")
+        report.items.append(Item("model_artifacts", what, "archive_move_resume", f"archived at {v.moved_to}; "
+                                 f"the source {src} is left from an interrupted move", 0))
+        if apply:
+            if verify(Path(v.moved_to), digest) is None:
+                report.errors.append(f"{what}: the archive {v.moved_to} does not verify; the source {src} is kept")
+            else:
+                remove_source(src, report.gc_id)
+        return
+    dst = resolve(policy.mlflow.archive.location) / v.name / f"v{v.version}"
+    if not src.is_dir():
+        report.errors.append(f"{what}: its artifacts {src} are missing; nothing to move")
+        return
+    n = len(tree_hashes(src)) if not apply else None
+    report.items.append(Item("model_artifacts", what, "archive_move",
+                             f"archived: artifacts move from {src} to {dst}"
+                             + (f" ({n} files)" if n is not None else ""), 0))
+    if not apply:
+        return
+    try:
+        done = copy_verified(src, dst, report.gc_id)
+    except (TrendflowError, OSError) as exc:
+        report.errors.append(f"{what}: not moved, source kept: {exc}")
+        return
+    # the record first: a crash after it leaves a verified archive + the source, which the next GC removes
+    for key, value in (("location", done.path), ("sha256", done.digest), ("from", uri), ("files", done.files)):
+        client.set_model_version_tag(v.name, v.version, f"{tag}_{key}", str(value))
+    remove_source(src, report.gc_id)

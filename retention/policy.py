@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,6 +45,7 @@ class _Strict(BaseModel):
 
 class ArtifactsPolicy(_Strict):
     stores: list[str] = Field(default_factory=list)
+    serving_store: str | None = ".trendflow/serving/artifacts"
     lease_timeout_s: float = Field(120.0, gt=0)
     pin_archived_versions: bool = False
 
@@ -75,8 +76,15 @@ class WeightsPolicy(_Strict):
         return parse_size(v)
 
 
+class MlflowArchive(_Strict):
+    # keep: archived versions' artifacts stay in the MLflow store; move: copied to `location`, verified, removed
+    mode: Literal["keep", "move"] = "keep"
+    location: str = ".trendflow/retention/archive/mlflow"
+
+
 class MlflowPolicy(_Strict):
     archive_tag: str = "archived"
+    archive: MlflowArchive = MlflowArchive()
     keep_aliases: list[str] = Field(default_factory=lambda: ["stable", "previous"])
 
 
@@ -91,6 +99,7 @@ class RetentionPolicy(_Strict):
     weights: WeightsPolicy = WeightsPolicy()
     mlflow: MlflowPolicy = MlflowPolicy()
     record: str = ".trendflow/gc.jsonl"
+    record_store_url: str | None = None
 
     @property
     def cap_s(self) -> float:

@@ -51,7 +51,8 @@ def _videos(folder: Path, names: list[str], seed: int = 0) -> Path:
 
 def _policy_file(tmp: Path, **kw) -> Path:
     raw = yaml.safe_load((REPO / "conf" / "retention.yaml").read_text())
-    raw.update(record=str(tmp / "gc.jsonl"), **kw)
+    # an observability store that does not exist: records never reach the repository's own store
+    raw.update(record=str(tmp / "gc.jsonl"), record_store_url=f"sqlite:///{tmp / 'absent' / 'obs.db'}", **kw)
     p = tmp / "retention.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p
@@ -272,3 +273,53 @@ def test_training_records_its_extraction_runs_and_the_registry_pins_them(tmp_pat
     pins = registry_pins(load_policy(None), reg)
     assert set(pins.runs) == {(r["platform_id"], r["video_id"], r["run_id"]) for r in rows}
     assert all(why == f"training data of trendflow-baseline v{obj['model_version']}" for why in pins.runs.values())
+
+
+def test_registry_gc_moves_archived_versions_artifacts_verifiably(registry_store, tmp_path):
+    import mlflow
+
+    from registry import ops
+    from retention.archive import tree_hashes, verify
+    from retention.mlflow_gc import gc_registry
+
+    s = registry_store
+    vs = [s.log("baseline").version for _ in range(3)]
+    assert ops.promote(s.client, s.cfg, "baseline", vs[1].version, "setup").ok
+    assert ops.promote(s.client, s.cfg, "baseline", vs[2].version, "setup").ok  # stable = 3, previous = 2
+    name, old = "trendflow-baseline", vs[0].version
+    src = Path(s.client.get_model_version_download_uri(name, old).removeprefix("file://"))
+    before = tree_hashes(src)
+    loc = tmp_path / "archive"
+    policy = load_policy(None, cap_days=1e-9, record=str(tmp_path / "gc.jsonl"),
+                         mlflow={"archive": {"mode": "move", "location": str(loc)}})
+    dry = gc_registry(policy, s.cfg)
+    assert [(i.what, i.rule) for i in dry.items if i.kind == "model_artifacts"] == [(f"{name} v{old}", "archive_move")]
+    assert tree_hashes(src) == before, "dry run"
+    loc.write_text("a file where the archive folder should be")  # a real fault: the copy cannot start
+    failed = gc_registry(policy, s.cfg, apply=True)
+    assert any("not moved, source kept" in e for e in failed.errors) and tree_hashes(src) == before
+    assert "archived_location" not in s.client.get_model_version(name, old).tags
+    loc.unlink()
+    dst = loc / name / f"v{old}"
+    partial = dst.with_name(f".{dst.name}.killed.partial")  # what a kill -9 during the copy leaves
+    partial.mkdir(parents=True)
+    (partial / "MLmodel").write_text("half")
+    gc_registry(policy, s.cfg, apply=True)
+    tags = s.client.get_model_version(name, old).tags
+    assert not src.exists() and not partial.exists()
+    assert tags["archived_location"] == str(dst) and tags["archived_files"] == str(len(before))
+    assert verify(dst, tags["archived_sha256"]) is not None and tree_hashes(dst) == before, "every file, same bytes"
+    assert tags["archived_from"].endswith(str(src))
+    # a crash after the record, before the source's removal: the next GC verifies the archive, then removes it
+    import shutil
+
+    shutil.copytree(dst, src, ignore=shutil.ignore_patterns("SHA256SUMS.json"))
+    assert [i.rule for i in gc_registry(policy, s.cfg).items] == ["archive_move_resume"]
+    (dst / "MLmodel").write_text("corrupted")
+    bad = gc_registry(policy, s.cfg, apply=True)
+    assert any("does not verify" in e for e in bad.errors) and tree_hashes(src) == before, "source kept"
+    (dst / "MLmodel").write_bytes((src / "MLmodel").read_bytes())
+    gc_registry(policy, s.cfg, apply=True)
+    assert not src.exists() and gc_registry(policy, s.cfg).items == [], "nothing left to do"
+    for v in vs[1:]:  # stable and previous still load from the store
+        assert mlflow.pyfunc.load_model(f"models:/{name}/{v.version}") is not None

@@ -20,7 +20,7 @@ from retention.artifacts import gc_store
 from retention.live import FileRec, StoreSnapshot, mark
 from retention.pins import Pins
 from retention.policy import load_policy
-from retention.report import read_records, register_sink, unregister_sink, write_record
+from retention.report import gc_record, read_records, send_to_store, write_records
 from retention.store import scan, trash_runs
 from retention.temp import gc_temp, is_tmp_name
 from retention.weights import WeightVersion, plan_weights
@@ -120,6 +120,8 @@ def test_hard_linked_files_are_freed_only_with_their_last_link():
 
 
 def _policy(tmp_path, **kw):
+    # an observability store that does not exist: records never reach the repository's own store
+    kw.setdefault("record_store_url", f"sqlite:///{tmp_path / 'absent' / 'observability.db'}")
     return load_policy(None, record=str(tmp_path / "gc.jsonl"), **kw)
 
 
@@ -193,22 +195,48 @@ def test_the_cli_refuses_without_a_scope(tmp_path, capsys):
     assert "gc_scope_missing" in capsys.readouterr().err
 
 
-def test_every_gc_leaves_a_record_and_a_sink_can_take_it(tmp_path):
+RECORD_KEYS = {"gc_id", "kind", "started_at", "ended_at", "applied", "candidates", "deleted", "bytes_freed",
+               "kept_past_cap", "errors"}
+
+
+def test_every_gc_leaves_a_record_per_kind_in_the_jsonl_and_for_the_store(tmp_path):
     st = FabricatedStore(tmp_path / "store", now=time.time())
     st.add_run("v", "r1", 90)
+    st.add_run("v", "r2", 90, model_sig="other")
     pinned = Pins(runs={("yt", "v", "r1"): "training data of m v1"})
-    report = gc_store(st.root, _policy(tmp_path), pins=pinned)
-    write_record(report, tmp_path / "gc.jsonl")
-    (rec,) = read_records(tmp_path / "gc.jsonl")
-    assert rec["applied"] is False and rec["kept_past_cap"][0]["reason"] == "training data of m v1"
-    got = []
-    register_sink(lambda r: got.append(r) or True)
-    try:
-        write_record(report, tmp_path / "gc.jsonl")
-    finally:
-        for s in list(__import__("retention.report").report._SINKS):
-            unregister_sink(s)
-    assert len(got) == 1 and len(read_records(tmp_path / "gc.jsonl")) == 1, "the sink stored it: no JSON line"
+    policy = _policy(tmp_path)
+    dry = gc_store(st.root, policy, pins=pinned)
+    done = gc_store(st.root, policy, pins=pinned, apply=True)
+    lines = write_records([("artifacts", dry), ("serving", done)], tmp_path / "gc.jsonl", policy.record_store_url)
+    assert [rec["stored"] for rec in lines] == [False, False], "no observability store: the JSON line only"
+    a, b = read_records(tmp_path / "gc.jsonl")
+    assert RECORD_KEYS <= set(a) and a["gc_id"] != b["gc_id"] and b["gc_id"] == done.gc_id
+    assert [i.what for i in dry.items if i.kind == "run"] == [f"{st.root}/yt/v/r2"], "r1 is pinned past the cap"
+    assert (a["kind"], a["applied"], a["candidates"], a["deleted"], a["bytes_freed"]) == (
+        "artifacts", False, len(dry.items), 0, 0)  # the run and its index entries
+    assert a["freed_bytes"] == dry.freed_bytes > 0, "the dry run's would-free bytes stay in the JSON line"
+    assert (b["kind"], b["applied"], b["deleted"], b["bytes_freed"]) == ("serving", True, len(dry.items),
+                                                                          done.freed_bytes)
+    assert a["kept_past_cap"] == [{"item": f"run {st.root}/yt/v/r1", "reason": "pinned: training data of m v1"}]
+    assert a["started_at"] <= a["ended_at"] and a["errors"] == []
+    assert set(gc_record(dry, "temp")) == RECORD_KEYS
+    with pytest.raises(ValueError, match="gc kind 'bogus'"):
+        gc_record(dry, "bogus")
+
+
+def test_a_failing_observability_store_never_fails_the_gc(tmp_path, monkeypatch, caplog):
+    # A store whose record_gc raises (it promises not to) cannot be produced with a real store: patched in.
+    import observability.api
+
+    def broken(record, url=None):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(observability.api, "record_gc", broken, raising=False)
+    report = gc_store(FabricatedStore(tmp_path / "store", now=time.time()).root, _policy(tmp_path))
+    assert send_to_store(gc_record(report, "artifacts")) is False
+    assert "database is locked" in caplog.text
+    (line,) = write_records([("artifacts", report)], tmp_path / "gc.jsonl")
+    assert line["stored"] is False and read_records(tmp_path / "gc.jsonl")[0]["gc_id"] == report.gc_id
 
 
 def test_weights_plan_never_touches_referenced_or_loaded_versions():
