@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 
 from common.fsio import atomic_path, atomic_write_bytes
+from common.process import pid_alive
 
 # 1.1.0: first-snapshot age log-uniform over 1 h .. 10 d (was 1-48 h), so every age bucket of the spec
 # (< 6 h, 6-24 h, 1-3 d, 3-7 d, >= 7 d) appears; a horizon before the first snapshot is missing.
@@ -920,20 +921,11 @@ def _sidecar_bytes(spec: VideoSpec) -> bytes:
     return (json.dumps(spec.sidecar(), indent=2) + "\n").encode()
 
 
-def _pid_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _prepare(videos: Path, ids: set[str], clean: bool) -> None:
     videos.mkdir(parents=True, exist_ok=True)
     for tmp in videos.glob(".*.tmp"):  # leftovers of a killed run: our temp names, of a process now gone
-        if not _pid_alive(tmp.name.rsplit(".", 2)[-2]):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not (pid.isdigit() and pid_alive(int(pid))):
             tmp.unlink(missing_ok=True)
     foreign = [p for p in videos.iterdir() if p.suffix in (".mp4", ".json") and p.stem not in ids]
     if foreign and not clean:

@@ -19,6 +19,7 @@ from typing import Any
 
 from common.clock import now_iso
 from common.fsio import atomic_write_json
+from common.process import pid_alive
 
 LEASE_DIR = ".leases"
 DEFAULT_TIMEOUT_S = 120.0
@@ -93,19 +94,6 @@ def read_leases(root: Path) -> list[LeaseInfo]:
                              heartbeat_epoch=st.st_mtime, timeout_s=float(rec.get("timeout_s", DEFAULT_TIMEOUT_S)),
                              videos=tuple((str(a), str(b)) for a, b in rec.get("videos", [])), path=str(p)))
     return out
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this host (signal 0 checks without signalling)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def is_live(lease: LeaseInfo, now_epoch: float, host: str | None = None) -> bool:

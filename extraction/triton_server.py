@@ -28,6 +28,7 @@ from pathlib import Path
 from common.errors import TrendflowError, TritonUnavailable
 from common.fsio import atomic_write_json
 from common.paths import REPO_ROOT
+from common.process import pid_alive
 
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 DEFAULT_STATE_DIR = REPO_ROOT / ".trendflow" / "triton"
@@ -123,16 +124,6 @@ def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> ServerState | None:
     return ServerState(**json.loads(path.read_text()))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """GET ``url``; returns (status, body), status 0 when the connection fails."""
     try:
@@ -160,7 +151,7 @@ def start(
     """
     state_dir = Path(state_dir)
     existing = read_state(state_dir)
-    if existing and _pid_alive(existing.pid) and http_get(f"http://{existing.http_url}/v2/health/ready")[0] == 200:
+    if existing and pid_alive(existing.pid) and http_get(f"http://{existing.http_url}/v2/health/ready")[0] == 200:
         return existing
     state_dir.mkdir(parents=True, exist_ok=True)
     backends = prepare_backends(state_dir)
@@ -245,16 +236,16 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 30.0) -> bool:
     if state is None:
         return False
     stopped = False
-    if _pid_alive(state.pid):
+    if pid_alive(state.pid):
         try:
             os.killpg(state.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout_s
-        while _pid_alive(state.pid) and time.monotonic() < deadline:
+        while pid_alive(state.pid) and time.monotonic() < deadline:
             _reap(state.pid)
             time.sleep(0.2)
-        if _pid_alive(state.pid):
+        if pid_alive(state.pid):
             os.killpg(state.pid, signal.SIGKILL)
             _reap(state.pid)
         stopped = True
@@ -274,7 +265,7 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, object]:
     state = read_state(state_dir)
     if state is None:
         return {"server": "stopped", "ready": False, "models": {}}
-    alive = _pid_alive(state.pid)
+    alive = pid_alive(state.pid)
     ready = alive and http_get(f"http://{state.http_url}/v2/health/ready")[0] == 200
     models: dict[str, str] = {}
     if alive:

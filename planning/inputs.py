@@ -103,19 +103,28 @@ def cached_per_video(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]]) ->
 BACKGROUND_SAMPLE_S = 0.15  # planning is part of every run's wall time: load is sampled while it gathers inputs
 
 
-def discover_devices(background: float | None = None, own_pids: Iterable[int] = ()) -> list[Device]:
+def discover_devices(background: float | None = None, own_pids: Iterable[int] = (), *, cpus: float | None = None,
+                     declared_gpus: int = 0, declared_gpu_bytes: int = 0) -> list[Device]:
     """CPU RAM available now, the cores and how many of them other processes keep busy (sampled for
     ``BACKGROUND_SAMPLE_S``; this run's processes ``own_pids`` are excluded), plus each GPU's free memory (NVML,
-    else ``torch.cuda``) when an NVIDIA driver is present."""
+    else ``torch.cuda``) when an NVIDIA driver is present.
+
+    A Ray node (``planning.distributed``) passes what it declares: ``cpus`` is the CPU device's concurrency (a
+    node started with ``--num-cpus 1`` is one core to the planner, whatever the machine has), and when no driver
+    reports a GPU, ``declared_gpus`` GPUs share ``declared_gpu_bytes`` equally (the fake GPUs of a test cluster).
+    """
     import psutil
 
     from planning.probes import background_busy_cores
 
     bg = background if background is not None else background_busy_cores(BACKGROUND_SAMPLE_S, own_pids)
-    devices = [Device("cpu", "cpu", int(psutil.virtual_memory().available), concurrency=float(os.cpu_count() or 1),
+    concurrency = float(cpus) if cpus is not None else float(os.cpu_count() or 1)
+    devices = [Device("cpu", "cpu", int(psutil.virtual_memory().available), concurrency=concurrency,
                       background=float(bg))]
-    devices += [Device(f"gpu{g.index}", "gpu", g.free_bytes) for g in gpu_memory()]
-    return devices
+    gpus = [Device(f"gpu{g.index}", "gpu", g.free_bytes) for g in gpu_memory()]
+    if not gpus and declared_gpus > 0:
+        gpus = [Device(f"gpu{i}", "gpu", int(declared_gpu_bytes / declared_gpus)) for i in range(declared_gpus)]
+    return devices + gpus
 
 
 def model_signatures(handles: Mapping[str, Any]) -> dict[str, str]:

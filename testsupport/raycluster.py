@@ -1,4 +1,8 @@
-"""A real multi-node Ray cluster on one machine: one ``ray start --block`` process (and session) per node.
+"""Real multi-node Ray clusters on one machine, for the tests and the scale-out benchmark.
+
+* :class:`InProcessRayCluster`: ``ray.cluster_utils.Cluster`` (real raylets and GCS, started from this process,
+  which is the driver), for the tests: quick to start, nodes added and killed from the test.
+* :class:`LocalRayCluster`: one ``ray start --block`` process (and session) per node, for the benchmark.
 
 Each node is a real raylet with its own ``--num-cpus``, ``--resources`` (``cpu_mem_mb``...) and, optionally, a CPU
 affinity (``taskset``: its raylet, its workers and every process they start -- the node's Triton -- run on those
@@ -13,16 +17,20 @@ releases' raylets abort when their agents take more than a hard-coded 15 s to st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTUP_NICE = -5
+MIB = 2**20
 
 
 @dataclass
@@ -165,3 +173,123 @@ class LocalRayCluster:
         for p in reversed(self.procs):
             self._kill_session(p)
         self.procs.clear()
+
+
+def agent_ports() -> dict[str, int]:
+    """Fixed ports for a node's agents, chosen here (nothing to discover while the node starts)."""
+    out = {}
+    for key in ("metrics_agent_port", "metrics_export_port", "dashboard_agent_listen_port", "runtime_env_agent_port"):
+        out[key] = _free_port()
+    return out
+
+
+@contextlib.contextmanager
+def patient_raylet_startup(wait_s: float = 90.0):
+    """Ray gives a starting raylet a fixed 30 s to register with the GCS (``ray._private.node``), which a 2-core
+    machine shared with other test runs exceeds; its registration lookup retries here for up to ``wait_s``.
+    Nothing else of Ray changes: the raylets, the GCS and the registration are real."""
+    from ray._private import services
+    from ray._private import utils as ray_utils
+
+    original = services.get_node
+
+    def get_node(*args, **kwargs):
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return original(*args, **kwargs)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    services.get_node = get_node
+    # Minimal agents (no dashboard HTTP server, which these tests do not use): the full dashboard agent is the
+    # slowest process of a node start on a loaded 2-core machine.
+    deps = ray_utils.get_dashboard_dependency_error
+    ray_utils.get_dashboard_dependency_error = lambda: "agents started minimal by the test fixture"
+    try:
+        yield
+    finally:
+        services.get_node = original
+        ray_utils.get_dashboard_dependency_error = deps
+
+
+class InProcessRayCluster:
+    """A head and more nodes of ``ray.cluster_utils.Cluster`` (each a real raylet with its own ``num_cpus``,
+    ``num_gpus`` and ``resources``; :attr:`NodeSpec.cores` is not applied), this process connected as driver.
+
+    ``state_root`` is where the Ray executor keeps each node's Triton state (``node-<node id>``): the Tritons of
+    this cluster's nodes are stopped by :meth:`shutdown`, none of another run's. A killed raylet is noticed by the
+    GCS within ~3 s (health checks every second) instead of Ray's default ~30 s. Always :meth:`shutdown`.
+    """
+
+    def __init__(self, nodes: list[NodeSpec], *, state_root: Path, object_store_bytes: int = 80 * MIB) -> None:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.state_root = Path(state_root)
+        self.cluster = None
+        os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")  # agents boot slowly on a loaded machine
+        head, *rest = nodes
+
+        def args(spec: NodeSpec) -> dict:
+            return dict(num_cpus=spec.cpus, num_gpus=spec.gpus, resources=dict(spec.resources),
+                        object_store_memory=object_store_bytes, **agent_ports())
+
+        try:
+            with patient_raylet_startup():
+                self.cluster = Cluster(initialize_head=True, head_node_args=dict(
+                    **args(head), include_dashboard=False,
+                    _system_config={"health_check_period_ms": 1000, "health_check_failure_threshold": 3,
+                                    "health_check_timeout_ms": 1000}))
+                self.nodes = [self.cluster.head_node, *(self.cluster.add_node(**args(spec)) for spec in rest)]
+                self.cluster.wait_for_nodes()
+            ray.init(address=self.cluster.address, log_to_driver=False)
+        except BaseException:
+            self.shutdown()
+            raise
+        self.node_ids = [n.node_id for n in self.nodes]
+
+    @property
+    def address(self) -> str:
+        return self.cluster.address
+
+    def state_dir(self, node_id: str) -> Path:
+        return self.state_root / f"node-{node_id[:12]}"
+
+    def kill_raylet(self, i: int) -> None:
+        """SIGKILL node ``i``'s raylet (the fault of a machine lost mid-run, as the cluster sees it)."""
+        from ray._private import ray_constants
+
+        self.nodes[i].all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.kill()
+
+    @staticmethod
+    def alive(node_id: str) -> bool:
+        """Whether the GCS's node table (Ray's state of the cluster) says the node is alive."""
+        import ray
+
+        return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
+
+    def wait_dead(self, node_id: str, timeout_s: float = 120.0) -> float:
+        """Wait until the GCS has marked ``node_id`` dead; returns the seconds it took. Raises ``TimeoutError``."""
+        t0 = time.monotonic()
+        while self.alive(node_id):
+            if time.monotonic() - t0 > timeout_s:
+                raise TimeoutError(f"node {node_id[:8]} still alive after {timeout_s:.0f}s")
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
+    def shutdown(self) -> None:
+        import ray
+
+        from extraction import triton_server
+
+        ray.shutdown()
+        try:
+            if self.cluster is not None:
+                self.cluster.shutdown()
+        finally:
+            for node_id in getattr(self, "node_ids", ()):
+                triton_server.stop(self.state_dir(node_id))
+                shutil.rmtree(self.state_dir(node_id), ignore_errors=True)

@@ -46,24 +46,19 @@ def probe_node(out_root: str, resources: dict[str, float]) -> NodeProbe:
     Ray (a node started with ``--num-cpus 1`` is one core to the planner), and without NVML the GPUs Ray says the
     node has are reported with an equal share of the node's declared ``gpu_mem_mb`` (fake GPUs of a test cluster).
     """
-    import psutil
     import ray
 
     from planning.checklist import detect_hardware
     from planning.inputs import discover_devices
 
-    found = discover_devices(background=0.0)
-    cpu = Device("cpu", "cpu", int(psutil.virtual_memory().available),
-                 concurrency=float(resources.get("CPU", os.cpu_count() or 1)))
-    gpus = [d for d in found if d.kind == "gpu"]
-    if not gpus and resources.get("GPU"):
-        n = int(resources["GPU"])
-        gpus = [Device(f"gpu{i}", "gpu", int(resources.get(GPU_MEM, 0) * MIB / n)) for i in range(n)]
+    devices = discover_devices(background=0.0, cpus=resources.get("CPU", os.cpu_count() or 1),
+                               declared_gpus=int(resources.get("GPU", 0)),
+                               declared_gpu_bytes=int(resources.get(GPU_MEM, 0) * MIB))
     root = Path(out_root)
     probe_dir = root if root.exists() else root.parent
     return NodeProbe(node_id=ray.get_runtime_context().get_node_id(), address=ray.util.get_node_ip_address(),
                      hardware_id=detect_hardware().id,
-                     devices=(cpu, *gpus), sees_store=probe_dir.is_dir() and os.access(probe_dir, os.W_OK),
+                     devices=tuple(devices), sees_store=probe_dir.is_dir() and os.access(probe_dir, os.W_OK),
                      pid=os.getpid())
 
 

@@ -22,51 +22,20 @@ from common.errors import InsufficientMemory
 from extraction.artifacts import latest_runs, load_run
 from extraction.config import load_profile
 from extraction.provider import TritonModelProvider
-from extraction.runner import ExtractionRun
 from planning.api import run_extraction
 from planning.checklist import (
-    BatchPoint,
-    Checklist,
     ChecklistStale,
-    DecodeProfile,
-    ModelEntry,
-    SizeClassProfile,
     detect_hardware,
     load_checklist,
     save_checklist,
 )
 from planning.profiler import profile
+from testsupport.planning import UNITS, synthetic_checklist
 from testsupport.videos import write_sidecar, write_video
 
 pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[2]
 MB = 10**6
-UNITS = {"visual": "frame", "faces": "frame", "motion": "frame_pair", "audio": "audio_window", "text": "text"}
-
-
-def _handles(url: str) -> dict:
-    run = ExtractionRun(cfg=load_profile("fast"), out_root=Path("."), provider=TritonModelProvider(url),
-                        progress=False)
-    return run.resolve_models()
-
-
-def synthetic_checklist(url: str, path: Path, *, per_unit_bytes: int = 100 * MB, digest_of: dict | None = None
-                        ) -> Path:
-    """Made-up costs (every unit ``per_unit_bytes``, cheap and flat time) for the models the server serves now.
-    Loads are priced at a minute so that the planner never reloads a model to change its instances here."""
-    entries = {}
-    for comp, h in _handles(url).items():
-        pts = [BatchPoint(batch=b, seconds=0.002 + 0.001 * b, mem_bytes=per_unit_bytes * b) for b in (1, 2, 4, 8, 16)]
-        entries[comp] = ModelEntry(
-            component=comp, model=h.name, version=h.version,
-            weights_digest=(digest_of or {}).get(comp, h.used.weights_digest), unit=UNITS[comp],
-            tier=0 if comp in ("visual", "text") else 1, max_batch_size=h.max_batch_size, fixed_bytes=10 * MB,
-            load_seconds=60.0, size_classes={"360p": SizeClassProfile(points=pts)})
-    cl = Checklist(profile="fast", hardware=detect_hardware(gpus=[]), triton_version="test",
-                   measured_at="2026-11-24T00:00:00Z",
-                   decode={"360p": DecodeProfile(seconds_per_decoded_frame=0.001, per_frame_bytes=50_000)},
-                   models=entries)
-    return save_checklist(cl, path)
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,7 @@ import pytest
 
 from common.errors import ConfigError, InsufficientMemory
 from planning.distributed.cluster_plan import CPU_MEM, GPU_MEM, MIB, NodeReport, assign_videos, plan_cluster
-from planning.specs import Device
-from tests.unit.test_planner import FRAMES, GB, OD, SC, checklist, entry, videos
-
-COMPS = [FRAMES, OD, SC]
-
-
-def gpu_checklist():
-    # od holds 3 GB of weights, sc 1 GB; 0.5 GB / 0.25 GB per frame of a request
-    return checklist(entry("od", per_unit_bytes=0.5 * GB, seconds_per_unit=0.02, overhead_s=0.01, fixed=3 * GB),
-                     entry("sc", per_unit_bytes=0.25 * GB, seconds_per_unit=0.01, overhead_s=0.01, fixed=1 * GB))
-
-
-def gpu_node(name: str, free_gb: list[float], *, declared_gpu_gb: float | None = None) -> NodeReport:
-    gpus = tuple(Device(f"gpu{i}", "gpu", int(f * GB)) for i, f in enumerate(free_gb))
-    declared = declared_gpu_gb if declared_gpu_gb is not None else sum(free_gb)
-    return NodeReport(node_id=name * 8, address=f"10.0.0.{len(name)}", hardware_id="synthetic",
-                      devices=(Device("cpu", "cpu", 64 * GB, concurrency=8.0), *gpus),
-                      resources={"CPU": 8, "GPU": len(gpus), CPU_MEM: 32 * GB / MIB, GPU_MEM: declared * GB / MIB})
+from testsupport.planning import COMPS, GB, gpu_checklist, gpu_node, videos
 
 
 def test_two_nodes_of_four_gpus_with_different_free_memory():

@@ -10,10 +10,7 @@ from planning.checklist import Checklist
 from planning.planner import plan
 from planning.simulate import Stage, simulate
 from planning.specs import BatchPlan, ComponentSpec, Device, VideoSpec
-from testsupport.planning import FRAMES, GB, checklist, entry, videos
-
-OD = ComponentSpec("od", ("frames",), uses_model=True, uses_frames=True)
-SC = ComponentSpec("sc", ("frames",), uses_model=True, uses_frames=True)
+from testsupport.planning import FRAMES, GB, OD, SC, checklist, entry, videos
 
 
 def seed_checklist(**kw) -> Checklist:
