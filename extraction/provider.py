@@ -51,7 +51,8 @@ class ModelHandle:
         p = self.parameters
         return ModelUsed(model_name=self.name, model_version=self.version,
                          weights_digest=p.get("weights_digest", "unknown"), runtime=p.get("runtime", "triton-python"),
-                         engine=p.get("engine", "unknown"), precision=p.get("precision", "fp32"), device=self.device)
+                         engine=p.get("engine", "unknown"), precision=p.get("precision", "fp32"), device=self.device,
+                         engine_build_hash=p.get("engine_build_hash", ""))
 
 
 @dataclass

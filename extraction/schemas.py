@@ -173,6 +173,10 @@ class ModelUsed(BaseModel):
     engine: str
     precision: str
     device: str
+    # Hash of what an exported engine was built from (source weights digest, opset, exporter versions); "" for a
+    # model served by its source framework. Enters the model signature, so exported and source-framework
+    # artifacts never share a cache key even when name, version and weights agree.
+    engine_build_hash: str = ""
 
 
 class ArtifactMeta(BaseModel):

@@ -153,8 +153,10 @@ def model_signature(models: list[ModelUsed]) -> str:
 
     if not models:
         return "none"
-    return json_hash(sorted((m.model_name, m.model_version, m.weights_digest, m.engine, m.precision, m.device)
-                              for m in models))
+    # The build hash joins the tuple only when set, so models without an exported engine keep their keys.
+    return json_hash(sorted((m.model_name, m.model_version, m.weights_digest, m.engine, m.precision, m.device,
+                             *((m.engine_build_hash,) if m.engine_build_hash else ()))
+                            for m in models))
 
 
 def empty_like_schema(component: str, **scalars: float) -> dict[str, np.ndarray]:

@@ -105,6 +105,19 @@ def test_model_signature_changes_with_version_and_digest():
     assert model_signature([m.model_copy(update={"weights_digest": "sha256:b"})]) != sig
 
 
+def test_model_signature_keeps_exported_engines_apart():
+    torch_m = ModelUsed(model_name="visual_embed_fast", model_version="1", weights_digest="sha256:a",
+                        runtime="triton-python", engine="torch-2.13-cpu", precision="fp32", device="cpu")
+    onnx_m = torch_m.model_copy(update={"engine": "onnxruntime-1.20", "engine_build_hash": "sha256:build1"})
+    assert model_signature([onnx_m]) != model_signature([torch_m])
+    # A rebuilt export (other opset or exporter) is another engine build: another key, same weights.
+    rebuilt = onnx_m.model_copy(update={"engine_build_hash": "sha256:build2"})
+    assert model_signature([rebuilt]) != model_signature([onnx_m])
+    # No build hash: the signature is the one models had before build hashes existed (torch caches keep their keys).
+    assert model_signature([torch_m]) == json_hash(sorted([("visual_embed_fast", "1", "sha256:a", "torch-2.13-cpu",
+                                                            "fp32", "cpu")]))
+
+
 def test_components_come_after_their_dependencies():
     order = [c.name for c in default_components()]
     for comp in default_components():
