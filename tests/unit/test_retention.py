@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -120,8 +121,8 @@ def test_hard_linked_files_are_freed_only_with_their_last_link():
 
 
 def _policy(tmp_path, **kw):
-    # an observability store that does not exist: records never reach the repository's own store
-    kw.setdefault("record_store_url", f"sqlite:///{tmp_path / 'absent' / 'observability.db'}")
+    # a throwaway observability store: records never reach the repository's own store
+    kw.setdefault("record_store_url", f"sqlite:///{tmp_path / 'obs' / 'observability.db'}")
     return load_policy(None, record=str(tmp_path / "gc.jsonl"), **kw)
 
 
@@ -208,8 +209,14 @@ def test_every_gc_leaves_a_record_per_kind_in_the_jsonl_and_for_the_store(tmp_pa
     dry = gc_store(st.root, policy, pins=pinned)
     done = gc_store(st.root, policy, pins=pinned, apply=True)
     lines = write_records([("artifacts", dry), ("serving", done)], tmp_path / "gc.jsonl", policy.record_store_url)
-    assert [rec["stored"] for rec in lines] == [False, False], "no observability store: the JSON line only"
+    assert [rec["stored"] for rec in lines] == [True, True], "both records reach the observability store"
     a, b = read_records(tmp_path / "gc.jsonl")
+    with sqlite3.connect(tmp_path / "obs" / "observability.db") as db:
+        stored = dict(db.execute("SELECT gc_id, kind FROM gc_runs").fetchall())
+    assert stored == {a["gc_id"]: "artifacts", b["gc_id"]: "serving"}
+    assert write_records([("serving", done)], tmp_path / "again.jsonl", policy.record_store_url)[0]["stored"]
+    with sqlite3.connect(tmp_path / "obs" / "observability.db") as db:
+        assert db.execute("SELECT count(*) FROM gc_runs").fetchone() == (2,), "idempotent by gc_id"
     assert RECORD_KEYS <= set(a) and a["gc_id"] != b["gc_id"] and b["gc_id"] == done.gc_id
     assert [i.what for i in dry.items if i.kind == "run"] == [f"{st.root}/yt/v/r2"], "r1 is pinned past the cap"
     assert (a["kind"], a["applied"], a["candidates"], a["deleted"], a["bytes_freed"]) == (
