@@ -142,18 +142,24 @@ def _p95_by_component(ctx: Context, since: datetime, until: datetime) -> dict[st
     return out
 
 
-def component_latency_doubled(rule: Rule, ctx: Context) -> dict[str, float]:
-    """p95 now vs the same window a day earlier; without that history, vs the previous window."""
+def _p95_doubled(rule: Rule, ctx: Context, p95_of) -> dict[str, float]:
+    """Keys of ``p95_of(ctx, since, until)`` whose p95 now is over ``threshold`` (default 2) times its p95 in the
+    same window a day earlier, or, without that history, in the previous window; the value is the ratio."""
     thr, w = rule.threshold if rule.threshold is not None else 2.0, rule.window
-    now = _p95_by_component(ctx, ctx.now - w, ctx.now)
-    day = _p95_by_component(ctx, ctx.now - timedelta(days=1) - w, ctx.now - timedelta(days=1))
-    prev = _p95_by_component(ctx, ctx.now - 2 * w, ctx.now - w)
+    now = p95_of(ctx, ctx.now - w, ctx.now)
+    day = p95_of(ctx, ctx.now - timedelta(days=1) - w, ctx.now - timedelta(days=1))
+    prev = p95_of(ctx, ctx.now - 2 * w, ctx.now - w)
     out = {}
-    for c, p in now.items():
-        base = day.get(c) or prev.get(c)
+    for key, p in now.items():
+        base = day.get(key) or prev.get(key)
         if base and p / base > thr:
-            out[f"component={c}"] = round(p / base, 3)
+            out[key] = round(p / base, 3)
     return out
+
+
+def component_latency_doubled(rule: Rule, ctx: Context) -> dict[str, float]:
+    """Component p95 now vs the same window a day earlier; without that history, vs the previous window."""
+    return {f"component={c}": r for c, r in _p95_doubled(rule, ctx, _p95_by_component).items()}
 
 
 def oom_rate(rule: Rule, ctx: Context) -> dict[str, float]:
@@ -225,16 +231,7 @@ def _stage_p95(ctx: Context, since: datetime, until: datetime) -> dict[str, floa
 
 def serving_latency_doubled(rule: Rule, ctx: Context) -> dict[str, float]:
     """Serving p95 per stage and model type now vs the same window a day earlier (else the previous window)."""
-    thr, w = rule.threshold if rule.threshold is not None else 2.0, rule.window
-    now = _stage_p95(ctx, ctx.now - w, ctx.now)
-    day = _stage_p95(ctx, ctx.now - timedelta(days=1) - w, ctx.now - timedelta(days=1))
-    prev = _stage_p95(ctx, ctx.now - 2 * w, ctx.now - w)
-    out = {}
-    for key, p in now.items():
-        base = day.get(key) or prev.get(key)
-        if base and p / base > thr:
-            out[key] = round(p / base, 3)
-    return out
+    return _p95_doubled(rule, ctx, _stage_p95)
 
 
 def ood_rate(rule: Rule, ctx: Context) -> dict[str, float]:
