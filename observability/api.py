@@ -111,16 +111,7 @@ def record_failed_run(kind: str, code: str, message: str, *, url: str | None = N
     rec = ing.RunRecord(run_key=f"{kind}:failed:{when.isoformat()}:{json_hash(message, 8)}", kind=kind,
                         status="error", started_at=when, finished_at=when, source="hook",
                         fields=dict(errors=1, metrics={"error_code": code, "error_message": message[:400]}))
-    try:
-        store = open_store(url or load_config().store_url())
-        try:
-            ing.upsert_runs(store, [rec])
-        finally:
-            store.close()
-        return True
-    except Exception as exc:
-        log.warning("failed %s run not recorded in the observability store: %s", kind, exc)
-        return False
+    return _write_or_log(url, lambda store: ing.upsert_runs(store, [rec]), f"failed {kind} run")
 
 
 def record_gc(record: dict, url: str | None = None) -> bool:
@@ -138,16 +129,7 @@ def record_gc(record: dict, url: str | None = None) -> bool:
     except (ValueError, TypeError, AttributeError) as exc:
         log.warning("GC record not stored (malformed): %s", exc)
         return False
-    try:
-        store = open_store(url or load_config().store_url())
-        try:
-            ing.upsert_gc(store, [record])
-        finally:
-            store.close()
-        return True
-    except Exception as exc:  # the GC itself succeeded; an unreachable store must not fail it
-        log.warning("GC record %s not stored in the observability store: %s", record.get("gc_id"), exc)
-        return False
+    return _write_or_log(url, lambda store: ing.upsert_gc(store, [record]), f"GC record {record.get('gc_id')}")
 
 
 def serving_recorder(registry: Any, instance: str, cfg: ObservabilityConfig | None = None) -> Any:
@@ -257,3 +239,18 @@ def as_jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [as_jsonable(v) for v in obj]
     return obj
+
+
+def _write_or_log(url: str | None, write: Any, what: str) -> bool:
+    """``write(store)`` on the store at ``url`` (default: the configured one); False, logged, when the store is
+    unreachable or the write fails: the work being recorded already succeeded and must not fail because of it."""
+    try:
+        store = open_store(url or load_config().store_url())
+        try:
+            write(store)
+        finally:
+            store.close()
+        return True
+    except Exception as exc:
+        log.warning("%s not stored in the observability store: %s", what, exc)
+        return False
