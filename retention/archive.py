@@ -16,7 +16,6 @@ replaced by the next attempt; an existing ``dst`` that does not verify is never 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from common.errors import TrendflowError
 from common.fsio import atomic_write_json
+from common.hashing import file_hash, json_hash
 
 MANIFEST = "SHA256SUMS.json"
 
@@ -40,23 +40,15 @@ class Archived:
     digest: str  # sha256 of the manifest's canonical JSON: one value to record and compare
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def tree_hashes(root: Path) -> dict[str, str]:
     """``relative path -> sha256`` of every file under ``root`` (the archive manifest itself excluded)."""
     root = Path(root)
-    return {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*"))
+    return {p.relative_to(root).as_posix(): file_hash(p, 64) for p in sorted(root.rglob("*"))
             if p.is_file() and not p.is_symlink() and p.relative_to(root).as_posix() != MANIFEST}
 
 
 def manifest_digest(hashes: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(hashes, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return json_hash(hashes, 64)
 
 
 def verify(dst: Path, digest: str | None = None) -> Archived | None:
