@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.errors import ConfigError
 from common.paths import CONF_DIR, REPO_ROOT
@@ -62,6 +62,25 @@ class TempPolicy(_Strict):
     tmp_file_roots: list[str] = Field(default_factory=list)
 
 
+class WeightCache(_Strict):
+    """A weight cache outside the model repository (``weights.caches``; conf/retention.yaml says what each kind
+    means)."""
+
+    name: str
+    kind: Literal["package", "folder"]
+    package: str | None = None  # kind package: the importable name of the installed package
+    path: str | None = None  # kind folder: <path>/<triton model>/<version>/ build folders
+    used_by: list[str] = Field(default_factory=list)  # kind package: Triton models whose weights it holds
+
+    @model_validator(mode="after")
+    def _where(self) -> WeightCache:
+        if self.kind == "package" and not self.package:
+            raise ValueError(f"cache {self.name!r}: kind package needs `package` (the importable name)")
+        if self.kind == "folder" and not self.path:
+            raise ValueError(f"cache {self.name!r}: kind folder needs `path`")
+        return self
+
+
 class WeightsPolicy(_Strict):
     model_repository: str = "model_repository"
     mapping: str = "conf/triton_models.yaml"
@@ -69,6 +88,7 @@ class WeightsPolicy(_Strict):
     archive_dir: str = ".trendflow/retention/archive/model_repository"
     archive_days: float = Field(30.0, ge=0)
     max_bytes: int = Field(20 * 2**30, ge=0)
+    caches: list[WeightCache] = Field(default_factory=list)
 
     @field_validator("max_bytes", mode="before")
     @classmethod

@@ -348,3 +348,73 @@ def test_the_distributed_executors_video_leases_hold_too(tmp_path):
         assert report.kept == {"leased": 1} and (st.root / "yt/v/old").exists()
     assert not (st.root / "yt/w/old").exists()
     assert (st.root / "yt/v/old").exists(), "the video's lease ended after the sweep: its run is swept next time"
+
+
+def test_weights_plan_counts_fixed_bytes_toward_the_cap():
+    vs = [WeightVersion("a", "1", "/r/a/1", 40, NOW - DAY), WeightVersion("a", "2", "/r/a/2", 40, NOW - 2 * DAY)]
+    assert plan_weights(vs, set(), set(), now=NOW, grace_s=14 * DAY, max_bytes=100) == []
+    plan = plan_weights(vs, set(), set(), now=NOW, grace_s=14 * DAY, max_bytes=100, fixed_bytes=30)
+    assert [(p[0].version, p[1]) for p in plan] == [("2", "lru_size_cap")]
+
+
+def _weights_policy(tmp_path, mapping_models: str, caches: list[dict]):
+    repo = tmp_path / "repo"
+    repo.mkdir(exist_ok=True)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(f"models: {{{mapping_models}}}\n")
+    p = tmp_path / "r.yaml"
+    p.write_text(json.dumps({"weights": {"model_repository": str(repo), "mapping": str(mapping),
+                                         "archive_dir": str(tmp_path / "archive"), "grace_days": 14,
+                                         "caches": caches}}))
+    return load_policy(p)
+
+
+def test_weights_gc_archives_engine_builds_verified_and_never_deletes_a_package(tmp_path, monkeypatch):
+    from retention.archive import MANIFEST, tree_hashes
+    from retention.weights import gc_weights
+
+    now = time.time()
+    pkg = tmp_path / "site" / "fake_text_weights"
+    (pkg / "model").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "model" / "model.safetensors").write_bytes(b"w" * 1000)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    engines = tmp_path / "engines"
+    for model, version in (("embed_onnx", "1"), ("embed_onnx", "2")):
+        f = engines / model / version / "model.onnx"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(version.encode() * 300)
+        os.utime(f, (now - 30 * DAY, now - 30 * DAY))
+    caches = [{"name": "text", "kind": "package", "package": "fake_text_weights", "used_by": ["text_embed"]},
+              {"name": "engines", "kind": "folder", "path": str(engines)}]
+    policy = _weights_policy(tmp_path, "t: {triton_model: text_embed, version: '1'}, "
+                                       "e: {triton_model: embed_onnx, version: '1'}", caches)
+    source_hashes = tree_hashes(engines / "embed_onnx" / "2")
+    for f in engines.rglob("model.onnx"):  # reading them for the hashes counted as a use
+        os.utime(f, (now - 30 * DAY, now - 30 * DAY))
+
+    report = gc_weights(policy, apply=True, now=now, loaded=set())
+    assert [(Path(i.what).parts[-2:], i.rule) for i in report.items] == [(("embed_onnx", "2"),
+                                                                         "unreferenced_past_grace")]
+    assert report.kept["package_in_use:text"] == 1 and report.warnings == [] and report.errors == []
+    assert report.stats["cache_text_bytes"] == 1000 and report.stats["weights_bytes"] == 1600
+    assert not (engines / "embed_onnx" / "2").exists() and (engines / "embed_onnx" / "1").exists()
+    (archived,) = (tmp_path / "archive" / "embed_onnx").iterdir()
+    assert json.loads((archived / MANIFEST).read_text()) == source_hashes == tree_hashes(archived)
+
+    # Nothing references the text model any more: the GC says so, with the way out, and leaves its files alone.
+    unused = _weights_policy(tmp_path, "e: {triton_model: embed_onnx, version: '1'}", caches)
+    again = gc_weights(unused, apply=True, now=now, loaded=set())
+    assert any("fake_text_weights" in w and "pip uninstall" in w for w in again.warnings)
+    assert all("fake_text_weights" not in i.what for i in again.items)
+    assert (pkg / "model" / "model.safetensors").read_bytes() == b"w" * 1000
+
+
+def test_weights_cache_needs_its_location(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(json.dumps({"weights": {"caches": [{"name": "engines", "kind": "folder"}]}}))
+    with pytest.raises(ConfigError, match="weights.caches.0.*needs `path`"):
+        load_policy(p)
+    p.write_text(json.dumps({"weights": {"caches": [{"name": "x", "kind": "zip", "path": "y"}]}}))
+    with pytest.raises(ConfigError, match="weights.caches.0.kind"):
+        load_policy(p)
