@@ -207,7 +207,8 @@ def _add_overview_pages(app: FastAPI, store: Store, page: Any) -> None:
 
 
 def prometheus_text(store: Store) -> str:
-    """Store totals as Prometheus counters (what conf/alerts.yaml's extraction rules read)."""
+    """Store totals as Prometheus counters and the component latency histogram (what conf/alerts.yaml's extraction
+    rules read)."""
     from sqlalchemy import func, select
 
     from observability.schema import Run, RunComponent
@@ -227,7 +228,38 @@ def prometheus_text(store: Store) -> str:
             "# TYPE trendflow_extraction_runs_total counter", f"trendflow_extraction_runs_total {runs}",
             "# HELP trendflow_extraction_oom_total Extraction runs with at least one out-of-memory",
             "# TYPE trendflow_extraction_oom_total counter", f"trendflow_extraction_oom_total {ooms}"]
+    out += component_latency_histogram(store)
     return "\n".join(out) + "\n"
+
+
+def component_latency_histogram(store: Store) -> list[str]:
+    """``trendflow_component_latency_seconds`` per component, cumulative over every extraction run in the store,
+    on :data:`observability.histogram.LATENCY_BUCKETS` (the hourly rollups hold per-bucket counts: one row per
+    component and hour is read, not one per run)."""
+    from sqlalchemy import select
+
+    from observability.histogram import LATENCY_BUCKETS, merge
+    from observability.schema import ComponentHour
+
+    with store.session() as s:
+        rows = s.execute(select(ComponentHour.component, ComponentHour.latency_buckets,
+                                ComponentHour.latency_sum_s).order_by(ComponentHour.component)).all()
+    per: dict[str, tuple[list[int], float]] = {}
+    for component, buckets, total in rows:
+        counts, seconds = per.get(component, (None, 0.0))
+        merged = merge([b for b in (counts, buckets) if b])
+        per[component] = (merged, seconds + float(total or 0.0))
+    name = "trendflow_component_latency_seconds"
+    out = [f"# HELP {name} Extraction component latency per video (from manifests)", f"# TYPE {name} histogram"]
+    bounds = [*(f"{b:g}" for b in LATENCY_BUCKETS), "+Inf"]
+    for component, (counts, seconds) in per.items():
+        cumulative = 0
+        for le, c in zip(bounds, counts, strict=True):
+            cumulative += c
+            out.append(f'{name}_bucket{{component="{component}",le="{le}"}} {cumulative}')
+        out.append(f'{name}_sum{{component="{component}"}} {seconds:.6f}')
+        out.append(f'{name}_count{{component="{component}"}} {cumulative}')
+    return out
 
 
 def serve(cfg: ObservabilityConfig, url: str, host: str = "127.0.0.1", port: int = 8200) -> None:

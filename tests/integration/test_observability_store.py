@@ -189,6 +189,42 @@ def test_hourly_rollups_equal_the_stats_of_the_runs(store, real_run, tmp_path) -
     same()
 
 
+def test_metrics_export_the_component_latency_histogram_prometheus_reads(store, real_run) -> None:
+    """What conf/alerts.yaml's ComponentLatencyP95Doubled reads: valid exposition (promtool check metrics), one
+    cumulative histogram per component whose count is the component's executions and whose p95, computed from the
+    exported buckets, is the store's own."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from observability.histogram import LATENCY_BUCKETS, histogram_quantile
+    from observability.web import prometheus_text
+
+    ing.ingest_artifacts(store, real_run.artifacts)
+    text = prometheus_text(store)
+    tool = shutil.which("promtool")
+    assert tool, "promtool is not installed: apt-get install prometheus (.ci/run does)"
+    check = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "trendflow_component_latency_seconds"]
+    assert family.type == "histogram"
+    buckets: dict[str, list[float]] = {}
+    counts: dict[str, float] = {}
+    for sample in family.samples:
+        c = sample.labels["component"]
+        if sample.name.endswith("_bucket"):
+            buckets.setdefault(c, []).append(sample.value)
+        elif sample.name.endswith("_count"):
+            counts[c] = sample.value
+    stats = {s.component: s for s in component_stats(store, utcnow() - timedelta(hours=1))}
+    detail = get_run(store, list_runs(store, RunFilter(kind="extraction"))[0][0].id)
+    n = {c.component: c.n for c in detail.components}
+    assert set(buckets) == set(n) and {"visual", "faces", "audio", "text"} <= set(buckets)
+    for c, cumulative in buckets.items():
+        assert len(cumulative) == len(LATENCY_BUCKETS) + 1 and cumulative == sorted(cumulative)
+        assert cumulative[-1] == counts[c] == n[c]
+        per_bucket = [int(b - a) for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=True)]
+        assert histogram_quantile(0.95, per_bucket) == pytest.approx(stats[c].p95_s, abs=1e-6)  # stats: 6 d.p.
+
+
 def test_training_runs_from_a_real_mlflow_store(store, mlflow_store) -> None:
     a = mlflow_store.v1
     uri = mlflow_store.cfg.resolved_tracking_uri()
