@@ -81,12 +81,13 @@ def gc_store(root: Path, policy: RetentionPolicy, *, apply: bool = False, now: f
     now = time.time() if now is None else now
     pins = pins or Pins()
     report = GcReport("artifacts", [str(root)], apply)
+    before, _ = live_leases(root, policy, now)  # a run live at any point of the scan may have been scanned half-way
     snap = scan(root, progress)
-    live_l, dead = live_leases(root, policy, now)
+    live_l, dead = _union(before, *live_leases(root, policy, now))
     live = _mark(snap, policy, now, pins, live_l)
     stale = stale_tmp_files([root], policy.temp.stale_tmp_hours * 3600, now, min_live_start=_oldest(live_l))
     if apply:  # a run may have started since the scan: what its lease holds must survive this sweep
-        live_l, dead = live_leases(root, policy, now)
+        live_l, dead = _union(live_l, *live_leases(root, policy, now))
         live = _mark(snap, policy, now, pins, live_l)
     report.items, report.kept_past_cap = _items(root, snap, live, dead)
     report.items += stale
@@ -103,6 +104,16 @@ def gc_store(root: Path, policy: RetentionPolicy, *, apply: bool = False, now: f
             Path(it.what).unlink(missing_ok=True)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
+
+
+def _union(earlier: list[LeaseInfo], live: list[LeaseInfo], dead: list[LeaseInfo]
+           ) -> tuple[list[LeaseInfo], list[LeaseInfo]]:
+    """``(live, dead)``: the leases live now plus those live at an earlier read (a run that ended since then still
+    holds, for this sweep, what the scan may have seen it half-way through); dead ones only when dead throughout."""
+    seen = {lease.path for lease in live}
+    live = live + [lease for lease in earlier if lease.path not in seen]
+    held = {lease.path for lease in live}
+    return live, [lease for lease in dead if lease.path not in held]
 
 
 def _oldest(leases: list[LeaseInfo]) -> float | None:

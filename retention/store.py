@@ -144,9 +144,34 @@ def _tree_bytes(path: Path) -> int:
     return sum(size for count, nlink, size in seen.values() if count >= nlink)
 
 
-def apply_index_updates(root: Path, updates: list[IndexUpdate]) -> int:
+def surviving_link(root: Path, target: str, going: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """A link of the artifact ``target`` (``p/v/run/comp.npz``) in another run folder of its video that is not in
+    ``going``, looked up on disk now. The scan may predate it: a run that finished between the scan and the sweep
+    hard-linked the artifact after its folder was scanned (its lease was gone by the time the GC re-read them)."""
+    root = Path(root)
+    run_rel, name = target.rsplit("/", 1)
+    try:
+        st = os.stat(root / target)
+    except FileNotFoundError:
+        return None
+    video_rel = run_rel.rsplit("/", 1)[0]
+    for d in _dirs(root / video_rel):
+        rel = f"{video_rel}/{d.name}"
+        if d.name == CACHE_DIR or rel == run_rel or rel in going:
+            continue
+        try:
+            other = os.stat(os.path.join(d.path, name))
+        except FileNotFoundError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return f"{rel}/{name}"
+    return None
+
+
+def apply_index_updates(root: Path, updates: list[IndexUpdate], going: set[str] | frozenset[str] = frozenset()) -> int:
     """Rewrite (atomically) or remove each entry, but only while it still points where the scan saw it: a run
-    that re-recorded the key meanwhile wins. Returns how many entries changed."""
+    that re-recorded the key meanwhile wins. An entry the scan would remove is repointed instead when a link of
+    its artifact outside the runs ``going`` exists now. Returns how many entries changed."""
     changed = 0
     for u in updates:
         e = u.entry
@@ -159,10 +184,13 @@ def apply_index_updates(root: Path, updates: list[IndexUpdate]) -> int:
             continue
         if u.dangling and (Path(root) / e.target).exists():
             continue  # written after the scan looked at its run folder: not dangling after all
-        if u.new_target is None:
+        new_target = u.new_target
+        if new_target is None and not u.dangling:
+            new_target = surviving_link(root, e.target, going)
+        if new_target is None:
             path.unlink(missing_ok=True)
         else:
-            atomic_write_json(path, {"artifact": u.new_target}, fsync=False)
+            atomic_write_json(path, {"artifact": new_target}, fsync=False)
         changed += 1
     if changed:
         os.sync()  # durable, all at once, before any run folder is renamed away
@@ -203,11 +231,11 @@ def empty_trash(root: Path) -> int:
 
 def sweep(root: Path, live: LiveSet, gc_id: str | None = None, progress=None) -> dict[str, int]:
     """Apply ``live`` to the store: index first, then rename-to-trash, then remove (see the module docstring)."""
-    changed = apply_index_updates(root, live.index_updates)
+    changed = apply_index_updates(root, live.index_updates, {d.run.rel for d in live.deleted})
     _, moved = trash_runs(root, [d.run.rel for d in live.deleted], gc_id, progress)
     emptied = empty_trash(root)
     return {"index_entries_changed": changed, "runs_moved": moved, "trash_folders_removed": emptied}
 
 
-__all__ = ["LEASE_DIR", "TRASH_DIR", "apply_index_updates", "empty_trash", "retention_key", "scan", "sweep",
-           "trash_runs"]
+__all__ = ["LEASE_DIR", "TRASH_DIR", "apply_index_updates", "empty_trash", "retention_key", "scan",
+           "surviving_link", "sweep", "trash_runs"]

@@ -22,7 +22,7 @@ from retention.live import FileRec, StoreSnapshot, mark
 from retention.pins import Pins
 from retention.policy import load_policy
 from retention.report import gc_record, read_records, send_to_store, write_records
-from retention.store import scan, trash_runs
+from retention.store import scan, sweep, trash_runs
 from retention.temp import gc_temp, is_tmp_name
 from retention.weights import WeightVersion, plan_weights
 from testsupport.stores import DAY, FabricatedStore, run_rec
@@ -418,3 +418,18 @@ def test_weights_cache_needs_its_location(tmp_path):
     p.write_text(json.dumps({"weights": {"caches": [{"name": "x", "kind": "zip", "path": "y"}]}}))
     with pytest.raises(ConfigError, match="weights.caches.0.kind"):
         load_policy(p)
+
+
+def test_an_entry_the_scan_would_drop_is_repointed_at_a_link_made_after_the_scan(tmp_path):
+    # the race CI hit: a run hard-links a cached artifact after the GC scanned its folder and ends (lease gone)
+    # before the sweep; the old run goes, and its index entry must move to the new link, not vanish
+    st = FabricatedStore(tmp_path / "store", now=time.time())
+    st.add_run("v", "old", 70, components=("visual",))
+    snap = scan(st.root)
+    live = mark(snap, now=st.now, cap_s=CAP, keep_previous=2, min_age_s=3600)
+    assert [u.new_target for u in live.index_updates] == [None], "from the scan alone: no surviving link"
+    st.add_run("v", "new", 0, components=("visual",), link_from="old")
+    sweep(st.root, live)
+    (idx,) = st.root.glob("yt/v/cache/*.json")
+    assert json.loads(idx.read_text())["artifact"] == "yt/v/new/visual.npz"
+    assert not (st.root / "yt/v/old").exists() and (st.root / "yt/v/new/visual.npz").exists()
