@@ -148,13 +148,13 @@ class SharedFilesystemStore:
     def annotate_manifest(self, manifest_path: Path, update: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``update`` into a manifest (``components`` merged per component) and publish it again (readers
         see the runner's manifest or the annotated one). ``manifest_path`` is a path under ``root``."""
-        key = self.backend.key_of(manifest_path)
-        manifest = json.loads(self.backend.read(key))
+        manifest_key = self.backend.key_of(manifest_path)
+        manifest = json.loads(self.backend.read(manifest_key))
         for key, value in update.items():
             if key == "components":
                 for comp, extra in value.items():
                     manifest["components"].setdefault(comp, {}).update(extra)
             else:
                 manifest[key] = value
-        self.backend.publish(key, json_bytes(manifest))
+        self.backend.publish(manifest_key, json_bytes(manifest))
         return manifest
