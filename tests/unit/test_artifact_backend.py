@@ -297,3 +297,21 @@ def test_manifest_write_and_annotation_go_through_the_backend(tmp_path):
     assert LocalFilesystemBackend(root).list() == ["yt/v/r1/manifest.json"], "no stray file beside it"
     with pytest.raises(BadArtifactKey):
         SharedFilesystemStore(root).annotate_manifest(tmp_path / "elsewhere.json", {})
+
+
+def test_runner_cache_hit_links_through_the_backend_and_a_vanished_hit_is_recomputed(tmp_path):
+    from types import SimpleNamespace
+
+    from extraction.runner import _reuse, _VideoState
+
+    root = tmp_path / "store"
+    hit = write_artifact(root / "yt/v/r1/visual.npz", empty_like_schema("visual"), _meta("visual"), root=root)
+    run, comp = SimpleNamespace(out_root=root), SimpleNamespace(name="visual")
+    (root / "yt/v/r2").mkdir(parents=True)
+    entry = {"cache_key": "k1"}
+    produced = _reuse(run, comp, _VideoState(), hit, root / "yt/v/r2/visual.npz", entry)
+    assert produced is not None and produced.path == root / "yt/v/r2/visual.npz"
+    assert produced.path.stat().st_ino == hit.stat().st_ino, "a hard link, not a second copy"
+    assert entry["cache_hit"] is True and entry["source_artifact"] == "yt/v/r1/visual.npz"
+    hit.unlink()  # a GC removed it between the lookup and the link
+    assert _reuse(run, comp, _VideoState(), hit, root / "yt/v/r3/visual.npz", {"cache_key": "k1"}) is None
