@@ -5,9 +5,12 @@ Layout: ``ARTIFACTS/<platform_id>/<video_id>/<run_id>/<component>.npz`` and
 ``ARTIFACTS/<platform_id>/<video_id>/cache/<cache_key>.json`` points at the artifact that a cache key
 produced, so a later run can reuse it.
 
-Every write goes to a temporary file in the destination folder, is fsynced and then ``os.replace``d, so
-a reader never sees a half-written file and two writers of the same key never corrupt each other (the last
-complete write wins; both are identical by construction of the key).
+Every read and write goes through an :class:`extraction.backend.ArtifactBackend` (today the store's folder,
+:class:`~extraction.backend.LocalFilesystemBackend`): a write is published atomically, so a reader never sees a
+half-written file and two writers of the same key never corrupt each other (the last complete write wins; both
+are identical by construction of the key). The functions here take paths, as their callers hold them; ``root``
+(the store's root, where a caller knows it) makes the backend's key the path under the store, and without it the
+file's folder is the backend's root.
 """
 
 from __future__ import annotations
@@ -21,13 +24,25 @@ from typing import Any
 import numpy as np
 
 from common.errors import SchemaValidationError
-from common.fsio import atomic_write_bytes, atomic_write_json
+from common.fsio import json_bytes
+from extraction.backend import BadArtifactKey, LocalFilesystemBackend, backend_for
 from extraction.schemas import SCHEMAS, ArtifactMeta
 
+MANIFEST_NAME = "manifest.json"
 
-def write_artifact(path: Path, arrays: dict[str, np.ndarray], meta: ArtifactMeta | dict[str, Any]) -> Path:
-    """Validate ``arrays`` against the component's schema and ``meta`` against :class:`ArtifactMeta`, then
-    write the NPZ atomically. Returns ``path``."""
+
+def locate(path: str | Path, root: str | Path | None = None) -> tuple[LocalFilesystemBackend, str]:
+    """The backend and key of the file ``path``: under the store ``root`` when given, else in its folder."""
+    path = Path(path)
+    if root is None:
+        return backend_for(path.parent), path.name
+    backend = backend_for(root)
+    return backend, backend.key_of(path)
+
+
+def encode_artifact(arrays: dict[str, np.ndarray], meta: ArtifactMeta | dict[str, Any]) -> bytes:
+    """The NPZ bytes of an artifact, after validating ``arrays`` against the component's schema and ``meta``
+    against :class:`ArtifactMeta` (nothing invalid ever reaches the store)."""
     meta = meta if isinstance(meta, ArtifactMeta) else ArtifactMeta.model_validate(meta)
     schema = SCHEMAS[meta.component]
     if meta.schema_version != schema.version:
@@ -39,14 +54,22 @@ def write_artifact(path: Path, arrays: dict[str, np.ndarray], meta: ArtifactMeta
     schema.validate(arrays)
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(meta.model_dump_json()), **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_artifact(path: Path, arrays: dict[str, np.ndarray], meta: ArtifactMeta | dict[str, Any], *,
+                   root: Path | None = None) -> Path:
+    """Validate and publish an artifact at ``path`` (see :func:`encode_artifact`). Returns ``path``."""
+    backend, key = locate(path, root)
+    backend.publish(key, encode_artifact(arrays, meta))
     return Path(path)
 
 
-def read_artifact(path: Path) -> tuple[dict[str, np.ndarray], ArtifactMeta]:
+def read_artifact(path: Path, *, root: Path | None = None) -> tuple[dict[str, np.ndarray], ArtifactMeta]:
     """Load an NPZ artifact, validating meta and arrays. Raises :class:`SchemaValidationError`."""
+    backend, key = locate(path, root)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with backend.open(key) as fh, np.load(fh, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or not an NPZ at all
         raise SchemaValidationError(f"{path}: not a readable artifact ({exc})", code="artifact_corrupt") from exc
@@ -65,9 +88,10 @@ def read_artifact(path: Path) -> tuple[dict[str, np.ndarray], ArtifactMeta]:
     return arrays, meta
 
 
-def read_meta(path: Path) -> ArtifactMeta:
+def read_meta(path: Path, *, root: Path | None = None) -> ArtifactMeta:
     """Only the ``meta`` of an artifact (cheap: loads one entry)."""
-    with np.load(path, allow_pickle=False) as z:
+    backend, key = locate(path, root)
+    with backend.open(key) as fh, np.load(fh, allow_pickle=False) as z:
         return ArtifactMeta.model_validate_json(str(z["meta"]))
 
 
@@ -75,36 +99,43 @@ def run_dir(root: Path, platform_id: str, video_id: str, run_id: str) -> Path:
     return Path(root) / platform_id / video_id / run_id
 
 
+def cache_index_key(platform_id: str, video_id: str, cache_key: str) -> str:
+    return f"{platform_id}/{video_id}/cache/{cache_key}.json"
+
+
 def cache_index_path(root: Path, platform_id: str, video_id: str, cache_key: str) -> Path:
-    return Path(root) / platform_id / video_id / "cache" / f"{cache_key}.json"
+    return Path(root) / cache_index_key(platform_id, video_id, cache_key)
 
 
 def lookup_cache(root: Path, platform_id: str, video_id: str, cache_key: str, verify: bool = True) -> Path | None:
     """Artifact previously produced under ``cache_key``, if it still exists and is readable. ``verify=False``
     skips reading the artifact's meta (what a planner needs: 0.3 ms instead of 0.8 ms per lookup; the runner
-    verifies)."""
-    idx = cache_index_path(root, platform_id, video_id, cache_key)
-    if not idx.exists():
+    verifies). An index entry naming a key outside the store is no hit."""
+    backend = backend_for(root)
+    try:
+        entry = json.loads(backend.read(cache_index_key(platform_id, video_id, cache_key)))
+    except (OSError, json.JSONDecodeError):  # missing (artifact_not_found is an OSError) or torn by hand
         return None
     try:
-        entry = json.loads(idx.read_text())
-    except (OSError, json.JSONDecodeError):
+        if not backend.exists(key := entry["artifact"]):
+            return None
+    except BadArtifactKey:
         return None
-    path = Path(root) / entry["artifact"]
-    if not path.exists():
-        return None
+    path = backend.path_of(key)
     if not verify:
         return path
     try:
-        meta = read_meta(path)
+        meta = read_meta(path, root=root)
     except (OSError, ValueError, KeyError):
         return None
     return path if meta.cache_key == cache_key else None
 
 
 def record_cache(root: Path, platform_id: str, video_id: str, cache_key: str, artifact: Path) -> None:
-    rel = Path(artifact).resolve().relative_to(Path(root).resolve())
-    atomic_write_json(cache_index_path(root, platform_id, video_id, cache_key), {"artifact": str(rel)})
+    """Index ``artifact`` (a path under ``root``) as what ``cache_key`` produced: ``{"artifact": <its key>}``."""
+    backend = backend_for(root)
+    backend.publish(cache_index_key(platform_id, video_id, cache_key),
+                    json_bytes({"artifact": backend.key_of(artifact)}))
 
 
 def list_runs(root: Path) -> list[Path]:
@@ -114,9 +145,9 @@ def list_runs(root: Path) -> list[Path]:
 
 def read_manifest(run_path: Path) -> dict[str, Any]:
     """A run's ``manifest.json``; ``manifest_invalid`` naming the file when it is not UTF-8 JSON of a run."""
-    path = Path(run_path) / "manifest.json"
+    path = Path(run_path) / MANIFEST_NAME
     try:
-        man = json.loads(path.read_bytes().decode("utf-8"))
+        man = json.loads(backend_for(run_path).read(MANIFEST_NAME).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SchemaValidationError(f"{path}: not a readable manifest ({type(exc).__name__}: {exc})"[:500],
                                     code="manifest_invalid") from None
@@ -127,6 +158,12 @@ def read_manifest(run_path: Path) -> dict[str, Any]:
         raise SchemaValidationError(f"{path}: manifest lacks {missing or ['components (an object)']}",
                                     code="manifest_invalid")
     return man
+
+
+def write_manifest(run_path: Path, manifest: dict[str, Any]) -> Path:
+    """Publish a run's ``manifest.json`` (it closes the run folder: readers find a run by it, complete)."""
+    backend_for(run_path).publish(MANIFEST_NAME, json_bytes(manifest))
+    return Path(run_path) / MANIFEST_NAME
 
 
 def latest_runs(root: Path) -> dict[tuple[str, str], Path]:

@@ -31,10 +31,10 @@ import numpy as np
 
 from common.clock import now_iso
 from common.errors import ConfigError, ModelNotFound, TrendflowError, TritonUnavailable, VideoDecodeFailed
-from common.fsio import atomic_write_json, link_or_copy
 from common.gpu import GpuPeakSampler, gpu_peak_sampler
 from common.hashing import json_hash
-from extraction.artifacts import lookup_cache, read_artifact, record_cache, run_dir, write_artifact
+from extraction.artifacts import lookup_cache, read_artifact, record_cache, run_dir, write_artifact, write_manifest
+from extraction.backend import ArtifactNotFound, backend_for
 from extraction.components import Component, ComputeContext, VideoInput, default_components
 from extraction.components.base import ComponentResult, model_signature
 from extraction.config import ExtractionConfig
@@ -256,9 +256,10 @@ def _reuse(run: ExtractionRun, comp: Component, state: _VideoState, hit: Path, d
     """Hard-link the cached artifact ``hit`` into this run's folder and record it as a cache hit; None when a GC
     removed it between the lookup and the link (no lease held it), so the component is computed instead."""
     if hit.resolve() != dst.resolve():
+        store = backend_for(run.out_root)
         try:
-            link_or_copy(hit, dst)
-        except FileNotFoundError:
+            store.link_or_copy(store.key_of(hit), store.key_of(dst))
+        except ArtifactNotFound:
             return None
     state.loaded[comp.name], meta = read_artifact(dst)
     entry.update(status=meta.status, cache_hit=True, artifact=dst.name, batch_size=meta.batch_size,
@@ -299,7 +300,7 @@ def _compute(run: ExtractionRun, job: VideoJob, comp: Component, state: _VideoSt
         sampling_policy_version=SAMPLING_POLICY_VERSION if comp.uses_frames else "n/a", seed=cfg.seed,
         runtime_env_hash=run.env_hash, cache_key=key, warnings=result.warnings, retry_count=stats.retries,
         created_at=now_iso())
-    write_artifact(dst, result.arrays, meta)
+    write_artifact(dst, result.arrays, meta, root=run.out_root)
     record_cache(run.out_root, video.platform_id, video.video_id, key, dst)
     state.loaded[comp.name] = {k: np.asarray(v) for k, v in result.arrays.items()}
     entry.update(status=result.status, artifact=dst.name, batch_size=stats.max_batch_sent,
@@ -360,7 +361,7 @@ def process_video(run: ExtractionRun, job: VideoJob, on_component=None) -> dict[
     peaks = [e["gpu_peak_bytes"] for e in manifest["components"].values() if e.get("gpu_peak_bytes") is not None]
     manifest["gpu_peak_bytes"] = max(peaks) if peaks else None
     manifest["gpu_total_bytes"] = run.gpu.total_bytes if run.gpu is not None else None
-    atomic_write_json(rdir / "manifest.json", manifest)
+    write_manifest(rdir, manifest)
     return manifest
 
 

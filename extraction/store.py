@@ -4,9 +4,13 @@
 ``extraction.artifacts`` (which reads and writes NPZs, manifests and the cache index under a root, atomically):
 a root every node sees, a *lease* per video so that two nodes never compute the same cache keys at once, and
 annotating a manifest after the runner wrote it. :class:`SharedFilesystemStore` implements it on a filesystem all
-nodes mount (NFS, a shared volume, or one machine's disk for nodes on one machine). An object-store backend
-(``s3://...``) is a second implementation of the same protocol; the runner's artifact writes would then go
-through it too (today they are paths under ``root``).
+nodes mount (NFS, a shared volume, or one machine's disk for nodes on one machine).
+
+The bytes themselves -- NPZs, manifests, the cache index, and the manifest annotation here -- are written and
+read through the store's ``backend``, an :class:`extraction.backend.ArtifactBackend` (atomic publish, conditional
+create, conditional delete, link-or-copy, list), today :class:`~extraction.backend.LocalFilesystemBackend` on
+``root``. An object store (``s3://...``) is a second backend behind the same protocol; the runner still names
+artifacts by their paths under ``root`` (the local backend maps them to keys), which is what such a step changes.
 
 A lease is a file ``<root>/<platform_id>/<video_id>/.lease`` created with ``O_CREAT | O_EXCL`` (atomic on POSIX
 filesystems, also on NFSv3+), holding who holds it. Every key of a video's components includes the video id, so
@@ -29,7 +33,8 @@ from typing import Any, Protocol
 
 from common.clock import now_iso
 from common.errors import TrendflowError
-from common.fsio import atomic_write_json
+from common.fsio import json_bytes
+from extraction.backend import ArtifactBackend, LocalFilesystemBackend
 
 LEASE_NAME = ".lease"
 DEFAULT_LEASE_TTL_S = 6 * 3600.0  # a video that takes longer than this is not a video this extractor handles
@@ -55,6 +60,7 @@ class ArtifactStore(Protocol):
     """What an executor on several machines needs from the artifact store (see the module docstring)."""
 
     root: Path
+    backend: ArtifactBackend
 
     def lease(self, platform_id: str, video_id: str, holder: str, run_id: str, *,
               steal_from: Iterable[str] = ()) -> contextlib.AbstractContextManager[Lease]: ...
@@ -68,6 +74,7 @@ class SharedFilesystemStore:
     def __init__(self, root: Path, *, ttl_s: float = DEFAULT_LEASE_TTL_S, wait_s: float = 600.0,
                  poll_s: float = 0.2) -> None:
         self.root = Path(root)
+        self.backend = LocalFilesystemBackend(self.root)
         self.ttl_s = ttl_s
         self.wait_s = wait_s
         self.poll_s = poll_s
@@ -139,13 +146,15 @@ class SharedFilesystemStore:
                 path.unlink(missing_ok=True)
 
     def annotate_manifest(self, manifest_path: Path, update: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge ``update`` into a manifest (``components`` merged per component) and rewrite it atomically."""
-        manifest = json.loads(Path(manifest_path).read_text())
+        """Merge ``update`` into a manifest (``components`` merged per component) and publish it again (readers
+        see the runner's manifest or the annotated one). ``manifest_path`` is a path under ``root``."""
+        manifest_key = self.backend.key_of(manifest_path)
+        manifest = json.loads(self.backend.read(manifest_key))
         for key, value in update.items():
             if key == "components":
                 for comp, extra in value.items():
                     manifest["components"].setdefault(comp, {}).update(extra)
             else:
                 manifest[key] = value
-        atomic_write_json(Path(manifest_path), manifest)
+        self.backend.publish(manifest_key, json_bytes(manifest))
         return manifest
