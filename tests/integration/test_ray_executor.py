@@ -124,10 +124,7 @@ def test_cli_run_on_two_nodes_equals_the_local_executor(cluster, corpus, checkli
     local = tmp_path / "local"
     head_url = nodes[cluster.node_ids[0]]["triton"]["grpc_url"]
     run_extraction(corpus, local, url=head_url, checklist=checklist, progress=False)
-    # Bit for bit except text: text_embed pads a dynamically merged batch to its longest text, so a video's
-    # embedding depends on which requests Triton merged with it (a known defect of text_embed version 1, not of
-    # the executor; docs/scaleout.md). Text is held to 1e-4 until that model is fixed.
-    assert artifact_differences(store, local, atol={"text": 1e-4}) == []
+    assert artifact_differences(store, local) == [], "bit for bit, text included (one text per forward pass)"
 
 
 def test_rerun_with_the_local_executor_reuses_everything(cluster, corpus, checklist, store):

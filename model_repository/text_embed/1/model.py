@@ -27,7 +27,6 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         emb_cfg = pb_utils.get_output_config_by_name(config, "EMBEDDING")
         self.out_dtype = pb_utils.triton_string_to_numpy(emb_cfg["data_type"])
-        self.batch_size = max(1, int(config.get("max_batch_size", 0)))
         device = "cpu"
         if args.get("model_instance_kind") == "GPU":
             device = f"cuda:{args['model_instance_device_id']}"
@@ -52,7 +51,7 @@ class TritonPythonModel:
         if not owners:
             return responses
         try:
-            emb = embed_texts(self.model, texts, batch_size=self.batch_size)  # (B_total, 384)
+            emb = embed_texts(self.model, texts)  # (B_total, 384), one text per forward pass
         except Exception as exc:  # noqa: BLE001 - every request still gets its one response
             for i in owners:
                 responses[i] = _error(f"text embedding failed: {exc}", internal=True)
