@@ -131,9 +131,11 @@ class CatBoostConfig(_ModelBase):
     l2_leaf_reg: float = Field(3.0, ge=0)
     border_count: int = Field(64, ge=1, le=65535)
     early_stopping_rounds: int | None = 50
-    quantile_iterations: int = Field(300, ge=1)
-    quantile_learning_rate: float = Field(0.08, gt=0)
+    quantile_iterations: int = Field(150, ge=1)
+    quantile_learning_rate: float = Field(0.15, gt=0)
     quantile_max_rows: int | None = Field(None, ge=100)
+    quantile_depth: int | None = Field(None, ge=1, le=16)  # None = depth
+    rows_per_tree: int | None = Field(None, ge=100)  # Bernoulli-subsample the point model's trees above this
     thread_count: int | None = None
     interval_method: Literal["cqr", "absolute"] = "cqr"
 

@@ -50,6 +50,15 @@ def _quantile_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
     return keep
 
 
+def _bootstrap(n: int, rows_per_tree: int | None) -> dict[str, Any]:
+    """CatBoost bootstrap for a point model on ``n`` rows. Its cost per iteration grows with the rows each tree
+    sees; above ``rows_per_tree`` each tree sees a Bernoulli sample of about that many rows (stochastic gradient
+    boosting), below it CatBoost's default Bayesian bootstrap over all rows is kept, so small tables train as before."""
+    if rows_per_tree is None or n <= rows_per_tree:
+        return {}
+    return {"bootstrap_type": "Bernoulli", "subsample": rows_per_tree / n}
+
+
 def _matrix(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return df[columns].to_numpy(dtype=np.float32)
 
@@ -86,7 +95,8 @@ class CatBoostCore:
             keep_t = ~np.isnan(Yt[:, g]).all(axis=1)
             keep_v = ~np.isnan(Yv[:, g]).all(axis=1)
             model = CatBoostRegressor(loss_function="MultiRMSEWithMissingValues", iterations=mcfg.iterations,
-                                      learning_rate=mcfg.learning_rate, **common)
+                                      learning_rate=mcfg.learning_rate,
+                                      **_bootstrap(int(keep_t.sum()), mcfg.rows_per_tree), **common)
             with _progress(mcfg.iterations, f"catboost point {gi + 1}/{len(groups)} ({n_fits} fits)",
                            progress) as bar:
                 model.fit(Pool(Xt[keep_t], Yt[keep_t][:, g]),
@@ -100,7 +110,8 @@ class CatBoostCore:
             for h, t in enumerate(targets):
                 rt, rv = ~np.isnan(Yt[:, h]) & sub, ~np.isnan(Yv[:, h])
                 model = CatBoostRegressor(loss_function=loss, iterations=mcfg.quantile_iterations,
-                                          learning_rate=mcfg.quantile_learning_rate, **common)
+                                          learning_rate=mcfg.quantile_learning_rate,
+                                          **{**common, "depth": mcfg.quantile_depth or mcfg.depth})
                 with _progress(mcfg.quantile_iterations, f"catboost quantiles {t}", progress) as bar:
                     model.fit(Pool(Xt[rt], Yt[rt, h]),
                               eval_set=Pool(Xv[rv], Yv[rv, h]) if rv.sum() > 1 else None,
