@@ -218,6 +218,8 @@ def patient_raylet_startup(wait_s: float = 90.0):
 class InProcessRayCluster:
     """A head and more nodes of ``ray.cluster_utils.Cluster`` (each a real raylet with its own ``num_cpus``,
     ``num_gpus`` and ``resources``; :attr:`NodeSpec.cores` is not applied), this process connected as driver.
+    :attr:`nodes` / :attr:`node_ids` start with the node the driver is attached to (not always the head: see
+    ``__init__``); the specs are applied in order, so give every node the same spec when a test kills one.
 
     ``state_root`` is where the Ray executor keeps each node's Triton state (``node-<node id>``): the Tritons of
     this cluster's nodes are stopped by :meth:`shutdown`, none of another run's. A killed raylet is noticed by the
@@ -249,6 +251,12 @@ class InProcessRayCluster:
         except BaseException:
             self.shutdown()
             raise
+        # All nodes share this machine's IP, and Ray attaches the driver to any raylet on the driver's IP, not
+        # necessarily the head's. The driver's node must come first: a test that kills a node kills one of the
+        # others, else the raylets kill every worker the driver owns ("owner's node died") and the test sees
+        # its surviving lanes die too.
+        mine = ray.get_runtime_context().get_node_id()
+        self.nodes.sort(key=lambda n: n.node_id != mine)
         self.node_ids = [n.node_id for n in self.nodes]
 
     @property

@@ -433,10 +433,13 @@ class Dispatcher:
             self.vbar.close()
         lost = [i for i in range(len(self.videos)) if i not in self.results]
         if lost:
-            codes = sorted({a["error_code"] for i in lost for a in self.attempts.get(i, [])})
+            why = {a["error_code"]: f'{a["node_id"][:8]}: {a["error_message"][:200]}'
+                   for i in lost for a in self.attempts.get(i, [])}
+            codes = sorted(why)
             code = "triton_unavailable" if "triton_unavailable" in codes else "cluster_unavailable"
             raise (TritonUnavailable if code == "triton_unavailable" else TrendflowError)(
-                f"{len(lost)} video(s) could not be extracted: no healthy node left (attempts failed with {codes})",
+                f"{len(lost)} video(s) could not be extracted: no healthy node left (attempts failed with "
+                f"{codes}; one of each: {why})",
                 code=code, attempts={str(self.videos[i][1].get('video_id')): self.attempts.get(i, []) for i in lost})
 
 
