@@ -32,9 +32,11 @@ How it decides:
    videos in order; a video's stages (decode, client preparation, one stage per model component) run in
    dependency order; a model's single instance serves one stage at a time; stages sharing a device share its
    capacity (CPU cores, or one GPU) in proportion to their demand. The fastest candidate wins; ties go to fewer
-   requests, then lower peak memory, then fewer videos in parallel. Components reused from the cache cost the
-   checklist's ``reuse_s_per_component`` on the client's interpreter (one lane at a time); ``time_factors``
-   measured by a pilot on the corpus (``planning.executor``) multiply each component's stages.
+   requests, then lower peak memory, then fewer videos in parallel. More videos in parallel must be predicted at
+   least :data:`PARALLEL_MIN_GAIN` faster than the best plan with fewer (contention is not modelled). Components
+   reused from the cache cost the checklist's ``reuse_s_per_component`` on the client's interpreter (one lane at
+   a time); ``time_factors`` measured by a pilot on the corpus (``planning.executor``) multiply each component's
+   stages.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ from planning.specs import (
 )
 
 PARALLEL_OPTIONS: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
+# A candidate with more videos in parallel wins only if it is predicted this much faster than the best with fewer.
+# Measured (docs/scaleout.md): on a one-core Ray node, four lanes predicted 0.8% faster than one ran 73% slower
+# (Triton's server process spent 13 s of CPU instead of 0.5 s serving four client processes on one core).
+PARALLEL_MIN_GAIN = 0.02
 _MAX_ASSIGNMENTS = 64
 
 
@@ -489,7 +495,12 @@ class _Planner:
             raise InsufficientMemory("no plan fits the memory budget even with one video at batch 1",
                                      budgets=self.budget)
         candidates.sort(key=_Candidate.key)
-        return self.to_plan(candidates[0], candidates)
+        # more videos in parallel must buy a real gain: what they cost beyond the model (processes and server
+        # threads contending for the cores) is not simulated
+        fastest = candidates[0].makespan
+        best = min((c for c in candidates if c.makespan * (1 - PARALLEL_MIN_GAIN) <= fastest),
+                   key=lambda c: (c.parallel, c.key()))
+        return self.to_plan(best, candidates)
 
     def to_plan(self, best: _Candidate, all_: list[_Candidate]) -> BatchPlan:
         where = {c: i for i, p in enumerate(best.passes) for c in p}
@@ -516,7 +527,7 @@ class _Planner:
                             "concurrency": d.concurrency, "background": d.background,
                             "speed_ratio": round(d.speed_ratio, 3)}
                    for d in self.devices.values()}
-        alternatives = [c.summary() for c in all_[1:6]]
+        alternatives = [c.summary() for c in all_ if c is not best][:5]
         return BatchPlan(videos=len(self.videos), videos_in_parallel=best.parallel, components=comps,
                          passes=best.passes, resident=resident, devices=devices, safety_margin=self.margin,
                          predicted_makespan_s=best.makespan, candidates=len(all_), alternatives=alternatives,

@@ -223,7 +223,8 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
                  checklists: Mapping[str, Checklist], *, safety_margin: float = DEFAULT_SAFETY_MARGIN,
                  max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
                  max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
-                 estimate_margin: float = 0.0) -> ClusterPlan:
+                 estimate_margin: float = 0.0, time_factors: Mapping[str, Mapping[str, float]] | None = None,
+                 video_overhead_s: Mapping[str, float | None] | None = None) -> ClusterPlan:
     """Plan ``videos`` over ``nodes`` (see the module docstring).
 
     Args:
@@ -234,6 +235,8 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
             the nodes' Tritons serve).
         safety_margin, max_videos_in_parallel, max_loaded_models_per_device, estimate_margin: as for
             :func:`planning.planner.plan`, per node.
+        time_factors, video_overhead_s: node id -> what the node's pilot measured (as for
+            :func:`planning.planner.plan`; a node without an entry plans from its checklist alone).
 
     Raises:
         InsufficientMemory: some node cannot run some component at batch 1 (names the node and the component).
@@ -245,14 +248,17 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
     if missing:
         raise ConfigError(f"no checklist for hardware {missing} (nodes "
                           f"{[n.name for n in nodes if n.hardware_id in missing]})")
-    kw = dict(safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
-              max_loaded_models_per_device=max_loaded_models_per_device, estimate_margin=estimate_margin)
+    base = dict(safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
+                max_loaded_models_per_device=max_loaded_models_per_device, estimate_margin=estimate_margin)
+    factors, overheads = time_factors or {}, video_overhead_s or {}
+    kws = {n.node_id: {**base, "time_factors": factors.get(n.node_id), "video_overhead_s": overheads.get(n.node_id)}
+           for n in nodes}
     costs: dict[str, list[float]] = {}
     for node in nodes:  # fail fast: every node must hold every component at batch 1 (1.)
-        cl = checklists[node.hardware_id]
+        cl, kw = checklists[node.hardware_id], kws[node.node_id]
         whole = _plan_node(node, videos, components, cl, kw)
         serial = [sum(v.values()) for v in predicted_component_seconds(
-            videos, components, list(node.devices), cl, whole.batch_sizes)]
+            videos, components, list(node.devices), cl, whole.batch_sizes, time_factors=kw["time_factors"])]
         scale = whole.predicted_makespan_s / sum(serial) if sum(serial) > 0 else 1.0
         costs[node.node_id] = [s * scale for s in serial]  # (2.)
     share = assign_videos(costs)
@@ -261,7 +267,7 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
         cl = checklists[node.hardware_id]
         idx = share[node.node_id]
         held = triton_request(node, cl, components)
-        p = _plan_node(node, [videos[i] for i in idx], components, cl, kw) if idx else None
+        p = _plan_node(node, [videos[i] for i in idx], components, cl, kws[node.node_id]) if idx else None
         lane = lane_request(p, held) if p is not None else {}
         if p is not None:
             _check_fits(node, held, lane, p.videos_in_parallel)

@@ -26,23 +26,22 @@ import json
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.errors import ConfigError, ModelNotFound, TrendflowError, TritonUnavailable
+from common.errors import ConfigError, ModelNotFound, TrendflowError
 from common.paths import REPO_ROOT
 from extraction.config import DEFAULT_MAPPING
 from extraction.runner import RunSummary
+from planning.distributed.cluster_pilot import NodePilot, measure_node_pilots, pick_node_pilots
 from planning.distributed.cluster_plan import CPU_MEM, MIB, ClusterPlan, NodeReport, plan_cluster, triton_request
-from planning.distributed.ray_nodes import LaneSpec, NodeProbe, NodeTriton, TritonInfo, VideoLane, VideoResult
+from planning.distributed.dispatch import Dispatcher
+from planning.distributed.ray_nodes import LaneSpec, NodeProbe, NodeTriton, TritonInfo, VideoLane
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".trendflow" / "triton-nodes"
 LOCAL_OBJECT_STORE_BYTES = 128 * MIB  # the run moves paths and small records through Ray, never arrays
-RETRY_CODES = ("triton_unavailable", "model_not_found")  # the node's fault, not the video's: retry elsewhere
 LANE_START_TIMEOUT_S = 120.0
-NODE_DEATH_SETTLE_S = 10.0  # after a lane dies: how long to wait for its node to be marked dead, if it is
 
 
 @dataclasses.dataclass
@@ -52,6 +51,7 @@ class RayRunSummary(RunSummary):
     retries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # node -> videos, ok, status
     dashboard_url: str | None = None
+    pilot_seconds: float = 0.0  # of ``seconds``: the nodes' pilots (all at once), before the rest was re-planned
 
 
 class RecordedModels:
@@ -176,20 +176,28 @@ def load_checklists(probes, profile: str, checklist: Path | None) -> tuple[dict[
     return out, src
 
 
-def start_lanes(cp: ClusterPlan, infos: dict[str, TritonInfo], spec_kw: dict[str, Any]) -> dict[str, list[Any]]:
-    """The planned lanes per node, each holding its share of the node's memory resources; waits until placed."""
+def _lane_spec(cp: ClusterPlan, node_id: str, infos: dict[str, TritonInfo], spec_kw: dict[str, Any]) -> LaneSpec:
+    np_ = cp.nodes[node_id]
+    plan_dict = {**np_.plan.to_dict(), "cluster": {**np_.summary(), "cluster_predicted_makespan_s":
+                                                   round(cp.predicted_makespan_s, 3)}}
+    return LaneSpec(node_id=node_id, address=np_.node.address, grpc_url=infos[node_id].grpc_url,
+                    batch_sizes=np_.plan.batch_sizes, plan=plan_dict, devices=np_.plan.device_of, **spec_kw)
+
+
+def start_lanes(cp: ClusterPlan, infos: dict[str, TritonInfo], spec_kw: dict[str, Any],
+                nodes: Sequence[str] | None = None) -> dict[str, list[Any]]:
+    """The planned lanes of ``nodes`` (default: every node with videos), each holding its share of the node's
+    memory resources; waits until placed."""
     import ray
     from ray.exceptions import GetTimeoutError
 
     cls = ray.remote(VideoLane)
     lanes: dict[str, list[Any]] = {}
-    for node_id, np_ in cp.nodes.items():
+    for node_id in nodes if nodes is not None else list(cp.nodes):
+        np_ = cp.nodes[node_id]
         if np_.plan is None:
             continue
-        plan_dict = {**np_.plan.to_dict(), "cluster": {**np_.summary(), "cluster_predicted_makespan_s":
-                                                       round(cp.predicted_makespan_s, 3)}}
-        spec = LaneSpec(node_id=node_id, address=np_.node.address, grpc_url=infos[node_id].grpc_url,
-                        batch_sizes=np_.plan.batch_sizes, plan=plan_dict, devices=np_.plan.device_of, **spec_kw)
+        spec = _lane_spec(cp, node_id, infos, spec_kw)
         res = {k: v for k, v in np_.lane_request.items() if v > 0}
         lanes[node_id] = [cls.options(num_cpus=0, resources=res, scheduling_strategy=_pinned(node_id),
                                       max_restarts=0, max_concurrency=2).remote(spec) for _ in range(np_.lanes)]
@@ -202,19 +210,53 @@ def start_lanes(cp: ClusterPlan, infos: dict[str, TritonInfo], spec_kw: dict[str
     return lanes
 
 
+def relane(old: ClusterPlan, new: ClusterPlan, lanes: dict[str, list[Any]], infos: dict[str, TritonInfo],
+           spec_kw: dict[str, Any], healthy: set[str]) -> dict[str, list[Any]]:
+    """The lanes for ``new`` (the re-plan after the pilot): a node keeps as many of its lanes as the new plan runs
+    when each holds at least the memory a new lane needs (they are told the new batch sizes); otherwise its lanes
+    are replaced. Lanes a node no longer needs are stopped."""
+    import ray
+
+    out: dict[str, list[Any]] = {}
+    restart: list[str] = []
+    for n, np_ in new.nodes.items():
+        have = lanes.get(n, [])
+        if n not in healthy or np_.plan is None:
+            for lane in have:
+                ray.kill(lane)
+            continue
+        held = old.nodes[n].lane_request if n in old.nodes else {}
+        if np_.lanes <= len(have) and all(v <= held.get(k, 0) for k, v in np_.lane_request.items()):
+            spec = _lane_spec(new, n, infos, spec_kw)
+            keep, stop = have[:np_.lanes], have[np_.lanes:]
+            for lane in stop:
+                ray.kill(lane)
+            ray.get([lane.set_plan.remote(spec.batch_sizes, spec.plan, spec.devices) for lane in keep])
+            out[n] = keep
+        else:
+            for lane in have:
+                ray.kill(lane)
+            restart.append(n)
+    if restart:
+        out.update(start_lanes(new, infos, spec_kw, nodes=restart))
+    return out
+
+
 def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: str | None = None,
                checklist: Path | None = None, mapping: Path = DEFAULT_MAPPING, seed: int = 0,
                safety_margin: float = 0.2, max_videos_in_parallel: int = 8, max_loaded_models_per_device: int = 8,
                progress: bool = True, on_plan=None, run_id: str | None = None,
                model_repository: Path = REPO_ROOT / "model_repository", state_root: Path = DEFAULT_STATE_ROOT,
                on_start: Callable[[str, int], None] | None = None, log: Callable[[str], None] | None = None,
-               keep_tritons: bool = False) -> RayRunSummary:
+               keep_tritons: bool = False, pilot_videos: int | None = None) -> RayRunSummary:
     """Extract every video of ``videos_dir`` into the shared store ``out`` over the cluster at ``address``.
 
-    ``on_plan(cluster_plan)`` sees the plan before any work; ``on_start(node_id, video_index)`` is told when a
-    video is handed to a node (tests kill nodes with it); ``keep_tritons`` leaves the Tritons this run started
-    running for the next run (as ``python -m extraction triton start`` does). Raises the planner's errors before
-    any work."""
+    The whole corpus is planned before any work (the planner's errors are raised then); the nodes' pilots run
+    (``pilot_videos`` per node; None: ``planning.pilot.pilot_size`` of its share, 0: none) and the rest is
+    re-planned with what they measured (:mod:`planning.distributed.cluster_pilot`). ``on_plan(cluster_plan)``
+    sees the plan the rest of the corpus runs with; ``on_start(node_id, video_index)`` is told when a video is
+    handed to a node (tests kill nodes with it); ``keep_tritons`` leaves the Tritons this run started running for
+    the next run (as ``python -m extraction triton start`` does)."""
     import ray
 
     from extraction.config import load_profile
@@ -244,29 +286,72 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         specs = video_specs(vids, cfg, next(iter(checklists.values())), cached, run.components)
         reports = [NodeReport(p.node_id, p.address, p.hardware_id, p.devices, res, infos[p.node_id].loaded,
                               infos[p.node_id].current_instances) for p, res in probes]
-        cp = plan_cluster(specs, comps, reports, checklists, safety_margin=safety_margin,
-                          max_videos_in_parallel=max_videos_in_parallel,
-                          max_loaded_models_per_device=max_loaded_models_per_device, estimate_margin=ESTIMATE_MARGIN)
-        for np_ in cp.nodes.values():
-            if np_.plan is not None:
-                np_.plan.checklist["path"] = sources[np_.node.hardware_id]
-                np_.plan.calibration["skipped"] = "the Ray executor runs no pilot"
-                if len(np_.plan.passes) > 1:
-                    raise ConfigError(f"node {np_.node.name}: the plan rotates models in {len(np_.plan.passes)} "
-                                      "passes, which the Ray executor does not run; give the node more memory")
-        if on_plan is not None:
-            on_plan(cp)
+        kw = dict(safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
+                  max_loaded_models_per_device=max_loaded_models_per_device, estimate_margin=ESTIMATE_MARGIN)
+        cp = _checked(plan_cluster(specs, comps, reports, checklists, **kw), sources)
+        pilots = pick_node_pilots(cp, specs, cached, comps, checklists, per_node=pilot_videos)
         _place_gpu_models(cp, actors)
         run_id = run_id or new_run_id()
-        lanes = start_lanes(cp, infos, dict(out_root=str(out), profile=profile, mapping=str(mapping), seed=seed))
+        spec_kw = dict(out_root=str(out), profile=profile, mapping=str(mapping), seed=seed)
+        lanes = start_lanes(cp, infos, spec_kw)
         t0 = time.perf_counter()
         d = Dispatcher(cp, lanes, vids, run_id, len(run.components), progress, on_start)
-        d.run()
-        return _summary(d, run_id, time.perf_counter() - t0, cp, dashboard, infos)
+        try:
+            if pilots:
+                d.run({n: p.videos for n, p in pilots.items()}, steal=False, lanes_per_node=1)
+                measure_node_pilots(pilots, d.results, d.seconds, cp, specs, comps, checklists)
+                rest = [i for i in range(len(vids)) if i not in d.results]
+                cp, lanes = _replan(cp, pilots, rest, specs, comps, reports, checklists, sources, kw, d, vids,
+                                    lanes, infos, spec_kw, actors)
+            pilot_s = time.perf_counter() - t0
+            if on_plan is not None:
+                on_plan(cp)
+            d.run()
+        finally:
+            d.close()
+        d.check_complete()
+        return _summary(d, run_id, time.perf_counter() - t0, cp, dashboard, infos, pilots, pilot_s if pilots else 0.0)
     finally:
         _teardown(lanes, actors, stop_tritons=not keep_tritons)
         if started:
             ray.shutdown()
+
+
+def _checked(cp: ClusterPlan, sources: dict[str, str]) -> ClusterPlan:
+    """Record each node's checklist path; refuse plans that rotate models (the Ray executor runs one pass)."""
+    for np_ in cp.nodes.values():
+        if np_.plan is not None:
+            np_.plan.checklist["path"] = sources[np_.node.hardware_id]
+            if len(np_.plan.passes) > 1:
+                raise ConfigError(f"node {np_.node.name}: the plan rotates models in {len(np_.plan.passes)} "
+                                  "passes, which the Ray executor does not run; give the node more memory")
+    return cp
+
+
+def _replan(cp: ClusterPlan, pilots: dict[str, NodePilot], rest: list[int], specs, comps, reports, checklists,
+            sources: dict[str, str], kw: dict[str, Any], d: Dispatcher, vids, lanes, infos, spec_kw, actors):
+    """After the pilots: plan ``rest`` on the healthy nodes with each node's factors, move the lanes to it."""
+    healthy = [r for r in reports if r.node_id in d.healthy]
+    if not rest or not healthy:
+        return cp, lanes
+    new = _checked(plan_cluster([specs[i] for i in rest], comps, healthy, checklists, **kw,
+                                time_factors={n: p.factors for n, p in pilots.items() if p.factors},
+                                video_overhead_s={n: p.video_overhead_s for n, p in pilots.items()}), sources)
+    for n, np_ in new.nodes.items():
+        np_.videos = [rest[i] for i in np_.videos]  # back to corpus indices
+        if np_.plan is None:
+            continue
+        if n in pilots:
+            p = pilots[n]
+            np_.plan.calibration.update(p.record([str(vids[i][1].get("video_id")) for i in p.videos]))
+        else:
+            np_.plan.calibration["skipped"] = "the node had too few videos for a pilot"
+    if any(new.nodes[n].plan is not None and cp.nodes[n].plan is not None
+           and new.nodes[n].plan.device_of != cp.nodes[n].plan.device_of for n in new.nodes):
+        _place_gpu_models(new, actors)
+    lanes = relane(cp, new, lanes, infos, spec_kw, d.healthy)
+    d.replan(new, lanes)
+    return new, lanes
 
 
 def _place_gpu_models(cp: ClusterPlan, actors: dict[str, Any]) -> None:
@@ -302,156 +387,16 @@ def _teardown(lanes: dict[str, list[Any]], actors: dict[str, Any], stop_tritons:
         ray.kill(a)
 
 
-class Dispatcher:
-    """Feeds each node's lanes its planned videos, moves videos away from lost nodes, keeps the progress bar."""
-
-    def __init__(self, cp: ClusterPlan, lanes: dict[str, list[Any]], videos: Sequence[tuple[Path, dict]],
-                 run_id: str, n_components: int, progress: bool, on_start) -> None:
-        from tqdm.auto import tqdm
-
-        self.cp, self.videos, self.run_id, self.on_start = cp, videos, run_id, on_start
-        self.queues = {n: deque(p.videos) for n, p in cp.nodes.items() if n in lanes}
-        self.idle = {n: list(ls) for n, ls in lanes.items()}
-        self.lanes = {n: list(ls) for n, ls in lanes.items()}
-        self.healthy = set(lanes)
-        self.dead: set[str] = set()
-        self.pending: dict[Any, tuple[str, Any, int]] = {}
-        self.attempts: dict[int, list[dict[str, Any]]] = {}
-        self.retries: list[dict[str, Any]] = []
-        self.results: dict[int, VideoResult] = {}
-        self.lane_done: dict[Any, int] = {}
-        self.bar = tqdm(total=len(videos) * n_components, desc=f"extract {run_id} (cluster)", unit="comp",
-                        disable=not progress, file=sys.stderr)
-        self.vbar = tqdm(total=len(videos), desc="videos", unit="video", disable=not progress, file=sys.stderr)
-
-    def _submit(self, node: str, index: int) -> None:
-        lane = self.idle[node].pop()
-        path, meta = self.videos[index]
-        ref = lane.process.remote(index, str(path), meta, self.run_id, self.attempts.get(index, []),
-                                  sorted(self.dead))
-        self.pending[ref] = (node, lane, index)
-        if self.on_start is not None:
-            self.on_start(node, index)
-
-    def _feed(self) -> None:
-        for node in sorted(self.healthy):
-            while self.idle[node]:
-                if not self.queues[node]:
-                    donor = max((n for n in self.healthy if n != node), key=lambda n: len(self.queues[n]),
-                                default=None)
-                    if donor is None or len(self.queues[donor]) == 0:
-                        break
-                    self.queues[node].append(self.queues[donor].pop())  # steal from the tail of the longest
-                self._submit(node, self.queues[node].popleft())
-
-    def _move(self, index: int, node: str, code: str, message: str) -> None:
-        """Record a failed attempt and queue the video on the healthy node with the least queued per lane."""
-        self.attempts.setdefault(index, []).append({"node_id": node, "status": "failed", "error_code": code,
-                                                    "error_message": message[:500]})
-        if not self.healthy:
-            return
-        to = min(sorted(self.healthy), key=lambda n: (len(self.queues[n]) + 1) / max(len(self.lanes[n]), 1))
-        self.queues[to].appendleft(index)
-        self.retries.append({"video_id": str(self.videos[index][1].get("video_id")), "from_node": node,
-                             "to_node": to, "error_code": code})
-
-    def _retire(self, node: str, code: str) -> None:
-        """No more work for ``node``: its queued videos go to the others."""
-        self.healthy.discard(node)
-        if code == "node_lost":
-            self.dead.add(node)
-        left = list(self.queues[node])
-        self.queues[node].clear()
-        for i in left:
-            if self.healthy:
-                to = min(sorted(self.healthy), key=lambda n: len(self.queues[n]) / max(len(self.lanes[n]), 1))
-                self.queues[to].append(i)
-
-    def _node_alive(self, node: str, settle_s: float = NODE_DEATH_SETTLE_S) -> bool:
-        """Whether ``node`` is still alive, waiting up to ``settle_s`` for the cluster to notice a death: a lane's
-        actor error often arrives before the GCS's health check marks its node dead."""
-        import ray
-
-        deadline = time.monotonic() + settle_s
-        while True:
-            if not any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
-                return False
-            if time.monotonic() > deadline:
-                return True
-            time.sleep(0.5)
-
-    def _collect(self, ref: Any) -> None:
-        import ray
-        from ray.exceptions import RayActorError, WorkerCrashedError
-
-        node, lane, index = self.pending.pop(ref)
-        try:
-            r: VideoResult = ray.get(ref)
-        except (RayActorError, WorkerCrashedError) as exc:
-            lost = not self._node_alive(node)
-            self.lanes[node] = [x for x in self.lanes[node] if x is not lane]
-            if lost or not self.lanes[node]:
-                self._retire(node, "node_lost" if lost else "lanes_lost")
-            self._move(index, node, "node_lost" if lost else "worker_lost", str(exc).splitlines()[0])
-            return
-        self.lane_done[lane] = self.lane_done.get(lane, 0) + r.components
-        if r.error_code in RETRY_CODES and r.status == "failed":
-            self._retire(node, r.error_code)
-            self._move(index, node, r.error_code, r.error_message or "")
-            return
-        self.results[index] = r
-        self.idle[node].append(lane)
-        self.vbar.update(1)
-
-    def _poll_progress(self) -> None:
-        import ray
-
-        live = [lane for n in self.healthy for lane in self.lanes[n]]
-        try:
-            counts = ray.get([lane.components_done.remote() for lane in live], timeout=2)
-        except Exception:  # a lane on a dying node: the next poll counts again
-            return
-        done = {**self.lane_done, **dict(zip(live, counts, strict=True))}
-        self.bar.n = min(self.bar.total, sum(done.values()))
-        self.bar.refresh()
-
-    def run(self) -> None:
-        import ray
-
-        try:
-            self._feed()
-            while self.pending or any(self.queues[n] for n in self.healthy):
-                if not self.pending and not self.healthy:
-                    break
-                ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5)
-                for ref in ready:
-                    self._collect(ref)
-                self._feed()
-                self._poll_progress()
-        finally:
-            self.bar.close()
-            self.vbar.close()
-        lost = [i for i in range(len(self.videos)) if i not in self.results]
-        if lost:
-            why = {a["error_code"]: f'{a["node_id"][:8]}: {a["error_message"][:200]}'
-                   for i in lost for a in self.attempts.get(i, [])}
-            codes = sorted(why)
-            code = "triton_unavailable" if "triton_unavailable" in codes else "cluster_unavailable"
-            raise (TritonUnavailable if code == "triton_unavailable" else TrendflowError)(
-                f"{len(lost)} video(s) could not be extracted: no healthy node left (attempts failed with "
-                f"{codes}; one of each: {why})",
-                code=code, attempts={str(self.videos[i][1].get('video_id')): self.attempts.get(i, []) for i in lost})
-
-
 def _summary(d: Dispatcher, run_id: str, seconds: float, cp: ClusterPlan, dashboard: str | None,
-             infos: dict[str, TritonInfo]) -> RayRunSummary:
+             infos: dict[str, TritonInfo], pilots: dict[str, NodePilot], pilot_seconds: float) -> RayRunSummary:
     manifests = [json.loads(Path(r.manifest).read_text()) for r in d.results.values() if r.manifest]
     comps = [e for m in manifests for e in m["components"].values()]
     failed = {r.video_id: r.error_code or r.status for r in d.results.values() if not r.ok}
     nodes: dict[str, dict[str, Any]] = {}
-    for n in cp.nodes:
+    for n in infos:  # every node that took part, also one lost in the pilot (gone from the re-plan)
         mine = [r for r in d.results.values() if r.node_id == n]
-        nodes[n] = {"planned": len(cp.nodes[n].videos), "extracted": len(mine),
+        planned = len(cp.nodes[n].videos) if n in cp.nodes else 0
+        nodes[n] = {"planned": planned + len(pilots[n].videos if n in pilots else ()), "extracted": len(mine),
                     "status": "lost" if n in d.dead else ("retired" if n not in d.healthy else "ok"),
                     "triton": {"grpc_url": infos[n].grpc_url, "pid": infos[n].pid,
                                "started_here": infos[n].started_here, "gpu_ids": infos[n].gpu_ids}}
@@ -460,4 +405,5 @@ def _summary(d: Dispatcher, run_id: str, seconds: float, cp: ClusterPlan, dashbo
         cache_hits=sum(e["cache_hit"] for e in comps),
         computed=sum(not e["cache_hit"] and e["artifact"] is not None for e in comps), seconds=round(seconds, 2),
         manifests=[Path(r.manifest) for r in sorted(d.results.values(), key=lambda r: r.index) if r.manifest],
-        plan=cp.to_dict(), retries=d.retries, nodes=nodes, dashboard_url=dashboard)
+        plan=cp.to_dict(), retries=d.retries, nodes=nodes, dashboard_url=dashboard,
+        pilot_seconds=round(pilot_seconds, 2))

@@ -193,6 +193,11 @@ class VideoLane:
         self._done = 0
         self._lock = threading.Lock()
 
+    def set_plan(self, batch_sizes: dict[str, int], plan: dict[str, Any], devices: dict[str, str]) -> None:
+        """Run the next videos under a new plan of the node (the re-plan after the pilot)."""
+        self.spec = dataclasses.replace(self.spec, batch_sizes=dict(batch_sizes), plan=plan, devices=dict(devices))
+        self.run.batch_sizes, self.run.plan = dict(batch_sizes), plan
+
     def components_done(self) -> int:
         """Components this lane has finished so far (the driver's progress bar polls it)."""
         with self._lock:

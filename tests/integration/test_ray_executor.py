@@ -173,6 +173,24 @@ def test_a_node_whose_triton_dies_gets_no_more_work_and_the_run_completes(cluste
     # the node's kept actor starts a new server when the next run asks it (the recorded one is dead)
 
 
+def test_each_node_pilots_its_own_videos_and_the_rest_is_replanned(cluster, corpus, checklist, store, tmp_path):
+    """``pilot_videos=1``: each node first extracts one video of its own share on one lane; the rest is planned
+    again with what each node measured, and the plan the rest runs with records every node's pilot and time
+    factors. The artifacts are those of the local executor."""
+    plans = []
+    s = _run(corpus, tmp_path / "out", checklist, cluster, pilot_videos=1, on_plan=plans.append)
+    assert s.ok == N_VIDEOS and not s.failed and s.retries == []
+    assert 0 < s.pilot_seconds < s.seconds
+    (cp,) = plans
+    assert sum(len(p.videos) for p in cp.nodes.values()) == N_VIDEOS - 2  # the two pilot videos are done
+    for n in cluster.node_ids:
+        assert s.nodes[n]["extracted"] >= 1
+        if cp.nodes[n].plan is not None:
+            cal = cp.nodes[n].plan.calibration
+            assert len(cal["pilot_videos"]) == 1 and cal["pilot_seconds"] > 0 and cal["time_factors"]
+    assert artifact_differences(tmp_path / "out", store) == []
+
+
 def test_a_killed_raylet_loses_only_its_in_flight_video(cluster, corpus, checklist, store, tmp_path):
     """The worker node dies with a video provably in flight: it holds the video's lease in the store (its lane is
     computing it) when the test freezes that lane (SIGSTOP, so that it cannot finish the video in the second the

@@ -52,6 +52,23 @@ def test_seed_example_two_gpus_prefers_two_videos_in_parallel():
         assert p.predicted_peak(d) <= p.devices[d]["budget_bytes"]
 
 
+def test_more_videos_in_parallel_must_buy_more_than_the_minimum_gain():
+    """Two GPUs, but od is 100x cheaper than sc: a second video in parallel only hides od's 0.1 s per frame
+    (predicted 0.5% faster). Below PARALLEL_MIN_GAIN the planner keeps one video at a time (what more lanes cost
+    beyond the model -- contention on the cores -- is not simulated); the faster candidate stays on record."""
+    from planning.planner import PARALLEL_MIN_GAIN
+
+    cl = checklist(entry("od", per_unit_bytes=1 * GB, seconds_per_unit=0.1),
+                   entry("sc", per_unit_bytes=1.5 * GB, seconds_per_unit=10.0))
+    devs = [Device("gpu0", "gpu", 16 * GB), Device("gpu1", "gpu", 16 * GB)]
+    p = plan(videos(2, 24), [FRAMES, OD, SC], devs, cl, safety_margin=0.25)
+    assert p.videos_in_parallel == 1
+    assert p.predicted_makespan_s == pytest.approx(2 * 24 * 10.1)
+    faster = [a for a in p.alternatives if a["videos_in_parallel"] == 2]
+    assert faster and min(a["predicted_makespan_s"] for a in faster) < p.predicted_makespan_s
+    assert min(a["predicted_makespan_s"] for a in faster) > p.predicted_makespan_s * (1 - PARALLEL_MIN_GAIN)
+
+
 def test_sublinear_batching_curve_prefers_big_batches_and_reports_makespan():
     cl = checklist(entry("od", per_unit_bytes=0.1 * GB, seconds_per_unit=1.0, overhead_s=0.5, sublinear=0.5),
                    entry("sc", per_unit_bytes=0.1 * GB, seconds_per_unit=1.0, overhead_s=0.5, sublinear=0.5))
