@@ -224,7 +224,8 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
                  max_videos_in_parallel: int = DEFAULT_MAX_VIDEOS_IN_PARALLEL,
                  max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
                  estimate_margin: float = 0.0, time_factors: Mapping[str, Mapping[str, float]] | None = None,
-                 video_overhead_s: Mapping[str, float | None] | None = None) -> ClusterPlan:
+                 video_overhead_s: Mapping[str, float | None] | None = None,
+                 max_lanes: Mapping[str, int] | None = None) -> ClusterPlan:
     """Plan ``videos`` over ``nodes`` (see the module docstring).
 
     Args:
@@ -237,6 +238,7 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
             :func:`planning.planner.plan`, per node.
         time_factors, video_overhead_s: node id -> what the node's pilot measured (as for
             :func:`planning.planner.plan`; a node without an entry plans from its checklist alone).
+        max_lanes: node id -> at most this many videos in parallel there (below ``max_videos_in_parallel``).
 
     Raises:
         InsufficientMemory: some node cannot run some component at batch 1 (names the node and the component).
@@ -251,7 +253,10 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
     base = dict(safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
                 max_loaded_models_per_device=max_loaded_models_per_device, estimate_margin=estimate_margin)
     factors, overheads = time_factors or {}, video_overhead_s or {}
-    kws = {n.node_id: {**base, "time_factors": factors.get(n.node_id), "video_overhead_s": overheads.get(n.node_id)}
+    lanes = max_lanes or {}
+    kws = {n.node_id: {**base, "time_factors": factors.get(n.node_id), "video_overhead_s": overheads.get(n.node_id),
+                       "max_videos_in_parallel": min(max_videos_in_parallel, lanes.get(n.node_id,
+                                                                                       max_videos_in_parallel))}
            for n in nodes}
     costs: dict[str, list[float]] = {}
     for node in nodes:  # fail fast: every node must hold every component at batch 1 (1.)

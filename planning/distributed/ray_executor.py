@@ -30,12 +30,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.errors import ConfigError, ModelNotFound, TrendflowError
+from common.errors import ConfigError, InsufficientMemory, ModelNotFound, TrendflowError
 from common.paths import REPO_ROOT
 from extraction.config import DEFAULT_MAPPING
 from extraction.runner import RunSummary
 from planning.distributed.cluster_pilot import NodePilot, measure_node_pilots, pick_node_pilots
-from planning.distributed.cluster_plan import CPU_MEM, MIB, ClusterPlan, NodeReport, plan_cluster, triton_request
+from planning.distributed.cluster_plan import (
+    CPU_MEM,
+    GPU_MEM,
+    MIB,
+    ClusterPlan,
+    NodePlan,
+    NodeReport,
+    plan_cluster,
+    triton_request,
+)
 from planning.distributed.dispatch import Dispatcher
 from planning.distributed.ray_nodes import LaneSpec, NodeProbe, NodeTriton, TritonInfo, VideoLane
 
@@ -211,13 +220,17 @@ def start_lanes(cp: ClusterPlan, infos: dict[str, TritonInfo], spec_kw: dict[str
 
 
 def relane(old: ClusterPlan, new: ClusterPlan, lanes: dict[str, list[Any]], infos: dict[str, TritonInfo],
-           spec_kw: dict[str, Any], healthy: set[str]) -> dict[str, list[Any]]:
-    """The lanes for ``new`` (the re-plan after the pilot): a node keeps as many of its lanes as the new plan runs
-    when each holds at least the memory a new lane needs (they are told the new batch sizes); otherwise its lanes
-    are replaced. Lanes a node no longer needs are stopped."""
+           spec_kw: dict[str, Any], healthy: set[str]) -> tuple[dict[str, list[Any]], list[Any]]:
+    """The lanes for ``new`` (the re-plan after the pilot) and the spare lanes that only hold memory.
+
+    A node keeps its lanes (told the new batch sizes) when it runs no more of them than before and they hold at
+    least the memory the new plan's lanes need together: a new lane is a new worker process, seconds on a busy
+    node. Surplus lanes stay as spares holding their memory (the new lanes may each need more than an old one
+    holds), idle. Otherwise the node's lanes are replaced. Nodes with no more work lose their lanes."""
     import ray
 
     out: dict[str, list[Any]] = {}
+    spare: list[Any] = []
     restart: list[str] = []
     for n, np_ in new.nodes.items():
         have = lanes.get(n, [])
@@ -226,20 +239,37 @@ def relane(old: ClusterPlan, new: ClusterPlan, lanes: dict[str, list[Any]], info
                 ray.kill(lane)
             continue
         held = old.nodes[n].lane_request if n in old.nodes else {}
-        if np_.lanes <= len(have) and all(v <= held.get(k, 0) for k, v in np_.lane_request.items()):
+        if np_.lanes <= len(have) and all(np_.lanes * v <= len(have) * held.get(k, 0)
+                                          for k, v in np_.lane_request.items()):
             spec = _lane_spec(new, n, infos, spec_kw)
-            keep, stop = have[:np_.lanes], have[np_.lanes:]
-            for lane in stop:
-                ray.kill(lane)
-            ray.get([lane.set_plan.remote(spec.batch_sizes, spec.plan, spec.devices) for lane in keep])
-            out[n] = keep
+            out[n], rest = have[:np_.lanes], have[np_.lanes:]
+            per_lane_fits = all(v <= held.get(k, 0) for k, v in np_.lane_request.items())
+            for lane in rest:
+                if per_lane_fits:
+                    ray.kill(lane)
+                else:
+                    spare.append(lane)
+            ray.get([lane.set_plan.remote(spec.batch_sizes, spec.plan, spec.devices) for lane in out[n]])
         else:
             for lane in have:
                 ray.kill(lane)
             restart.append(n)
     if restart:
         out.update(start_lanes(new, infos, spec_kw, nodes=restart))
-    return out
+    return out, spare
+
+
+def within_reserved(report: NodeReport, held: NodePlan, estimate_margin: float) -> NodeReport:
+    """``report`` as the re-plan after the pilot sees it: its memory resources capped at what the node's Triton
+    actor and lanes hold now (less 1 MiB per lane for the requests' rounding), so that the re-plan's lanes fit in
+    the running ones (:func:`relane`). The planner fills ``1 - estimate_margin`` of a budget: the cap is scaled
+    back up by it."""
+    res = dict(report.resources)
+    for k in (CPU_MEM, GPU_MEM):
+        if k in res and k in held.lane_request:
+            have = held.triton_request.get(k, 0) + held.lanes * (held.lane_request[k] - 1)
+            res[k] = min(res[k], int(have / (1 - estimate_margin)))
+    return dataclasses.replace(report, resources=res)
 
 
 def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: str | None = None,
@@ -267,6 +297,7 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
     started, dashboard = connect(address, log=log)
     actors: dict[str, Any] = {}
     lanes: dict[str, list[Any]] = {}
+    spare: list[Any] = []  # lanes kept after the re-plan only for the memory they hold
     infos: dict[str, TritonInfo] = {}
     try:
         out = Path(out).resolve()
@@ -298,11 +329,14 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         d = Dispatcher(cp, lanes, vids, run_id, len(run.components), progress, on_start)
         try:
             if pilots:
-                d.run({n: p.videos for n, p in pilots.items()}, steal=False, lanes_per_node=1)
+                d.run({n: p.queue for n, p in pilots.items()}, steal=False, lanes_per_node=1)
+                t1 = time.perf_counter()
                 measure_node_pilots(pilots, d.results, d.seconds, cp, specs, comps, checklists)
                 rest = [i for i in range(len(vids)) if i not in d.results]
-                cp, lanes = _replan(cp, pilots, rest, specs, comps, reports, checklists, sources, kw, d, vids,
-                                    lanes, infos, spec_kw, actors)
+                cp, lanes, spare = _replan(cp, pilots, rest, specs, comps, reports, checklists, sources, kw, d,
+                                           vids, lanes, infos, spec_kw, actors)
+                log(f"pilots: {sum(len(p.queue) for p in pilots.values())} videos on {len(pilots)} node(s) in "
+                    f"{t1 - t0:.1f}s, re-planned in {time.perf_counter() - t1:.1f}s")
             pilot_s = time.perf_counter() - t0
             if on_plan is not None:
                 on_plan(cp)
@@ -312,7 +346,7 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         d.check_complete()
         return _summary(d, run_id, time.perf_counter() - t0, cp, dashboard, infos, pilots, pilot_s if pilots else 0.0)
     finally:
-        _teardown(lanes, actors, stop_tritons=not keep_tritons)
+        _teardown({**lanes, "spare": spare}, actors, stop_tritons=not keep_tritons)
         if started:
             ray.shutdown()
 
@@ -333,10 +367,17 @@ def _replan(cp: ClusterPlan, pilots: dict[str, NodePilot], rest: list[int], spec
     """After the pilots: plan ``rest`` on the healthy nodes with each node's factors, move the lanes to it."""
     healthy = [r for r in reports if r.node_id in d.healthy]
     if not rest or not healthy:
-        return cp, lanes
-    new = _checked(plan_cluster([specs[i] for i in rest], comps, healthy, checklists, **kw,
-                                time_factors={n: p.factors for n, p in pilots.items() if p.factors},
-                                video_overhead_s={n: p.video_overhead_s for n, p in pilots.items()}), sources)
+        return cp, lanes, []
+    calibrated = dict(time_factors={n: p.factors for n, p in pilots.items() if p.factors},
+                      video_overhead_s={n: p.video_overhead_s for n, p in pilots.items()})
+    try:  # first within what the running lanes hold, with at most as many lanes (they can stay)
+        reserved = [within_reserved(r, cp.nodes[r.node_id], kw["estimate_margin"]) if cp.nodes[r.node_id].plan
+                    else r for r in healthy]
+        new = plan_cluster([specs[i] for i in rest], comps, reserved, checklists, **kw, **calibrated,
+                           max_lanes={n: p.lanes for n, p in cp.nodes.items() if p.plan is not None})
+    except InsufficientMemory:  # the rest holds bigger videos than the pilot's plan: new lanes
+        new = plan_cluster([specs[i] for i in rest], comps, healthy, checklists, **kw, **calibrated)
+    new = _checked(new, sources)
     for n, np_ in new.nodes.items():
         np_.videos = [rest[i] for i in np_.videos]  # back to corpus indices
         if np_.plan is None:
@@ -349,9 +390,9 @@ def _replan(cp: ClusterPlan, pilots: dict[str, NodePilot], rest: list[int], spec
     if any(new.nodes[n].plan is not None and cp.nodes[n].plan is not None
            and new.nodes[n].plan.device_of != cp.nodes[n].plan.device_of for n in new.nodes):
         _place_gpu_models(new, actors)
-    lanes = relane(cp, new, lanes, infos, spec_kw, d.healthy)
+    lanes, spare = relane(cp, new, lanes, infos, spec_kw, d.healthy)
     d.replan(new, lanes)
-    return new, lanes
+    return new, lanes, spare
 
 
 def _place_gpu_models(cp: ClusterPlan, actors: dict[str, Any]) -> None:
@@ -396,7 +437,7 @@ def _summary(d: Dispatcher, run_id: str, seconds: float, cp: ClusterPlan, dashbo
     for n in infos:  # every node that took part, also one lost in the pilot (gone from the re-plan)
         mine = [r for r in d.results.values() if r.node_id == n]
         planned = len(cp.nodes[n].videos) if n in cp.nodes else 0
-        nodes[n] = {"planned": planned + len(pilots[n].videos if n in pilots else ()), "extracted": len(mine),
+        nodes[n] = {"planned": planned + len(pilots[n].queue if n in pilots else ()), "extracted": len(mine),
                     "status": "lost" if n in d.dead else ("retired" if n not in d.healthy else "ok"),
                     "triton": {"grpc_url": infos[n].grpc_url, "pid": infos[n].pid,
                                "started_here": infos[n].started_here, "gpu_ids": infos[n].gpu_ids}}

@@ -4,6 +4,7 @@ Pure: no Ray, no server (the manifests are files written here, as a lane writes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -45,7 +46,7 @@ def test_a_share_below_the_pilot_minimum_runs_no_pilot_unless_asked():
     cached = [set() for _ in vids]
     assert pick_node_pilots(cp, vids, cached, COMPS, CL) == {}
     asked = pick_node_pilots(cp, vids, cached, COMPS, CL, per_node=1)
-    assert all(len(p.videos) == 1 for p in asked.values()) and len(asked) == 2
+    assert all(len(p.videos) == 1 and p.warmup not in p.videos for p in asked.values()) and len(asked) == 2
 
 
 def _manifest(tmp_path, i: int, seconds: dict[str, float]) -> str:
@@ -55,14 +56,13 @@ def _manifest(tmp_path, i: int, seconds: dict[str, float]) -> str:
     return str(path)
 
 
-def test_factors_come_from_the_nodes_own_videos_and_slow_nodes_get_fewer(tmp_path):
-    """Node a's pilot ran its components 3x slower than its stage model says, node b's as predicted; a video
-    that node b extracted for node a (a retry) does not count for a. The re-plan gives b more of the rest."""
-    nodes, vids, cp = _cluster()
+def _pilot_run(tmp_path, nodes, vids, cp, slowness: dict[str, float], checklists=CL):
+    """Each node's first two videos as its pilot, measured ``slowness`` x its stage model; node a's second video
+    was extracted by node b (a retry): it does not count for a."""
     pilots = {n.node_id: NodePilot(videos=cp.nodes[n.node_id].videos[:2], weights=[1.0, 1.0]) for n in nodes}
     a, b = (n.node_id for n in nodes)
     results, seconds = {}, {}
-    for n, slow in ((a, 3.0), (b, 1.0)):
+    for n, slow in slowness.items():
         pred = node_component_seconds(cp, n, pilots[n].videos, vids, COMPS, CL["synthetic"])
         for i, per in zip(pilots[n].videos, pred, strict=True):
             results[i] = SimpleNamespace(node_id=n, manifest=_manifest(tmp_path, i, {c: slow * s for c, s in
@@ -70,13 +70,34 @@ def test_factors_come_from_the_nodes_own_videos_and_slow_nodes_get_fewer(tmp_pat
             seconds[i] = slow * sum(per.values()) + 0.05
     retried = pilots[a].videos[1]
     results[retried] = SimpleNamespace(node_id=b, manifest=results[retried].manifest)
-    measure_node_pilots(pilots, results, seconds, cp, vids, COMPS, CL)
+    measure_node_pilots(pilots, results, seconds, cp, vids, COMPS, checklists)
+    assert pilots[a].seconds == pytest.approx(seconds[pilots[a].videos[0]])  # the retried video left out
+    return pilots, results
+
+
+def test_nodes_of_one_hardware_type_pool_their_pilots(tmp_path):
+    """Same hardware: a's one counted video at 3x and b's two at 1x give both nodes (3 + 1 + 1) / 3."""
+    nodes, vids, cp = _cluster()
+    a, b = (n.node_id for n in nodes)
+    pilots, _ = _pilot_run(tmp_path, nodes, vids, cp, {a: 3.0, b: 1.0})
+    for n in (a, b):
+        assert pilots[n].factors == pytest.approx({"od": 5 / 3, "sc": 5 / 3})
+    assert all(FACTOR_BOUNDS[0] <= f <= FACTOR_BOUNDS[1] for p in pilots.values() for f in p.factors.values())
+
+
+def test_a_slow_hardware_type_gets_fewer_of_the_rest(tmp_path):
+    """Node a is of another hardware type (same measured checklist) and ran its pilot 3x slower than its stage
+    model; node b as predicted. Their factors stay their own, and the re-plan gives b more of the rest."""
+    slow_hw = dataclasses.replace(gpu_node("a", [16.0, 16.0]), hardware_id="other")
+    nodes, vids = [slow_hw, gpu_node("b", [16.0, 16.0])], videos(40, 24)
+    checklists = {**CL, "other": CL["synthetic"]}
+    cp = plan_cluster(vids, COMPS, nodes, checklists, safety_margin=0.1)
+    a, b = (n.node_id for n in nodes)
+    pilots, results = _pilot_run(tmp_path, nodes, vids, cp, {a: 3.0, b: 1.0}, checklists)
     assert pilots[a].factors == pytest.approx({"od": 3.0, "sc": 3.0})
     assert pilots[b].factors == pytest.approx({"od": 1.0, "sc": 1.0})
-    assert pilots[a].seconds == pytest.approx(seconds[pilots[a].videos[0]])  # the retried video left out
-    assert all(FACTOR_BOUNDS[0] <= f <= FACTOR_BOUNDS[1] for p in pilots.values() for f in p.factors.values())
     rest = [i for i in range(len(vids)) if i not in results]
-    again = plan_cluster([vids[i] for i in rest], COMPS, nodes, CL, safety_margin=0.1,
+    again = plan_cluster([vids[i] for i in rest], COMPS, nodes, checklists, safety_margin=0.1,
                          time_factors={n: p.factors for n, p in pilots.items()},
                          video_overhead_s={n: p.video_overhead_s for n, p in pilots.items()})
     assert len(again.nodes[b].videos) > len(again.nodes[a].videos)
