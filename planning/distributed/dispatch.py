@@ -21,6 +21,7 @@ from planning.distributed.ray_nodes import VideoResult
 
 RETRY_CODES = ("triton_unavailable", "model_not_found")  # the node's fault, not the video's: retry elsewhere
 NODE_DEATH_SETTLE_S = 10.0  # after a lane dies: how long to wait for its node to be marked dead, if it is
+PROGRESS_POLL_S = 1.0  # the component bar's refresh (the video bar moves with every result)
 
 
 class Dispatcher:
@@ -45,6 +46,7 @@ class Dispatcher:
         self.results: dict[int, VideoResult] = {}
         self.seconds: dict[int, float] = {}  # video -> driver-measured seconds of its successful attempt
         self.lane_done: dict[Any, int] = {}
+        self.progress, self._polled = progress, 0.0
         self.bar = tqdm(total=len(videos) * n_components, desc=f"extract {run_id} (cluster)", unit="comp",
                         disable=not progress, file=sys.stderr)
         self.vbar = tqdm(total=len(videos), desc="videos", unit="video", disable=not progress, file=sys.stderr)
@@ -139,8 +141,13 @@ class Dispatcher:
         self.vbar.update(1)
 
     def _poll_progress(self) -> None:
+        """Refresh the component bar from the lanes, at most every :data:`PROGRESS_POLL_S` and only when a bar is
+        shown: each poll is a call into every lane, on the node's cores, taking the GIL from its running video."""
         import ray
 
+        if not self.progress or time.monotonic() - self._polled < PROGRESS_POLL_S:
+            return
+        self._polled = time.monotonic()
         live = [lane for n in self.healthy for lane in self.lanes[n]]
         try:
             counts = ray.get([lane.components_done.remote() for lane in live], timeout=2)
