@@ -8,11 +8,14 @@
    rest, or than the checklist measured (``checklist_stale``).
 4. Plan the cluster (:func:`~planning.distributed.cluster_plan.plan_cluster`) before any work: the cache's hits are
    left out, ``insufficient_memory`` fails naming the node.
-5. Start the planned lanes per node, each requesting its share of the node's memory resources, and feed them the
-   node's videos; a node whose queue runs dry takes videos from the longest queue. A lane that dies with its node
-   (raylet gone) loses its in-flight video, which goes to another node with the dead node's lease broken; a node
-   whose Triton fails (``triton_unavailable``) gets no more work and its videos move. Every failed attempt is
-   recorded in the summary and in the video's manifest (``attempts``).
+5. Start the planned lanes per node, each requesting its share of the node's memory resources; every node with
+   enough videos runs its pilot (:mod:`~planning.distributed.cluster_pilot`) and the rest is re-planned with the
+   measured factors, within what the lanes hold. Feed the lanes the node's videos
+   (:class:`~planning.distributed.dispatch.Dispatcher`); a node whose queue runs dry takes videos from the
+   longest queue. A lane that dies with its node (raylet gone) loses its in-flight video, which goes to another
+   node with the dead node's lease broken; a node whose Triton fails (``triton_unavailable``) gets no more work
+   and its videos move. Every failed attempt is recorded in the summary and in the video's manifest
+   (``attempts``).
 6. Stop the Tritons the run started, return a :class:`RayRunSummary`.
 
 Artifacts are written by the same runner as the local executor, into the same store layout, so a corpus extracted
