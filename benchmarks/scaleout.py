@@ -10,6 +10,10 @@
    store; the driver (this process) only dispatches;
 3. Ray, two nodes: the same with a second node under ``taskset -c 1``.
 
+``--rounds R`` repeats the three runs R times, the order rotating (local -> 1 node -> 2 nodes, then 1 node -> 2
+nodes -> local, ...), and reports the medians: on a VM whose speed drifts, one round's ratios depend on which run
+met a slow spell (one-node Ray moved by 28% between single rounds, docs/scaleout.md).
+
 Times are each run's extraction makespan (the runner's ``seconds``: servers already up, plans made; pilots
 included, as in the local executor's). The cluster's predicted makespan (the slowest node's plan for the rest,
 made after each node's pilot) is compared with the time the two-node run took for the rest. The stores are compared with
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checklist", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     ap.add_argument("--seed", type=int, default=19)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of the three runs, in rotating order; medians are reported")
     args = ap.parse_args(argv)
     from demo.synth import generate
     from testsupport.compare_stores import artifact_differences
@@ -108,31 +115,47 @@ def main(argv: list[str] | None = None) -> int:
         generate(args.n, corpus, seed=args.seed, progress=False, **CORPUS)
         _log(f"corpus: {args.n} videos in {time.perf_counter() - t0:.0f}s")
         stores = {k: work / k for k in ("local", "ray1", "ray2")}
-        for p in stores.values():
-            shutil.rmtree(p, ignore_errors=True)
-        local_s, cl = run_local(corpus / "videos", stores["local"], work / "triton-local", args.profile,
-                                args.checklist)
-        one, _ = run_cluster(1, corpus / "videos", stores["ray1"], args.profile, cl, work)
-        two, plan2 = run_cluster(2, corpus / "videos", stores["ray2"], args.profile, cl, work)
+        seconds: dict[str, list[float]] = {k: [] for k in stores}
+        errs: list[float] = []
+        cl, one, two, plan2 = args.checklist, None, None, None
+        # The order rotates (round 1 starts with local, which settles the checklist): each run meets every part of
+        # the machine's slow spells, and the medians compare like with like.
+        for r in range(args.rounds):
+            order = [*stores][r % 3:] + [*stores][:r % 3]
+            _log(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}")
+            for k in order:
+                shutil.rmtree(stores[k], ignore_errors=True)
+                if k == "local":
+                    local_s, cl = run_local(corpus / "videos", stores[k], work / "triton-local", args.profile, cl)
+                    seconds[k].append(local_s)
+                elif k == "ray1":
+                    one, _ = run_cluster(1, corpus / "videos", stores[k], args.profile, cl, work)
+                    seconds[k].append(one.seconds)
+                else:
+                    two, plan2 = run_cluster(2, corpus / "videos", stores[k], args.profile, cl, work)
+                    seconds[k].append(two.seconds)
+                    # the plan the rest runs with, after each node's pilot, against the time the rest took (as the
+                    # local executor's benchmark compares its post-pilot plan)
+                    rest_s = two.seconds - two.pilot_seconds
+                    errs.append(abs(plan2.predicted_makespan_s - rest_s) / rest_s * 100)
         diffs = artifact_differences(stores["local"], stores["ray1"]) + artifact_differences(stores["local"],
                                                                                              stores["ray2"])
         for d in diffs[:20]:
             _log(f"differs: {d}")
-        overhead = (one.seconds - local_s) / local_s * 100
-        speedup = one.seconds / two.seconds
-        # the plan the rest runs with, after each node's pilot, against the time the rest took (as the local
-        # executor's benchmark compares its post-pilot plan)
-        rest_s = two.seconds - two.pilot_seconds
-        err = abs(plan2.predicted_makespan_s - rest_s) / rest_s * 100
-        print(f"{'run':<16}{'makespan_s':>12}{'videos/node':>24}")
-        print(f"{'local (1 core)':<16}{local_s:>12.2f}{args.n:>24}")
-        for name, s in (("ray 1 node", one), ("ray 2 nodes", two)):
+        med = {k: statistics.median(v) for k, v in seconds.items()}
+        overhead = (med["ray1"] - med["local"]) / med["local"] * 100
+        speedup = med["ray1"] / med["ray2"]
+        err = statistics.median(errs)
+        print(f"{'run':<16}{'median_s':>10}{'runs_s':>30}{'videos/node (last)':>22}")
+        print(f"{'local (1 core)':<16}{med['local']:>10.2f}{' '.join(f'{x:.2f}' for x in seconds['local']):>30}"
+              f"{args.n:>22}")
+        for name, k, s in (("ray 1 node", "ray1", one), ("ray 2 nodes", "ray2", two)):
             per = "/".join(str(v["extracted"]) for v in s.nodes.values())
-            print(f"{name:<16}{s.seconds:>12.2f}{per:>24}")
-        print(f"cluster plan predicted {plan2.predicted_makespan_s:.2f}s for 2 nodes after their pilots "
-              f"({two.pilot_seconds:.2f}s), measured {rest_s:.2f}s; lanes per node "
-              f"{[p['lanes'] for p in two.plan['nodes'].values()]}; retries "
-              f"{len(one.retries) + len(two.retries)}; checklist {cl}")
+            print(f"{name:<16}{med[k]:>10.2f}{' '.join(f'{x:.2f}' for x in seconds[k]):>30}{per:>22}")
+        print(f"last round: cluster plan predicted {plan2.predicted_makespan_s:.2f}s for 2 nodes after their pilots "
+              f"({two.pilot_seconds:.2f}s), measured {two.seconds - two.pilot_seconds:.2f}s; lanes per node "
+              f"{[p['lanes'] for p in two.plan['nodes'].values()]}; prediction errors "
+              f"{' '.join(f'{e:.0f}%' for e in errs)}; checklist {cl}")
         print(f"ray_overhead_pct={overhead:.1f} two_node_vs_one_node={speedup:.2f} makespan_err_pct={err:.1f} "
               f"artifacts_identical={'true' if not diffs else 'false'}")
     finally:
