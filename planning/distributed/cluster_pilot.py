@@ -52,7 +52,7 @@ class NodePilot:
 
 
 def node_component_seconds(cp: ClusterPlan, node: str, idx: Sequence[int], specs: Sequence[VideoSpec],
-                  components: Sequence[ComponentSpec], checklist: Checklist) -> list[dict[str, float]]:
+                           components: Sequence[ComponentSpec], checklist: Checklist) -> list[dict[str, float]]:
     """The stage model's seconds per component of the videos ``idx`` on ``node``, at its planned batch sizes."""
     p = cp.nodes[node]
     return predicted_component_seconds([specs[i] for i in idx], components, list(p.node.devices), checklist,
@@ -73,7 +73,7 @@ def pick_node_pilots(cp: ClusterPlan, specs: Sequence[VideoSpec], cached: Sequen
         if k <= 0:
             continue
         costs = [sum(v.values()) for v in node_component_seconds(cp, n, p.videos, specs, components,
-                                                        checklists[p.node.hardware_id])]
+                                                                 checklists[p.node.hardware_id])]
         picked, weights = pick_pilot_pps([cached[i] for i in p.videos], k, costs)
         if picked:
             others = [j for j in range(len(p.videos)) if j not in picked and not cached[p.videos[j]]]

@@ -253,10 +253,9 @@ def plan_cluster(videos: Sequence[VideoSpec], components: Sequence[ComponentSpec
     base = dict(safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
                 max_loaded_models_per_device=max_loaded_models_per_device, estimate_margin=estimate_margin)
     factors, overheads = time_factors or {}, video_overhead_s or {}
-    lanes = max_lanes or {}
+    most = {n: min(max_videos_in_parallel, k) for n, k in (max_lanes or {}).items()}
     kws = {n.node_id: {**base, "time_factors": factors.get(n.node_id), "video_overhead_s": overheads.get(n.node_id),
-                       "max_videos_in_parallel": min(max_videos_in_parallel, lanes.get(n.node_id,
-                                                                                       max_videos_in_parallel))}
+                       "max_videos_in_parallel": most.get(n.node_id, max_videos_in_parallel)}
            for n in nodes}
     costs: dict[str, list[float]] = {}
     for node in nodes:  # fail fast: every node must hold every component at batch 1 (1.)

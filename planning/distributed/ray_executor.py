@@ -235,6 +235,7 @@ def relane(old: ClusterPlan, new: ClusterPlan, lanes: dict[str, list[Any]], info
     out: dict[str, list[Any]] = {}
     spare: list[Any] = []
     restart: list[str] = []
+    told = []  # the kept lanes' set_plan calls, awaited together
     for n, np_ in new.nodes.items():
         have = lanes.get(n, [])
         if n not in healthy or np_.plan is None:
@@ -252,11 +253,12 @@ def relane(old: ClusterPlan, new: ClusterPlan, lanes: dict[str, list[Any]], info
                     ray.kill(lane)
                 else:
                     spare.append(lane)
-            ray.get([lane.set_plan.remote(spec.batch_sizes, spec.plan, spec.devices) for lane in out[n]])
+            told += [lane.set_plan.remote(spec.batch_sizes, spec.plan, spec.devices) for lane in out[n]]
         else:
             for lane in have:
                 ray.kill(lane)
             restart.append(n)
+    ray.get(told)
     if restart:
         out.update(start_lanes(new, infos, spec_kw, nodes=restart))
     return out, spare
