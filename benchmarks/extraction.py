@@ -17,7 +17,10 @@ and the planner's predictions vs what happened. Numbers, not a timed test.
 5. a corpus of another make (``--other-n`` 12 videos: 480p/720p-heavy, mostly 60 fps, 20-60 s, other audio rates;
    ``OTHER_CORPUS``): ``--other-repeats`` planner runs, predicted vs measured;
 6. prints a table and, last, ``planner_vs_naive=<x> planner_efficiency=<x> oracle_gap_pct=<p> makespan_err_pct=<p>
-   makespan_err_pct_other=<p> peak_over_budget=<n>``.
+   makespan_err_pct_other=<p> makespan_err_pct_replanned=<p> makespan_err_pct_other_replanned=<p>
+   peak_over_budget=<n>``. ``makespan_err_pct`` compares the plan made after the pilot with the time the rest took;
+   ``..._replanned`` compares the estimate at the mid-run re-plan (:mod:`planning.recalibrate`: the first part's
+   real seconds plus the re-plan's prediction of the second part) with the same time.
 
 The machine's bound: the CPU seconds that every process (this client, Triton and its stubs) spends on the naive run,
 divided by the cores other work leaves free; ``planner_efficiency = cpu_bound_s / planner_makespan_s`` (1.0 = the
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checklist", type=Path, default=None, help="checklist to use (default: this hardware's)")
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--other-n", type=int, default=12, help="videos in the corpus of another make (0 = skip it)")
-    ap.add_argument("--other-repeats", type=int, default=1, help="planner rounds on the other corpus")
+    ap.add_argument("--other-repeats", type=int, default=2, help="planner rounds on the other corpus (median)")
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--pilot", type=int, default=None,
@@ -210,15 +213,22 @@ def main(argv: list[str] | None = None) -> int:
             def on_plan(p: Any) -> None:
                 marks["plan"], marks["planned"] = p, time.perf_counter()
 
+            def on_replan(p: Any) -> None:
+                marks["replan"], marks["replanned"] = p, time.perf_counter()
+
             t0 = time.perf_counter()
             s = plan_and_execute(run, vids, checklist=cl, memory_budget=budget, on_plan=on_plan,
-                                 pilot_videos=args.pilot)
+                                 on_replan=on_replan, pilot_videos=args.pilot)
             done = time.perf_counter()
             plan, planned = marks["plan"], marks["planned"]
+            # the estimate at the mid-run re-plan: what the first part took, plus the re-plan's prediction
+            replan = marks.get("replan")
+            eta = (marks["replanned"] - planned + replan.predicted_makespan_s) if replan else plan.predicted_makespan_s
             m = json.loads(Path(s.manifests[0]).read_text()) if s.manifests else {}
             used_batches = {c: e["batch_size"] for c, e in m.get("components", {}).items() if c in MODEL_COMPONENTS}
             return {"seconds": done - t0, "plan_s": planned - t0, "exec_s": done - planned, "ok": s.ok,
-                    "plan": plan, "peak": mem.peak(), "background": plan.devices["cpu"]["background"],
+                    "plan": plan, "replan": replan, "eta_replanned_s": eta,
+                    "peak": mem.peak(), "background": plan.devices["cpu"]["background"],
                     "manifest_batches": used_batches}
 
         # ---- main corpus ------------------------------------------------------------------------------------
@@ -239,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         med = {k: statistics.median(x["seconds"] for x in v) for k, v in res.items()}
         best_plan = res["planner"][-1]["plan"]
         errs = [abs(x["exec_s"] - x["plan"].predicted_makespan_s) / x["exec_s"] * 100 for x in res["planner"]]
+        errs_re = [abs(x["exec_s"] - x["eta_replanned_s"]) / x["exec_s"] * 100 for x in res["planner"]]
         peaks = [(x["peak"], x["plan"].devices["cpu"]["predicted_peak_bytes"]) for x in res["planner"]]
         # the machine's bound: the CPU seconds all processes spent on the naive run, spread over the cores that
         # other work left free (on an idle machine: all of them); no plan finishes the same work sooner
@@ -258,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             peaks.append((other[-1]["peak"], other[-1]["plan"].devices["cpu"]["predicted_peak_bytes"]))
             _log(other[-1]["plan"].describe())
         errs_other = [abs(x["exec_s"] - x["plan"].predicted_makespan_s) / x["exec_s"] * 100 for x in other]
+        errs_other_re = [abs(x["exec_s"] - x["eta_replanned_s"]) / x["exec_s"] * 100 for x in other]
 
         # ---- oracle -----------------------------------------------------------------------------------------
         oracle: dict[tuple, float] = {}
@@ -314,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             pilot_s = x["plan"].calibration.get("pilot_seconds", 0.0)
             print(f"planner round {i + 1}: plan {x['plan_s'] - pilot_s:.2f}s + pilot {pilot_s:.2f}s + execute the "
                   f"remaining {x['plan'].videos} videos {x['exec_s']:.2f}s "
-                  f"(predicted {x['plan'].predicted_makespan_s:.2f}s, error {errs[i]:.0f}%), peak "
+                  f"(predicted {x['plan'].predicted_makespan_s:.2f}s, error {errs[i]:.0f}%{_replan_note(x)}), peak "
                   f"{x['peak'] / 2**20:.0f} MiB (predicted "
                   f"{x['plan'].devices['cpu']['predicted_peak_bytes'] / 2**20:.0f}"
                   f" MiB, budget {budget / 2**20:.0f} MiB), batch sizes in the manifest {x['manifest_batches']}")
@@ -332,20 +344,34 @@ def main(argv: list[str] | None = None) -> int:
             pilot_s = x["plan"].calibration.get("pilot_seconds", 0.0)
             print(f"other corpus ({len(other_vids)} videos, 480p/720p, 60 fps, 20-60 s) round {i + 1}: plan "
                   f"{x['plan_s'] - pilot_s:.2f}s + pilot {pilot_s:.2f}s + execute {x['plan'].videos} videos "
-                  f"{x['exec_s']:.2f}s (predicted {x['plan'].predicted_makespan_s:.2f}s, error {errs_other[i]:.0f}%), "
+                  f"{x['exec_s']:.2f}s (predicted {x['plan'].predicted_makespan_s:.2f}s, error {errs_other[i]:.0f}%"
+                  f"{_replan_note(x)}), "
                   f"peak {x['peak'] / 2**20:.0f} MiB (predicted "
                   f"{x['plan'].devices['cpu']['predicted_peak_bytes'] / 2**20:.0f} MiB)")
         over = sum(1 for peak, _ in peaks if peak > budget)
         vs = med["naive"] / med["planner"]
         err_other = statistics.median(errs_other) if errs_other else float("nan")
+        err_other_re = statistics.median(errs_other_re) if errs_other_re else float("nan")
         print(f"planner_vs_naive={vs:.2f} planner_efficiency={efficiency:.2f} oracle_gap_pct={gap:.1f} "
               f"makespan_err_pct={statistics.median(errs):.1f} makespan_err_pct_other={err_other:.1f} "
-              f"peak_over_budget={over}")
+              f"makespan_err_pct_replanned={statistics.median(errs_re):.1f} "
+              f"makespan_err_pct_other_replanned={err_other_re:.1f} peak_over_budget={over}")
         return 0
     finally:
         triton_server.stop(state_dir)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _replan_note(x: dict[str, Any]) -> str:
+    """``; re-planned after k videos: estimate Ts, error E%`` when the run re-planned mid-way."""
+    r = x.get("replan")
+    if r is None:
+        return ""
+    rec = r.calibration["recalibrated"]
+    err = abs(x["exec_s"] - x["eta_replanned_s"]) / x["exec_s"] * 100
+    return (f"; re-planned after {rec['first_part_videos']} videos (x{rec['makespan_ratio']:.2f}): estimate "
+            f"{x['eta_replanned_s']:.2f}s, error {err:.0f}%")
 
 
 if __name__ == "__main__":

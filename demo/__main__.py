@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         checklist = ensure_checklist(args.profile)
         print(f"checklist: {checklist}")
         summary = run_extraction(demo_dir / "videos", artifacts, profile=args.profile, seed=args.seed,
-                                 checklist=checklist, on_plan=lambda p: print(p.describe(), flush=True))
+                                 checklist=checklist, on_plan=lambda p: print(p.describe(), flush=True),
+                                 on_replan=lambda p: print(p.describe(), flush=True))
         print(f"videos={summary.videos} ok={summary.ok} failed={summary.failed} computed={summary.computed} "
               f"cache_hits={summary.cache_hits} in {summary.seconds:.1f}s")
 

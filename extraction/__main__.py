@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                                  memory_budget=parse_bytes(args.memory_budget) if args.memory_budget else None,
                                  safety_margin=args.safety_margin, max_videos_in_parallel=args.videos_in_parallel or 8,
                                  max_loaded_models_per_device=args.max_loaded_models_per_device,
-                                 on_plan=lambda p: print(p.describe(), file=sys.stderr, flush=True))
+                                 on_plan=lambda p: print(p.describe(), file=sys.stderr, flush=True),
+                                 on_replan=lambda p: print(p.describe(), file=sys.stderr, flush=True))
         print(json.dumps(summary.to_dict() | {"manifests": len(summary.manifests)}, indent=2))
         _observe(args.out, summary.run_id)
         return 0

@@ -28,13 +28,14 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
                    state_dir: Path = triton_server.DEFAULT_STATE_DIR, *, plan: bool = True,
                    checklist: Path | None = None, memory_budget: int | None = None, safety_margin: float = 0.2,
                    max_videos_in_parallel: int = 8, max_loaded_models_per_device: int = 8,
-                   on_plan=None) -> RunSummary:
+                   on_plan=None, on_replan=None) -> RunSummary:
     """Extract every video in ``videos`` into ``out`` with ``profile``. Raises TrendflowError subclasses.
 
     By default the batching planner decides batch sizes, videos in parallel and model residency from the
     checklist (``conf/checklist/<hardware>/<profile>.yaml`` unless ``checklist`` is given) and the memory free
     now, before any work (``checklist_missing``/``checklist_stale``/``insufficient_memory`` fail fast);
-    ``on_plan(plan)`` sees the :class:`~planning.planner.BatchPlan` first. Explicit ``batch_sizes`` or
+    ``on_plan(plan)`` sees the :class:`~planning.planner.BatchPlan` first, ``on_replan(plan)`` the plan of the
+    videos re-planned mid-run (:mod:`planning.recalibrate`). Explicit ``batch_sizes`` or
     ``plan=False`` run without it (``videos_in_parallel`` then applies)."""
     cfg = load_profile(profile, mapping, seed=seed)
     provider = TritonModelProvider(triton_url(url, state_dir))
@@ -49,7 +50,8 @@ def run_extraction(videos: Path, out: Path, profile: str = "fast", url: str | No
     return plan_and_execute(run, vids, checklist=checklist, memory_budget=memory_budget, safety_margin=safety_margin,
                             max_videos_in_parallel=max_videos_in_parallel,
                             max_loaded_models_per_device=max_loaded_models_per_device,
-                            server_pid=state.pid if state else None, on_plan=on_plan)
+                            server_pid=state.pid if state else None, on_plan=on_plan,
+                            on_replan=on_replan)
 
 
 def served_signatures(profile: str = "fast", url: str | None = None,

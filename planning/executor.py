@@ -10,7 +10,9 @@
 * :func:`plan_and_execute` plans the whole corpus first (fail fast), then, for a corpus of at least
   :data:`~planning.pilot.PILOT_MIN_VIDEOS`, runs a *pilot* (:mod:`planning.pilot`): the first
   :func:`~planning.pilot.pilot_size` videos one at a time at the plan's batch sizes, for real; the rest is planned
-  with the factors it measured.
+  with the factors it measured. From :data:`~planning.recalibrate.RECALIBRATE_MIN_VIDEOS` videos after the pilot,
+  the rest runs in two parts and the second is re-planned with the first part's measured / predicted makespan
+  (:mod:`planning.recalibrate`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from planning.checklist import Checklist, load_checklist
 from planning.inputs import cached_per_video, component_specs, find_checklist, plan_inputs, plan_run
 from planning.pilot import PILOT_MIN_VIDEOS, merge_summaries, pick_pilot, pick_pilot_pps, pilot_size, run_pilot
 from planning.planner import predicted_component_seconds
+from planning.recalibrate import RECALIBRATE_AT, RECALIBRATE_MIN_VIDEOS, head_size, makespan_ratio, scaled_factors
 from planning.residency import ModelResidency, apply_instances, loaded_models, residency_for
 from planning.specs import (
     DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
@@ -137,10 +140,13 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
                      max_loaded_models_per_device: int = DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
                      devices: Sequence[Device] | None = None, server_pid: int | None = None, on_plan=None,
                      run_id: str | None = None, max_instances: int | Mapping[str, int] | None = None,
-                     pilot_videos: int | None = None, pilot_sampling: str = "cost") -> Any:
+                     pilot_videos: int | None = None, pilot_sampling: str = "cost", recalibrate: bool = True,
+                     on_replan=None) -> Any:
     """Plan the whole corpus before any work (fail fast), run the pilot (see the module docstring; from
     :data:`PILOT_MIN_VIDEOS` videos, single-pass plans; ``pilot_videos`` None = :func:`pilot_size`, 0 = off), plan
-    the rest with its factors, tell ``on_plan``, then execute. Returns the run summary of all videos (one run id).
+    the rest with its factors, tell ``on_plan``, then execute -- in two parts when ``recalibrate`` and the rest has
+    :data:`RECALIBRATE_MIN_VIDEOS` videos, telling ``on_replan`` the plan of the second part. Returns the run
+    summary of all videos (one run id).
 
     ``pilot_sampling``: ``cost`` draws the pilot with probability proportional to each video's predicted cost
     (:func:`~planning.pilot.pick_pilot_pps`, weighted factors); ``first`` takes the first uncached videos."""
@@ -153,7 +159,7 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     kw = dict(memory_budget=memory_budget, safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
               max_loaded_models_per_device=max_loaded_models_per_device, max_instances=max_instances)
     p = plan_run(run, videos, **kw, inputs=x)
-    rest, pilot = list(videos), None
+    rest, rest_inputs, pilot = list(videos), x, None
     if pilot_videos is None:
         pilot_videos = pilot_size(len(videos))
     picked, weights = [], None
@@ -191,5 +197,45 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     residency = None
     if len(p.passes) > 1:
         residency = residency_for(run, p, run.provider.client, cl, loaded_models(run.provider), server_pid)
-    summary = execute(run, rest, p, residency=residency, run_id=run_id)
+    summary = None
+    if recalibrate and pilot is not None and pilot.factors and residency is None:
+        run_id = run_id or new_run_id()
+        summary = _execute_recalibrated(run, rest, rest_inputs, p, pilot, kw, run_id, on_replan)
+    if summary is None:
+        summary = execute(run, rest, p, residency=residency, run_id=run_id)
     return merge_summaries(pilot.summary, summary) if pilot is not None else summary
+
+
+def _execute_recalibrated(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan,
+                          pilot: Any, kw: Mapping[str, Any], run_id: str, on_replan=None) -> Any | None:
+    """Run the first :data:`RECALIBRATE_AT` of ``rest`` (by predicted seconds) with a plan made like ``p``, then
+    re-plan the other videos with every factor times the first part's measured / predicted makespan and run them.
+    None (nothing run) when ``rest`` is too short for two parts."""
+    if len(rest) < RECALIBRATE_MIN_VIDEOS:
+        return None
+    per_video = predicted_component_seconds(inputs.specs, component_specs(run.components), inputs.devices,
+                                            inputs.checklist, p.batch_sizes, time_factors=pilot.factors)
+    k = head_size([sum(v.values()) for v in per_video], RECALIBRATE_AT, p.videos_in_parallel)
+    if k == 0:
+        return None
+    first_p = plan_run(run, rest[:k], **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
+                       inputs=dataclasses.replace(inputs, specs=inputs.specs[:k]))
+    first_p.calibration.update({**p.calibration, "part": "1 of 2"})
+    first_p.checklist["path"] = p.checklist.get("path", first_p.checklist.get("path"))
+    t0 = time.perf_counter()
+    first = execute(run, rest[:k], first_p, run_id=run_id)
+    took = time.perf_counter() - t0
+    ratio = makespan_ratio(took, first_p.predicted_makespan_s)
+    factors = scaled_factors(pilot.factors, ratio, [c.name for c in run.components])
+    overhead = None if pilot.video_overhead_s is None else pilot.video_overhead_s * ratio
+    second_p = plan_run(run, rest[k:], **kw, time_factors=factors, video_overhead_s=overhead,
+                        inputs=dataclasses.replace(inputs, specs=inputs.specs[k:]))
+    kept = {key: v for key, v in p.calibration.items() if key not in ("time_factors", "video_overhead_s")}
+    second_p.calibration.update({**kept, "part": "2 of 2", "recalibrated": {
+        "first_part_videos": k, "first_part_s": round(took, 3),
+        "first_part_predicted_s": round(first_p.predicted_makespan_s, 3), "makespan_ratio": round(ratio, 3)}})
+    second_p.checklist["path"] = p.checklist.get("path", second_p.checklist.get("path"))
+    if on_replan is not None:
+        on_replan(second_p)
+    second = execute(run, rest[k:], second_p, run_id=run_id)
+    return merge_summaries(first, second)

@@ -172,6 +172,11 @@ class BatchPlan:
                             if cal.get("video_overhead_s") is not None else ""))
         elif cal.get("skipped"):
             lines.append(f"  no pilot: {cal['skipped']}")
+        if cal.get("recalibrated"):
+            r = cal["recalibrated"]
+            lines.append(f"  re-planned after {r['first_part_videos']} video(s): they took {r['first_part_s']:.1f}s "
+                         f"against {r['first_part_predicted_s']:.1f}s predicted, every factor "
+                         f"x{r['makespan_ratio']:.2f}")
         return "\n".join(lines)
 
 

@@ -87,15 +87,17 @@ def test_small_memory_budget_forces_smaller_batches_and_the_run_still_completes(
 
 def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, tmp_path):
     from planning.pilot import FACTOR_BOUNDS, PILOT_MIN_VIDEOS, PILOT_VIDEOS
+    from planning.recalibrate import scaled_factors
 
     folder = tmp_path / "corpus"
     folder.mkdir()
     for i in range(PILOT_MIN_VIDEOS):  # 2 s at 2 fps: 4 frames each
         write_sidecar(write_video(folder / f"q{i:02d}.mp4", seconds=2.0, fps=10, seed=40 + i), f"q{i:02d}")
     cl = synthetic_checklist(triton_server.grpc_url, tmp_path / "cl.yaml")
-    seen = []
+    seen, replanned = [], []
+    # two lanes at most, so that the 10 videos after the pilot make two parts of at least a video per lane
     summary = run_extraction(folder, tmp_path / "out", url=triton_server.grpc_url, checklist=cl, progress=False,
-                             on_plan=seen.append)
+                             max_videos_in_parallel=2, on_plan=seen.append, on_replan=replanned.append)
     assert summary.ok == summary.videos == PILOT_MIN_VIDEOS and len(summary.manifests) == PILOT_MIN_VIDEOS
     (plan,) = seen  # the plan of the rest, made with what the pilot measured
     cal = plan.calibration
@@ -110,7 +112,19 @@ def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, t
     for vid in cal["pilot_videos"]:
         assert manifests[vid]["plan"]["stage"] == "pilot" and manifests[vid]["status"] == "ok"
     rest = [m for v, m in manifests.items() if v not in cal["pilot_videos"]]
-    assert all(m["plan"]["calibration"]["time_factors"] == cal["time_factors"] for m in rest)
+    # the rest ran in two parts: the first with the pilot's factors, the second re-planned with every factor times
+    # the first part's measured / predicted makespan
+    (second,) = replanned
+    r = second.calibration["recalibrated"]
+    first = [m for m in rest if m["plan"]["calibration"].get("part") == "1 of 2"]
+    later = [m for m in rest if m["plan"]["calibration"].get("part") == "2 of 2"]
+    assert len(first) == r["first_part_videos"] and len(first) + len(later) == len(rest) == plan.videos
+    assert second.videos == len(later) > 0
+    assert all(m["plan"]["calibration"]["time_factors"] == cal["time_factors"] for m in first)
+    assert r["first_part_s"] > 0 and r["first_part_predicted_s"] > 0
+    expected = scaled_factors(cal["time_factors"], r["makespan_ratio"], second.calibration["time_factors"])
+    assert second.calibration["time_factors"] == pytest.approx(expected, rel=5e-3)  # both rounded to 3 places
+    assert all(m["plan"]["calibration"]["time_factors"] == second.calibration["time_factors"] for m in later)
 
 
 def test_the_plan_leaves_out_what_the_cache_already_holds(triton_server, videos, tmp_path):
