@@ -78,6 +78,9 @@ class IntervalsConfig(_Strict):
     cross_fit: Literal["ensemble", "refit"] = "ensemble"
     # eb: each age bucket's correction shrinks toward the pooled one (empirical Bayes); none: used as is.
     shrinkage: Literal["eb", "none"] = "eb"
+    # merge: a bucket under min_group_size points is calibrated together with its neighbouring buckets; pooled:
+    # it uses the pooled correction.
+    sparse_groups: Literal["merge", "pooled"] = "merge"
 
     @field_validator("levels")
     @classmethod

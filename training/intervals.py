@@ -281,6 +281,38 @@ def shrink_weights(estimates: np.ndarray, variances: np.ndarray, pooled: float) 
     return np.where(np.isfinite(w), w, 1.0)
 
 
+def sparse_group_merges(groups: np.ndarray, min_size: int) -> dict[str, list[str]]:
+    """For each group with fewer than ``min_size`` points: itself and its nearest neighbours in group order.
+
+    Groups are ordinal (age buckets "0" < "1" < ...): a sparse bucket is far more like the bucket next to it than
+    like the pooled rows -- the oldest videos' residuals are a fraction of the youngest's, so the pooled correction
+    makes a small old bucket over-cover by several points. The window grows one neighbour at a time (the smaller
+    one first) until it holds ``min_size`` points. Non-numeric group keys are not ordered: no merge (pooled)."""
+    keys, counts = np.unique(np.asarray(groups).astype(str), return_counts=True)
+    if not all(k.lstrip("-").isdigit() for k in keys):
+        return {}
+    order = sorted(range(len(keys)), key=lambda i: int(keys[i]))
+    names, n = [keys[i] for i in order], [int(counts[i]) for i in order]
+    out: dict[str, list[str]] = {}
+    for i, name in enumerate(names):
+        if n[i] >= min_size:
+            continue
+        lo = hi = i
+        total = n[i]
+        while total < min_size and (lo > 0 or hi < len(names) - 1):
+            left = n[lo - 1] if lo > 0 else None
+            right = n[hi + 1] if hi < len(names) - 1 else None
+            if right is None or (left is not None and left <= right):
+                lo -= 1
+                total += n[lo]
+            else:
+                hi += 1
+                total += n[hi]
+        if total >= min_size:
+            out[name] = names[lo : hi + 1]
+    return out
+
+
 def _finite(c: float, fallback: float) -> float:
     return fallback if not math.isfinite(c) else c
 
@@ -299,6 +331,8 @@ class IntervalCalibrator:
         cqr_symmetric: CQR with one correction for both sides (default) or one per side.
         shrinkage: ``eb`` (each group's correction moves toward the pooled one by :func:`shrink_weights`) or
             ``none`` (a group of at least ``min_group_size`` points uses its own correction as it is).
+        sparse_groups: a group under ``min_group_size`` points uses the correction of itself merged with its
+            nearest groups (``merge``, :func:`sparse_group_merges`; ordinal groups) or the pooled one (``pooled``).
         scheme: where the scores came from (``split`` / ``cross``, folds, served model, why), recorded by the
             caller so that the calibration describes itself.
     """
@@ -311,6 +345,7 @@ class IntervalCalibrator:
     confidence_level: float = 0.9
     cqr_symmetric: bool = True
     shrinkage: str = "none"
+    sparse_groups: str = "pooled"
     scheme: dict[str, Any] = field(default_factory=dict)
     # level -> shift of the rank level (the scores' quantile is taken at ``level - shift``): the served fold
     # ensemble's coverage gain over its members, measured on held-out rows (:func:`ensemble_level_shift`).
@@ -321,6 +356,8 @@ class IntervalCalibrator:
     group_weights: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     ref_width: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # merged[target][str(level)][group] = the neighbouring groups whose points a sparse group's correction used
+    merged: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -329,6 +366,8 @@ class IntervalCalibrator:
             raise ValueError(f"intervals backend must be 'mapie' or 'numpy', got {self.backend!r}")
         if self.shrinkage not in ("eb", "none"):
             raise ValueError(f"intervals shrinkage must be 'eb' or 'none', got {self.shrinkage!r}")
+        if self.sparse_groups not in ("merge", "pooled"):
+            raise ValueError(f"intervals sparse_groups must be 'merge' or 'pooled', got {self.sparse_groups!r}")
         self.levels = sorted(float(x) for x in self.levels)
         if self.confidence_level not in self.levels:
             raise ValueError(f"confidence_level {self.confidence_level} is not one of levels {self.levels}")
@@ -343,7 +382,7 @@ class IntervalCalibrator:
             groups: group label per row ``(N,)`` (age bucket) or None for pooled only.
         """
         groups = np.full(len(y), POOLED, dtype=object) if groups is None else np.asarray(groups).astype(str)
-        self.corrections, self.group_weights, self.warnings = {}, {}, []
+        self.corrections, self.group_weights, self.warnings, self.merged = {}, {}, [], {}
         for h, target in enumerate(self.targets):
             present = ~np.isnan(y[:, h])
             self.corrections[target], self.group_weights[target] = {}, {}
@@ -384,6 +423,14 @@ class IntervalCalibrator:
         weights = dict.fromkeys(own, 1.0)
         if self.shrinkage == "eb" and own:
             weights = self._shrink(table, own)
+        if self.sparse_groups == "merge":
+            for grp, members in sparse_group_merges(g, self.min_group_size).items():
+                sel = np.isin(g, members)
+                c_lo, c_hi = corr_fn(self.method, lo[sel], hi[sel], s[sel], yt[sel], level, self.cqr_symmetric)
+                if math.isfinite(c_lo) and math.isfinite(c_hi):
+                    table[grp] = [c_lo, c_hi, float(sel.sum())]
+                    weights[grp] = 1.0
+                    self.merged.setdefault(target, {}).setdefault(str(level), {})[grp] = members
         return table, weights
 
     def _shrink(self, table: dict[str, list[float]], own: dict[str, tuple[list[float], list[float]]]
@@ -467,7 +514,8 @@ class IntervalCalibrator:
             "targets": list(self.targets), "method": self.method, "levels": list(self.levels),
             "min_group_size": self.min_group_size, "backend": self.backend,
             "confidence_level": self.confidence_level, "cqr_symmetric": self.cqr_symmetric,
-            "shrinkage": self.shrinkage, "scheme": self.scheme, "group_weights": self.group_weights,
+            "shrinkage": self.shrinkage, "sparse_groups": self.sparse_groups, "merged": self.merged,
+            "scheme": self.scheme, "group_weights": self.group_weights,
             "level_shift": self.level_shift,
             "corrections": self.corrections,
             "ref_width": self.ref_width, "warnings": list(self.warnings),

@@ -82,7 +82,7 @@ def scheme_record(fit_record: dict[str, Any], c: TrainConfig) -> dict[str, Any]:
         "folds": fit_record.get("folds"), "calib_scores": fit_record.get("calib_scores"),
         "reason": fit_record.get("reason", ""), "method": c.model.interval_method,
         "group_by": c.intervals.group_by, "min_group_size": c.intervals.min_group_size,
-        "shrinkage": c.intervals.shrinkage,
+        "shrinkage": c.intervals.shrinkage, "sparse_groups": c.intervals.sparse_groups,
         "finite_sample_rank": "ceil((n + 1) * l)-th smallest score per target, level and bucket",
         "guarantee": guarantee,
     }
@@ -229,7 +229,8 @@ def _calibrate(c: TrainConfig, core: Any, calib: pd.DataFrame, calib_base: Any, 
         targets=cols.labels, method=c.model.interval_method, levels=list(c.intervals.levels),
         min_group_size=c.intervals.min_group_size, backend=c.intervals.backend,
         confidence_level=c.intervals.confidence_level, cqr_symmetric=c.intervals.cqr_symmetric,
-        shrinkage=c.intervals.shrinkage, scheme=scheme_record(fit_record, c),
+        shrinkage=c.intervals.shrinkage, sparse_groups=c.intervals.sparse_groups,
+        scheme=scheme_record(fit_record, c),
     )
     calib_y = calib[cols.targets].to_numpy(np.float64)
     calib_g = group_keys(calib[cols.group].to_numpy()) if cols.group else None
