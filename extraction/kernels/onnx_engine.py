@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,15 +55,86 @@ class GraphSpec:
     dynamic_axes: dict[str, dict[int, str]]
 
 
+def _pivot(g: Any, x: Any, args: tuple[Any, ...]) -> tuple[Any, list[int]] | None:
+    """(first element of ``x`` along the reduced dims ``args[0]``, kept as size-1 axes; those dims), or None
+    when the dims are not constants (a reduction over everything keeps the exporter's default)."""
+    import torch  # noqa: PLC0415
+    from torch.onnx import symbolic_helper  # noqa: PLC0415
+
+    dims = symbolic_helper._maybe_get_const(args[0], "is") if args else None
+    if not isinstance(dims, list | tuple) or not dims:
+        return None
+    n = len(dims)
+    pivot = g.op("Slice", x, g.op("Constant", value_t=torch.zeros(n, dtype=torch.long)),
+                 g.op("Constant", value_t=torch.ones(n, dtype=torch.long)),
+                 g.op("Constant", value_t=torch.tensor(list(dims), dtype=torch.long)))
+    return pivot, [int(d) for d in dims]
+
+
+def _std_symbolic(g: Any, x: Any, *args: Any) -> Any:
+    from torch.onnx import symbolic_opset9  # noqa: PLC0415
+
+    p = _pivot(g, x, args)
+    return symbolic_opset9.std(g, x if p is None else g.op("Sub", x, p[0]), *args)
+
+
+def _var_symbolic(g: Any, x: Any, *args: Any) -> Any:
+    from torch.onnx import symbolic_opset9  # noqa: PLC0415
+
+    p = _pivot(g, x, args)
+    return symbolic_opset9.var(g, x if p is None else g.op("Sub", x, p[0]), *args)
+
+
+def _mean_symbolic(g: Any, x: Any, *args: Any) -> Any:
+    import torch  # noqa: PLC0415
+    from torch.onnx import symbolic_helper  # noqa: PLC0415
+
+    default = symbolic_helper._reduce_with_dtype_helper("ReduceMean", "mean")
+    p = _pivot(g, x, args) if len(args) == 3 else None  # mean(x, dim, keepdim, dtype)
+    if p is None:
+        return default(g, x, *args)
+    pivot, dims = p
+    mean = default(g, g.op("Sub", x, pivot), *args)
+    if not symbolic_helper._maybe_get_const(args[1], "i"):
+        pivot = g.op("Squeeze", pivot, g.op("Constant", value_t=torch.tensor(dims, dtype=torch.long)))
+    return g.op("Add", mean, pivot)
+
+
+_SYMBOLICS = {"aten::std": _std_symbolic, "aten::var": _var_symbolic, "aten::mean": _mean_symbolic}
+
+
+@contextmanager
+def _shifted_reductions() -> Iterator[None]:
+    """Export ``mean``/``std``/``var`` over given dims as ``x[first] + mean(x - x[first])`` and the variance of
+    ``x - x[first]`` (equal in exact arithmetic).
+
+    ONNX Runtime's ReduceMean sums in float32 one element after another: the mean of a flat 112x112 plane is off by
+    ~1e-6 and ``sqrt`` turns the residue of its variance into a std of ~1e-3 where torch (pairwise sums) gives
+    exactly 0. A flat mid-grey frame, whose statistics are all near 0 before the L2 normalisation, moved by 2e-3.
+    Shifted by one of its own elements a flat plane is exactly 0, and the rounding of any other is that of its
+    spread, not of its level. Registered for the export only.
+    """
+    import torch  # noqa: PLC0415
+
+    for name, fn in _SYMBOLICS.items():
+        torch.onnx.register_custom_op_symbolic(name, fn, OPSET)
+    try:
+        yield
+    finally:
+        for name in _SYMBOLICS:
+            torch.onnx.unregister_custom_op_symbolic(name, OPSET)
+
+
 def export_module(module: Any, spec: GraphSpec) -> bytes:
     """The ONNX bytes of ``module`` (a ``torch.nn.Module`` in eval mode) traced on ``spec.example``."""
     import torch  # noqa: PLC0415 - only builds need torch
 
     buf = io.BytesIO()
-    # dynamo=False: the TorchScript exporter; the dynamo one is not byte-stable across runs in torch 2.x.
-    torch.onnx.export(module, spec.example, buf, input_names=list(spec.input_names),
-                      output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes,
-                      opset_version=OPSET, dynamo=False)
+    # dynamo=False: the TorchScript exporter (the one measured byte-deterministic here).
+    with _shifted_reductions():
+        torch.onnx.export(module, spec.example, buf, input_names=list(spec.input_names),
+                          output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes,
+                          opset_version=OPSET, dynamo=False)
     return buf.getvalue()
 
 

@@ -17,7 +17,8 @@ from extraction import model_repo
 REPO = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO / "model_repository"
 EXPECTED_MODELS = {"text_embed", "visual_embed_fast", "visual_embed_quality", "face_detector", "optical_flow",
-                   "audio_features", "text_embed_onnx", "visual_embed_fast_onnx", "visual_embed_quality_onnx"}  # fmt: skip
+                   "audio_features", "text_embed_onnx", "visual_embed_fast_onnx",
+                   "visual_embed_quality_onnx"}  # fmt: skip
 
 
 def test_committed_digests_match_code_and_weights():
