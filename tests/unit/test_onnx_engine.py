@@ -146,3 +146,27 @@ def test_committed_onnx_models_declare_their_build_and_use_the_registered_export
 def test_every_declared_build_is_registered():
     declared = {d.name for d in model_repo.model_dirs() if model_repo.read_committed_build_hash(d / "config.pbtxt")}
     assert declared == set(model_repo.ENGINE_BUILDS)
+
+
+def test_the_committed_fast_checklist_never_measured_the_onnx_engines():
+    # Why `fast` still defaults to torch: planning `fast_onnx` from the committed checklist is refused until the
+    # checklist is re-profiled with the ONNX models (docs/planner.md, "Engines").
+    from extraction.config import load_profile
+    from planning.checklist import ChecklistStale, load_checklist
+
+    checklist = load_checklist(REPO / "conf" / "checklist" / "amd-epyc-2c" / "fast.yaml")
+    torch_models = {c: m.triton_model for c, m in load_profile("fast").resolved_models.items()}
+    onnx_refs = load_profile("fast_onnx").resolved_models
+    onnx_models = {c: m.triton_model for c, m in onnx_refs.items()}
+    assert {c for c in onnx_models if onnx_models[c] != torch_models[c]} == {"visual", "text"}
+    assert onnx_models["visual"] == "visual_embed_fast_onnx" and onnx_models["text"] == "text_embed_onnx"
+    digests = {d.name: model_repo.read_committed_digest(d / "config.pbtxt") for d in model_repo.model_dirs()}
+    current = {c: f"{m.triton_model}:{m.version}:{digests[m.triton_model]}" for c, m in onnx_refs.items()
+               if c in checklist.models}
+    with pytest.raises(ChecklistStale) as exc:
+        checklist.check_signatures(current)
+    # exactly the two swapped components are stale; the others were measured with what fast_onnx serves
+    assert sorted(exc.value.details["models"]) == ["text", "visual"]
+    assert "visual_embed_fast_onnx" in str(exc.value) and "text_embed_onnx" in str(exc.value)
+    assert "faces" not in str(exc.value) and "motion" not in str(exc.value)
+    assert checklist.models["visual"].model == "visual_embed_fast"
