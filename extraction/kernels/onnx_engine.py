@@ -30,7 +30,7 @@ from common.paths import STATE_DIR
 
 OPSET = 17
 ENGINE_PREFIX = "onnxruntime-"
-ENGINE_ROOT_ENV = "TRENDFLOW_ENGINE_DIR"  # tests point the cache elsewhere; default .trendflow/engines
+ENGINE_ROOT_ENV = "TRENDFLOW_ENGINE_DIR"  # another cache root (a shared disk); default .trendflow/engines
 DEFAULT_ENGINE_ROOT = STATE_DIR / "engines"
 
 
