@@ -14,10 +14,17 @@ Each part enters as ``label NUL size NUL bytes``, with labels independent of whe
 venv lives, so the same code and weights give the same digest on every machine. ``config.pbtxt`` itself is
 not hashed: placement, batching and comments do not change what the model computes.
 
+A model served through an exported engine (the ``*_onnx`` models, :data:`ENGINE_BUILDS`) also declares
+``engine_build_hash``: ``sha256:<hex>`` of the graph bytes its export function returns
+(:func:`extraction.kernels.onnx_engine.graph_hash`). The export is byte-deterministic (fresh processes, other
+thread counts and hash seeds give the same bytes), so the hash of the bytes is the build's identity; computing it
+means exporting (seconds; MiniLM about 10 s), which is why :func:`check` (the weights digests, used by the unit
+tests) and :func:`check_builds` are separate.
+
 Usage::
 
-    python -m extraction.model_repo check [--repo model_repository]   # exit 1 listing stale digests
-    python -m extraction.model_repo sync  [--repo model_repository]   # rewrite weights_digest parameters
+    python -m extraction.model_repo check [--repo model_repository] [--digests-only]  # exit 1 listing stale ones
+    python -m extraction.model_repo sync  [--repo model_repository] [--digests-only]  # rewrite the parameters
 """
 
 from __future__ import annotations
@@ -28,17 +35,35 @@ import hashlib
 import importlib
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.paths import REPO_ROOT
+from extraction.kernels.onnx_engine import graph_hash
 
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 KERNEL_PACKAGE = "extraction.kernels"
 _SKIP_PARTS = {"__pycache__", ".ipynb_checkpoints"}
-_DIGEST_RE = re.compile(
-    r'(parameters\s*:?\s*\{\s*key\s*:\s*"weights_digest"\s*,?\s*value\s*:?\s*\{\s*string_value\s*:\s*")([^"]*)(")'
-)
+
+
+def _param_re(key: str) -> re.Pattern[str]:
+    return re.compile(
+        r'(parameters\s*:?\s*\{\s*key\s*:\s*"' + key
+        + r'"\s*,?\s*value\s*:?\s*\{\s*string_value\s*:\s*")([^"]*)(")'
+    )
+
+
+_DIGEST_RE = _param_re("weights_digest")
+_BUILD_RE = _param_re("engine_build_hash")
+
+# Triton model -> (kernel module, arguments) of the ``export_graph`` that builds its engine; the model.py of the
+# same name calls that function with the same arguments (Triton refuses to load it otherwise: the hash differs).
+ENGINE_BUILDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "visual_embed_fast_onnx": ("extraction.kernels.onnx_visual", ("fast",)),
+    "visual_embed_quality_onnx": ("extraction.kernels.onnx_visual", ("quality",)),
+    "text_embed_onnx": ("extraction.kernels.onnx_text", ()),
+}
 
 
 @dataclass(frozen=True)
@@ -185,22 +210,80 @@ def sync(repo: Path = DEFAULT_MODEL_REPOSITORY) -> list[str]:
     return [s.model for s in check(repo) if write_digest(Path(repo) / s.model / "config.pbtxt", s.computed)]
 
 
+def read_committed_build_hash(config_path: Path) -> str | None:
+    """The ``engine_build_hash`` parameter of a ``config.pbtxt`` (None when absent: not an exported engine)."""
+    m = _BUILD_RE.search(Path(config_path).read_text())
+    return m.group(2) if m else None
+
+
+def write_build_hash(config_path: Path, build_hash: str) -> bool:
+    """Set the ``engine_build_hash`` parameter; returns True if the file changed.
+
+    Raises:
+        ValueError: the config has no ``engine_build_hash`` parameter to rewrite.
+    """
+    text = Path(config_path).read_text()
+    new, n = _BUILD_RE.subn(lambda m: m.group(1) + build_hash + m.group(3), text)
+    if n != 1:
+        raise ValueError(f"{config_path}: expected one engine_build_hash parameter, found {n}")
+    if new != text:
+        Path(config_path).write_text(new)
+        return True
+    return False
+
+
+def export_engine(model: str) -> bytes:
+    """The graph bytes of ``model``'s engine, from its :data:`ENGINE_BUILDS` export function (imports torch).
+
+    Raises:
+        KeyError: ``model`` declares an ``engine_build_hash`` but has no registered build.
+    """
+    if model not in ENGINE_BUILDS:
+        raise KeyError(f"{model}: config.pbtxt declares engine_build_hash but ENGINE_BUILDS names no export for it")
+    module, build_args = ENGINE_BUILDS[model]
+    return importlib.import_module(module).export_graph(*build_args)
+
+
+def check_builds(repo: Path = DEFAULT_MODEL_REPOSITORY,
+                 build: Callable[[str], bytes] = export_engine) -> list[DigestStatus]:
+    """Committed vs computed ``engine_build_hash`` of every model that declares one (``build`` exports: slow)."""
+    out = []
+    for d in model_dirs(repo):
+        committed = read_committed_build_hash(d / "config.pbtxt")
+        if committed is not None:
+            out.append(DigestStatus(d.name, committed, graph_hash(build(d.name))))
+    return out
+
+
+def sync_builds(repo: Path = DEFAULT_MODEL_REPOSITORY, build: Callable[[str], bytes] = export_engine) -> list[str]:
+    """Rewrite every stale ``engine_build_hash``; returns the models whose config changed."""
+    return [s.model for s in check_builds(repo, build)
+            if write_build_hash(Path(repo) / s.model / "config.pbtxt", s.computed)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m extraction.model_repo", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["check", "sync"])
     parser.add_argument("--repo", type=Path, default=DEFAULT_MODEL_REPOSITORY, help="model repository folder")
+    parser.add_argument("--digests-only", action="store_true",
+                        help="weights digests only: skip exporting the engines behind engine_build_hash")
     args = parser.parse_args(argv)
     if args.command == "sync":
         changed = sync(args.repo)
+        # After the digests: a build's hash is checked against the code the digest now names.
+        changed += [] if args.digests_only else [f"{m} (engine_build_hash)" for m in sync_builds(args.repo)]
         print(f"updated: {', '.join(changed)}" if changed else "all digests up to date")
         return 0
     stale = [s for s in check(args.repo) if not s.ok]
     for s in stale:
         print(f"digest_mismatch: {s.model}: config.pbtxt has {s.committed}, code and weights give {s.computed}")
-    if stale:
+    stale_builds = [] if args.digests_only else [s for s in check_builds(args.repo) if not s.ok]
+    for s in stale_builds:
+        print(f"build_hash_mismatch: {s.model}: config.pbtxt has {s.committed}, the export gives {s.computed}")
+    if stale or stale_builds:
         print("run `python -m extraction.model_repo sync` and commit the configs", file=sys.stderr)
         return 1
-    print("all digests up to date")
+    print("all digests up to date" + ("" if args.digests_only else " (and engine build hashes)"))
     return 0
 
 

@@ -22,7 +22,8 @@ from extraction.model_repo import compute_digest
 
 pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[2]
-MODELS = ["text_embed", "visual_embed_fast", "visual_embed_quality", "face_detector", "optical_flow", "audio_features"]
+MODELS = ["text_embed", "visual_embed_fast", "visual_embed_quality", "face_detector", "optical_flow", "audio_features",
+          "text_embed_onnx", "visual_embed_fast_onnx", "visual_embed_quality_onnx"]  # *_onnx: test_onnx_engines.py
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,7 @@ def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def example_inputs(model: str, batch: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(batch)
+    model = model.removesuffix("_onnx")  # an exported engine takes its torch model's tensors
     if model == "text_embed":
         return {"TEXT": np.array([[f"video title number {i}".encode()] for i in range(batch)], dtype=object)}
     if model in ("visual_embed_fast", "visual_embed_quality"):

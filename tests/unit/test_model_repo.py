@@ -17,7 +17,8 @@ from extraction import model_repo
 REPO = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO / "model_repository"
 EXPECTED_MODELS = {"text_embed", "visual_embed_fast", "visual_embed_quality", "face_detector", "optical_flow",
-                   "audio_features"}  # fmt: skip
+                   "audio_features", "text_embed_onnx", "visual_embed_fast_onnx",
+                   "visual_embed_quality_onnx"}  # fmt: skip
 
 
 def test_committed_digests_match_code_and_weights():
@@ -112,12 +113,13 @@ def test_cli_check_fails_on_stale_digest_and_sync_fixes_it(repo_copy, capsys):
     config = repo_copy / "audio_features" / "config.pbtxt"
     good = model_repo.read_committed_digest(config)
     model_repo.write_digest(config, "sha256:" + "0" * 64)
-    assert model_repo.main(["check", "--repo", str(repo_copy)]) == 1
+    # --digests-only: the engine builds behind engine_build_hash take seconds to export (tests/integration)
+    assert model_repo.main(["check", "--repo", str(repo_copy), "--digests-only"]) == 1
     out = capsys.readouterr().out
     assert "audio_features" in out and "face_detector" not in out
-    assert model_repo.main(["sync", "--repo", str(repo_copy)]) == 0
+    assert model_repo.main(["sync", "--repo", str(repo_copy), "--digests-only"]) == 0
     assert model_repo.read_committed_digest(config) == good
-    assert model_repo.main(["check", "--repo", str(repo_copy)]) == 0
+    assert model_repo.main(["check", "--repo", str(repo_copy), "--digests-only"]) == 0
     assert config.read_text() == (MODEL_REPOSITORY / "audio_features" / "config.pbtxt").read_text()
 
 
