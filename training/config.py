@@ -77,7 +77,7 @@ class IntervalsConfig(_Strict):
     # absolute scores only: a refit sigma or refit quantile models live on another scale than the folds').
     cross_fit: Literal["ensemble", "refit"] = "ensemble"
     # eb: each age bucket's correction shrinks toward the pooled one (empirical Bayes); none: used as is.
-    shrinkage: Literal["eb", "none"] = "eb"
+    shrinkage: Literal["eb", "none"] = "none"
     # merge: a bucket under min_group_size points is calibrated together with its neighbouring buckets; pooled:
     # it uses the pooled correction.
     sparse_groups: Literal["merge", "pooled"] = "merge"

@@ -156,7 +156,7 @@ def test_auto_scheme_picks_cross_ensemble_on_a_small_table(kind: str, table: Pat
     model = obj["model"]
     assert model.core.kind == "fold_ensemble" and len(model.core.members) == 3
     scheme = model.manifest["calibration_scheme"]
-    assert scheme["calibration"] == "cross" and scheme["served"] == "ensemble" and scheme["shrinkage"] == "eb"
+    assert scheme["calibration"] == "cross" and scheme["served"] == "ensemble" and scheme["shrinkage"] == "none"
     assert model.calibrator.scheme == scheme and "ceil((n + 1) * l)" in scheme["finite_sample_rank"]
     loaded = mlflow.pyfunc.load_model(f"models:/{obj['registered_name']}/{obj['model_version']}")
     raw = obj["test_frame"][obj["columns"].features].astype(np.float64)
