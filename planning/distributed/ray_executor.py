@@ -66,6 +66,32 @@ class RayRunSummary(RunSummary):
     pilot_seconds: float = 0.0  # of ``seconds``: the nodes' pilots (all at once), before the rest was re-planned
 
 
+@dataclasses.dataclass
+class ClusterHold:
+    """What a run holds on the cluster until its teardown: each node's Triton actor and server, its lanes, and the
+    spare lanes kept after the re-plan only for the memory they hold (:func:`relane`)."""
+
+    actors: dict[str, Any] = dataclasses.field(default_factory=dict)
+    infos: dict[str, TritonInfo] = dataclasses.field(default_factory=dict)
+    lanes: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    spare: list[Any] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanInputs:
+    """What every (re-)plan of one run is made from: the corpus, its per-video and per-component specs, the nodes'
+    reports and checklists, the planner's limits and the lanes' fixed settings."""
+
+    vids: list[Any]
+    specs: list[Any]
+    comps: list[Any]
+    reports: list[NodeReport]
+    checklists: dict[str, Any]
+    sources: dict[str, str]  # hardware id -> the checklist's path
+    limits: dict[str, Any]  # plan_cluster's safety_margin, max_videos_in_parallel, ... keywords
+    spec_kw: dict[str, Any]  # LaneSpec's out_root, profile, mapping, seed
+
+
 class RecordedModels:
     """The driver's model provider: the handles the nodes' Tritons reported (the driver computes cache keys and
     plans; it never sends a request)."""
@@ -300,10 +326,7 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     started, dashboard = connect(address, log=log)
-    actors: dict[str, Any] = {}
-    lanes: dict[str, list[Any]] = {}
-    spare: list[Any] = []  # lanes kept after the re-plan only for the memory they hold
-    infos: dict[str, TritonInfo] = {}
+    hold = ClusterHold()
     try:
         out = Path(out).resolve()
         out.mkdir(parents=True, exist_ok=True)
@@ -313,8 +336,10 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         checklists, sources = load_checklists(probes, profile, checklist)
         run = ExtractionRun(cfg=cfg, out_root=out, provider=RecordedModels({}), progress=False)
         comps = component_specs(run.components)
-        actors, infos = start_tritons(probes, checklists, comps, profile=profile, mapping=mapping, seed=seed,
-                                      model_repository=model_repository, state_root=state_root, keep=keep_tritons)
+        hold.actors, hold.infos = start_tritons(probes, checklists, comps, profile=profile, mapping=mapping,
+                                                seed=seed, model_repository=model_repository,
+                                                state_root=state_root, keep=keep_tritons)
+        infos = hold.infos
         check_same_models(infos, checklists, sources)
         run.provider = RecordedModels(next(iter(infos.values())).handles)
         run.resolve_models()
@@ -322,24 +347,26 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         specs = video_specs(vids, cfg, next(iter(checklists.values())), cached, run.components)
         reports = [NodeReport(p.node_id, p.address, p.hardware_id, p.devices, res, infos[p.node_id].loaded,
                               infos[p.node_id].current_instances) for p, res in probes]
-        kw = dict(safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
-                  max_loaded_models_per_device=max_loaded_models_per_device, estimate_margin=ESTIMATE_MARGIN)
-        cp = _checked(plan_cluster(specs, comps, reports, checklists, **kw), sources)
+        inputs = PlanInputs(vids=vids, specs=specs, comps=comps, reports=reports, checklists=checklists,
+                            sources=sources, spec_kw=dict(out_root=str(out), profile=profile, mapping=str(mapping),
+                                                          seed=seed),
+                            limits=dict(safety_margin=safety_margin, max_videos_in_parallel=max_videos_in_parallel,
+                                        max_loaded_models_per_device=max_loaded_models_per_device,
+                                        estimate_margin=ESTIMATE_MARGIN))
+        cp = _checked(plan_cluster(specs, comps, reports, checklists, **inputs.limits), sources)
         pilots = pick_node_pilots(cp, specs, cached, comps, checklists, per_node=pilot_videos)
-        _place_gpu_models(cp, actors)
+        _place_gpu_models(cp, hold.actors)
         run_id = run_id or new_run_id()
-        spec_kw = dict(out_root=str(out), profile=profile, mapping=str(mapping), seed=seed)
-        lanes = start_lanes(cp, infos, spec_kw)
+        hold.lanes = start_lanes(cp, infos, inputs.spec_kw)
         t0 = time.perf_counter()
-        d = Dispatcher(cp, lanes, vids, run_id, len(run.components), progress, on_start)
+        d = Dispatcher(cp, hold.lanes, vids, run_id, len(run.components), progress, on_start)
         try:
             if pilots:
                 d.run({n: p.queue for n, p in pilots.items()}, steal=False, lanes_per_node=1)
                 t1 = time.perf_counter()
                 measure_node_pilots(pilots, d.results, d.seconds, cp, specs, comps, checklists)
                 rest = [i for i in range(len(vids)) if i not in d.results]
-                cp, lanes, spare = _replan(cp, pilots, rest, specs, comps, reports, checklists, sources, kw, d,
-                                           vids, lanes, infos, spec_kw, actors)
+                cp = _replan(cp, pilots, rest, inputs, hold, d)
                 log(f"pilots: {sum(len(p.queue) for p in pilots.values())} videos on {len(pilots)} node(s) in "
                     f"{t1 - t0:.1f}s, re-planned in {time.perf_counter() - t1:.1f}s")
             pilot_s = time.perf_counter() - t0
@@ -351,7 +378,7 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         d.check_complete()
         return _summary(d, run_id, time.perf_counter() - t0, cp, dashboard, infos, pilots, pilot_s if pilots else 0.0)
     finally:
-        _teardown({**lanes, "spare": spare}, actors, stop_tritons=not keep_tritons)
+        _teardown(hold, stop_tritons=not keep_tritons)
         if started:
             ray.shutdown()
 
@@ -367,37 +394,40 @@ def _checked(cp: ClusterPlan, sources: dict[str, str]) -> ClusterPlan:
     return cp
 
 
-def _replan(cp: ClusterPlan, pilots: dict[str, NodePilot], rest: list[int], specs, comps, reports, checklists,
-            sources: dict[str, str], kw: dict[str, Any], d: Dispatcher, vids, lanes, infos, spec_kw, actors):
-    """After the pilots: plan ``rest`` on the healthy nodes with each node's factors, move the lanes to it."""
-    healthy = [r for r in reports if r.node_id in d.healthy]
+def _replan(cp: ClusterPlan, pilots: dict[str, NodePilot], rest: list[int], inputs: PlanInputs,
+            hold: ClusterHold, d: Dispatcher) -> ClusterPlan:
+    """After the pilots: plan ``rest`` on the healthy nodes with each node's factors, move ``hold``'s lanes to it
+    and hand the dispatcher the new plan."""
+    healthy = [r for r in inputs.reports if r.node_id in d.healthy]
     if not rest or not healthy:
-        return cp, lanes, []
+        return cp
     calibrated = dict(time_factors={n: p.factors for n, p in pilots.items() if p.factors},
                       video_overhead_s={n: p.video_overhead_s for n, p in pilots.items()})
+    kw, rest_specs = inputs.limits, [inputs.specs[i] for i in rest]
     try:  # first within what the running lanes hold, with at most as many lanes (they can stay)
         reserved = [within_reserved(r, cp.nodes[r.node_id], kw["estimate_margin"]) if cp.nodes[r.node_id].plan
                     else r for r in healthy]
-        new = plan_cluster([specs[i] for i in rest], comps, reserved, checklists, **kw, **calibrated,
+        new = plan_cluster(rest_specs, inputs.comps, reserved, inputs.checklists, **kw, **calibrated,
                            max_lanes={n: p.lanes for n, p in cp.nodes.items() if p.plan is not None})
     except InsufficientMemory:  # the rest holds bigger videos than the pilot's plan: new lanes
-        new = plan_cluster([specs[i] for i in rest], comps, healthy, checklists, **kw, **calibrated)
-    new = _checked(new, sources)
+        new = plan_cluster(rest_specs, inputs.comps, healthy, inputs.checklists, **kw, **calibrated)
+    new = _checked(new, inputs.sources)
     for n, np_ in new.nodes.items():
         np_.videos = [rest[i] for i in np_.videos]  # back to corpus indices
         if np_.plan is None:
             continue
         if n in pilots:
             p = pilots[n]
-            np_.plan.calibration.update(p.record([str(vids[i][1].get("video_id")) for i in p.videos]))
+            np_.plan.calibration.update(p.record([str(inputs.vids[i][1].get("video_id")) for i in p.videos]))
         else:
             np_.plan.calibration["skipped"] = "the node had too few videos for a pilot"
     if any(new.nodes[n].plan is not None and cp.nodes[n].plan is not None
            and new.nodes[n].plan.device_of != cp.nodes[n].plan.device_of for n in new.nodes):
-        _place_gpu_models(new, actors)
-    lanes, spare = relane(cp, new, lanes, infos, spec_kw, d.healthy)
-    d.replan(new, lanes)
-    return new, lanes, spare
+        _place_gpu_models(new, hold.actors)
+    hold.lanes, spare = relane(cp, new, hold.lanes, hold.infos, inputs.spec_kw, d.healthy)
+    hold.spare += spare
+    d.replan(new, hold.lanes)
+    return new
 
 
 def _place_gpu_models(cp: ClusterPlan, actors: dict[str, Any]) -> None:
@@ -413,14 +443,14 @@ def _place_gpu_models(cp: ClusterPlan, actors: dict[str, Any]) -> None:
     ray.get(refs)
 
 
-def _teardown(lanes: dict[str, list[Any]], actors: dict[str, Any], stop_tritons: bool) -> None:
+def _teardown(hold: ClusterHold, stop_tritons: bool) -> None:
     import ray
 
-    for ls in lanes.values():
-        for lane in ls:
-            ray.kill(lane)
+    for lane in [*(lane for ls in hold.lanes.values() for lane in ls), *hold.spare]:
+        ray.kill(lane)
+    actors = hold.actors.values() if stop_tritons else ()
     stops = []
-    for a in actors.values() if stop_tritons else ():
+    for a in actors:
         try:
             stops.append(a.stop.remote())
         except Exception:  # the node is gone: nothing to stop
@@ -429,7 +459,7 @@ def _teardown(lanes: dict[str, list[Any]], actors: dict[str, Any], stop_tritons:
         ray.get(stops, timeout=60)
     except Exception:  # a dead node's actor fails its stop: its server went with the node
         pass
-    for a in actors.values() if stop_tritons else ():
+    for a in actors:
         ray.kill(a)
 
 
