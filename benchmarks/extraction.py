@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oracle-n", type=int, default=6, help="videos in the oracle's corpus")
     ap.add_argument("--repeats", type=int, default=2, help="rounds of naive / fixed-8 / planner on the main corpus")
     ap.add_argument("--budget", default="1.5GiB", help="memory budget given to the planner")
-    ap.add_argument("--profile", default="fast")
+    ap.add_argument("--profile", default=None,
+                    help="analysis profile (default: fast; with --device cuda fast_torch, because the GPU repository "
+                         "has GPU builds of the torch models only, extraction.gpu_repo.GPU_ENGINES)")
     ap.add_argument("--checklist", type=Path, default=None, help="checklist to use (default: this hardware's)")
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--other-n", type=int, default=12, help="videos in the corpus of another make (0 = skip it)")
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="cuda: serve the GPU models with KIND_GPU instances on every GPU (extraction.gpu_repo) and "
                          "profile a checklist on them first; fails at once on a machine without a GPU")
     args = ap.parse_args(argv)
+    args.profile = args.profile or ("fast_torch" if args.device == "cuda" else "fast")
     gpus = _gpus_or_fail() if args.device == "cuda" else []
     if args.device == "cuda" and not gpus:
         return 2

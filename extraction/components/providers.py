@@ -102,7 +102,7 @@ class VisualProvider(Component):
     dependencies = ("frames",)
     tier = 0
     uses_model = True
-    models = ("visual_embed_fast", "visual_embed_quality")
+    models = ("visual_embed_fast", "visual_embed_quality", "visual_embed_fast_onnx", "visual_embed_quality_onnx")
     uses_frames = True
     unit = "frame"
 
@@ -230,7 +230,7 @@ class TextProvider(Component):
     producer_version = "1.0.0"
     tier = 0
     uses_model = True
-    models = ("text_embed",)
+    models = ("text_embed", "text_embed_onnx")
     uses_text = True
     unit = "text"
 

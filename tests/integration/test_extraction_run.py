@@ -59,7 +59,7 @@ def test_every_component_writes_a_self_describing_artifact(first_run):
     manifest, arts = load_run(latest_runs(out)[("youtube", "normal")])
     assert set(arts) == {"metadata", "frames", "visual", "motion", "faces", "audio", "text", "video_pacing",
                          "face_presence"}
-    assert manifest["resolved_models"]["visual"]["model"] == "visual_embed_fast"
+    assert manifest["resolved_models"]["visual"]["model"] == "visual_embed_fast_onnx"
     assert manifest["sampling_policy_version"] == "uniform-fps-v1"
     for comp, (_arrays, meta) in arts.items():
         entry = manifest["components"][comp]
@@ -129,7 +129,7 @@ def test_rerun_reuses_every_artifact(triton_server, corpus, first_run):
 def test_changing_one_model_recomputes_it_and_its_downstream_only(triton_server, corpus, first_run, tmp_path):
     out, _ = first_run
     swapped = _run(triton_server.grpc_url, corpus, out,
-                   overrides={"visual_embed_fast": ModelRef(triton_model="visual_embed_quality", version="1")})
+                   overrides={"visual_embed_fast_onnx": ModelRef(triton_model="visual_embed_quality_onnx", version="1")})
     comps = _manifest(out, "normal")["components"]
     recomputed = {c for c, e in comps.items() if not e["cache_hit"]}
     assert recomputed == {"visual", "video_pacing"}

@@ -104,7 +104,7 @@ def test_browse_runs_open_a_run_filter_and_screenshot(admin, tmp_path: Path) -> 
             table = page.inner_text("#components")
             for comp in ("frames", "visual", "faces", "audio", "text"):
                 assert comp in table
-            assert "video_decode_failed" in table and "visual_embed_fast:" in table
+            assert "video_decode_failed" in table and "visual_embed_fast_onnx:" in table
             assert page.inner_text("#measured").endswith(" s")
             page.screenshot(path=str(shots / "run.png"), full_page=True)
 

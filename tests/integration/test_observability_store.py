@@ -109,7 +109,7 @@ def test_ingest_of_a_real_extraction_run_is_idempotent(store, real_run) -> None:
     detail = get_run(store, row.id)
     comps = {c.component: c for c in detail.components}
     assert {"frames", "visual", "faces", "audio", "text"} <= set(comps)
-    assert comps["visual"].model and comps["visual"].model.startswith("visual_embed_fast:")
+    assert comps["visual"].model and comps["visual"].model.startswith("visual_embed_fast_onnx:")
     assert comps["frames"].error_codes == {"video_decode_failed": 1} and comps["frames"].n == 4
     assert comps["visual"].batch_sizes and comps["visual"].p95_s is not None
     stats = {s.component: s for s in component_stats(store, utcnow() - timedelta(hours=1))}

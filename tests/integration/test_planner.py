@@ -181,7 +181,7 @@ def test_tier1_models_rotate_lru_with_explicit_model_control(triton_server, vide
         assert manifest["passes"] == plan["passes"] and manifest["status"] == "ok"
         assert not any(e["cache_hit"] for e in manifest["components"].values())  # each computed once, this run
     client = g.InferenceServerClient(triton_server.grpc_url)
-    for model in ("visual_embed_fast", "optical_flow", "face_detector", "audio_features", "text_embed"):
+    for model in ("visual_embed_fast_onnx", "optical_flow", "face_detector", "audio_features", "text_embed_onnx"):
         assert client.is_model_ready(model), f"{model} was not reloaded after the run"
 
 

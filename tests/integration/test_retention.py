@@ -33,7 +33,7 @@ from testsupport.videos import write_sidecar, write_video
 pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_DISABLE_TELEMETRY": "true"}
-SWAP = {"visual_embed_fast": ModelRef(triton_model="visual_embed_quality", version="1")}
+SWAP = {"visual_embed_fast_onnx": ModelRef(triton_model="visual_embed_quality_onnx", version="1")}
 
 
 def _run(url, videos, out, overrides=None):

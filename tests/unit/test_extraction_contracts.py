@@ -128,11 +128,11 @@ def test_components_come_after_their_dependencies():
 
 
 def test_components_declare_the_logical_models_they_call_and_profiles_choose_among_them():
-    fast, quality = load_profile("fast"), load_profile("quality")
+    profiles = [load_profile(p) for p in ("fast", "quality", "fast_torch", "quality_torch")]
     for comp in default_components():
         assert comp.uses_model == bool(comp.models), comp.name
         assert comp.describe()["models"] == list(comp.models)
-        for prof in (fast, quality):
+        for prof in profiles:
             if comp.uses_model:
                 assert prof.params(comp.name)["model"] in comp.models, (prof.profile, comp.name)
 
@@ -201,8 +201,9 @@ def test_autocorr_peak_sees_rhythm():
 
 def test_profiles_resolve_models_and_typos_fail_naming_the_key(tmp_path: Path):
     fast, quality = load_profile("fast"), load_profile("quality")
-    assert fast.resolved_models["visual"].triton_model == "visual_embed_fast"
-    assert quality.resolved_models["visual"].triton_model == "visual_embed_quality"
+    assert fast.resolved_models["visual"].triton_model == "visual_embed_fast_onnx"
+    assert quality.resolved_models["visual"].triton_model == "visual_embed_quality_onnx"
+    assert load_profile("fast_torch").resolved_models["visual"].triton_model == "visual_embed_fast"
     with pytest.raises(ConfigError, match="unknown profile 'turbo'"):
         load_profile("turbo")
     bad = tmp_path / "m.yaml"

@@ -148,25 +148,48 @@ def test_every_declared_build_is_registered():
     assert declared == set(model_repo.ENGINE_BUILDS)
 
 
-def test_the_committed_fast_checklist_never_measured_the_onnx_engines():
-    # Why `fast` still defaults to torch: planning `fast_onnx` from the committed checklist is refused until the
-    # checklist is re-profiled with the ONNX models (docs/planner.md, "Engines").
+def test_the_committed_fast_checklist_measured_the_onnx_engines_that_fast_serves():
+    # `fast` serves the ONNX engines; its committed checklist must have measured them (a model it never measured
+    # makes it stale and an explicit --checklist is refused), and the torch profile is the one it does not cover.
     from extraction.config import load_profile
     from planning.checklist import ChecklistStale, load_checklist
 
     checklist = load_checklist(REPO / "conf" / "checklist" / "amd-epyc-2c" / "fast.yaml")
-    torch_models = {c: m.triton_model for c, m in load_profile("fast").resolved_models.items()}
-    onnx_refs = load_profile("fast_onnx").resolved_models
-    onnx_models = {c: m.triton_model for c, m in onnx_refs.items()}
-    assert {c for c in onnx_models if onnx_models[c] != torch_models[c]} == {"visual", "text"}
-    assert onnx_models["visual"] == "visual_embed_fast_onnx" and onnx_models["text"] == "text_embed_onnx"
     digests = {d.name: model_repo.read_committed_digest(d / "config.pbtxt") for d in model_repo.model_dirs()}
-    current = {c: f"{m.triton_model}:{m.version}:{digests[m.triton_model]}" for c, m in onnx_refs.items()
-               if c in checklist.models}
+
+    def signatures(profile: str) -> dict[str, str]:
+        refs = load_profile(profile).resolved_models
+        return {c: f"{m.triton_model}:{m.version}:{digests[m.triton_model]}" for c, m in refs.items()
+                if c in checklist.models}
+
+    checklist.check_signatures(signatures("fast"))  # current: raises nothing
+    assert checklist.models["visual"].model == "visual_embed_fast_onnx"
+    assert checklist.models["text"].model == "text_embed_onnx"
     with pytest.raises(ChecklistStale) as exc:
-        checklist.check_signatures(current)
-    # exactly the two swapped components are stale; the others were measured with what fast_onnx serves
+        checklist.check_signatures(signatures("fast_torch"))
+    # exactly the two components whose engine differs are stale; the others are the same models in both
     assert sorted(exc.value.details["models"]) == ["text", "visual"]
-    assert "visual_embed_fast_onnx" in str(exc.value) and "text_embed_onnx" in str(exc.value)
     assert "faces" not in str(exc.value) and "motion" not in str(exc.value)
-    assert checklist.models["visual"].model == "visual_embed_fast"
+
+
+@pytest.mark.parametrize("preset", ["fast", "quality"])
+def test_a_frames_embedding_does_not_depend_on_its_batch_partners(preset):
+    # ORT's GEMM rows left over after the last full block take another kernel (last-bit differences); the
+    # measured row block pads them away, so any plan's batch sizes give the same artifact bytes.
+    import numpy as np
+
+    from extraction.kernels.onnx_engine import make_session
+    from extraction.kernels.onnx_visual import ROW_BLOCKS, embed_frames, export_graph, row_block
+    from extraction.kernels.visual import PRESETS
+
+    size = PRESETS[preset].input_size
+    session = make_session(export_graph(preset), threads=1)
+    block = row_block(session, size)
+    assert block in ROW_BLOCKS
+    frames = np.random.default_rng(7).integers(0, 256, (11, size, size, 3), dtype=np.uint8)
+    frames[2] = 0  # a black frame, like the padding itself
+    whole = embed_frames(session, frames, block)
+    assert whole.shape == (11, PRESETS[preset].embed_dim)
+    for batch in (1, 2, 4, 6):
+        parts = np.concatenate([embed_frames(session, frames[i : i + batch], block) for i in range(0, 11, batch)])
+        assert np.array_equal(parts, whole), batch

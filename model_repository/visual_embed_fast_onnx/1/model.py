@@ -11,7 +11,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from extraction.kernels.onnx_engine import open_engine
-from extraction.kernels.onnx_visual import embed_frames, export_graph
+from extraction.kernels.onnx_visual import embed_frames, export_graph, row_block
 from extraction.kernels.visual import PRESETS, check_frames
 
 PRESET = "fast"
@@ -39,6 +39,7 @@ class TritonPythonModel:
         self.out_dtype = pb_utils.triton_string_to_numpy(emb_cfg["data_type"])
         params = {k: v["string_value"] for k, v in config["parameters"].items()}
         self.session = open_engine(args["model_name"], args["model_version"], params, lambda: export_graph(PRESET))
+        self.row_block = row_block(self.session, size)  # padding that makes a frame's embedding batch-invariant
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -55,7 +56,7 @@ class TritonPythonModel:
         if not batch:
             return responses
         try:
-            emb = embed_frames(self.session, np.concatenate(batch))  # (B_total, embed_dim)
+            emb = embed_frames(self.session, np.concatenate(batch), self.row_block)  # (B_total, embed_dim)
         except Exception as exc:  # noqa: BLE001 - every request still gets its one response
             for i in owners:
                 responses[i] = _error(f"visual embedding failed: {exc}", internal=True)
