@@ -76,7 +76,8 @@ def scheme_record(fit_record: dict[str, Any], c: TrainConfig) -> dict[str, Any]:
     guarantee = ("split conformal: marginal coverage >= l and < l + 1/(n+1) for exchangeable rows"
                  if fit_record["calibration"] == "split" else
                  "cross-conformal / CV+: >= 1 - 2(1 - l) in the worst case, about l in practice; the served "
-                 "fold-model mean errs no more than a member, so intervals err on the wide side")
+                 "fold-model mean errs less than a member: each bucket's rank level is lowered by that gain, "
+                 "sized from the members' disagreement on val")
     return {
         "calibration": fit_record["calibration"], "served": fit_record.get("served", "single"),
         "folds": fit_record.get("folds"), "calib_scores": fit_record.get("calib_scores"),
@@ -128,8 +129,8 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
 
         core = FoldEnsemble(members)
         val_x = parts["val"][feats].astype(np.float64)
-        # kept for ensemble_level_shift (the ensemble's coverage gain over its members on val)
-        core.val_check = ([m.predict_base(val_x) for m in members], core.predict_base(val_x))
+        # the members' predictions of rows none of them trained on: their disagreement sizes the ensemble's gain
+        core.val_check = [m.predict_base(val_x) for m in members]
     else:
         print(f"cross-conformal: refit on all {len(pool)} rows of train+calib", flush=True)
         core = fit_core(inputs, pool, parts["val"])
@@ -140,16 +141,16 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
 
 def _correct_ensemble_gain(calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame, cols: Any,
                            calib_base: Any, calib_y: np.ndarray, calib_g: np.ndarray | None) -> None:
-    """Refit ``calibrator`` at levels shifted by the fold ensemble's coverage gain over its members on val
-    (:func:`training.intervals.fit_with_ensemble_shift`)."""
-    from training.intervals import fit_with_ensemble_shift
+    """Refit ``calibrator`` with each group's rank level lowered by the fold ensemble's coverage gain over its
+    members, sized from the members' disagreement on val (:func:`training.intervals.ensemble_group_shift`)."""
+    from training.intervals import ensemble_group_shift
 
-    members, ens = core.val_check
+    members = core.val_check
     core.val_check = None
     val_g = group_keys(val[cols.group].to_numpy()) if cols.group else None
-    fit_with_ensemble_shift(calibrator, calib_base, calib_y, calib_g, members, ens,
-                            val[cols.targets].to_numpy(np.float64), val_g)
-    calibrator.scheme["ensemble_level_shift"] = dict(calibrator.level_shift)
+    calibrator.group_shift = ensemble_group_shift(calibrator, calib_base, calib_y, calib_g, members, val_g)
+    calibrator.fit(calib_base, calib_y, calib_g)
+    calibrator.scheme["ensemble_shift"] = "per target, level and age bucket, from the members' disagreement on val"
 
 
 def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[float], prefix: str,

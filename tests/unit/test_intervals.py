@@ -291,29 +291,41 @@ def test_shrinkage_and_scheme_travel_with_the_calibration() -> None:
     np.testing.assert_array_equal(again.apply(base, g)["p90"], cal.apply(base, g)["p90"])
 
 
-def test_ensemble_level_shift_removes_the_fold_ensembles_over_coverage() -> None:
-    """Members = truth + their own error; calibrated on member scores the mean of five members over-covers;
-    with the gain measured on held-out rows and taken off the rank level, it covers the nominal level."""
-    from training.intervals import ensemble_level_shift, fit_with_ensemble_shift
+def test_ensemble_group_shift_makes_the_fold_ensemble_cover_in_every_group() -> None:
+    """Members = truth + their own error, larger in group "old" (outcome noise 0.3) than in "young" (noise 1):
+    calibrated on member scores the mean of five members over-covers, most where the members disagree most.
+    The shift sized from the members' disagreement on held-out rows (no held-out targets) brings each group to
+    its nominal level."""
+    from training.intervals import ensemble_group_shift
 
     rng = np.random.default_rng(21)
+    spread = {"young": (1.0, 0.5), "old": (0.3, 0.18)}  # group -> (outcome noise, member error sd)
 
-    def draw(n: int) -> tuple[list[BaseOutput], BaseOutput, np.ndarray]:
+    def draw(n: int) -> tuple[list[BaseOutput], BaseOutput, np.ndarray, np.ndarray]:
+        g = np.where(rng.random(n) < 0.5, "young", "old")
+        noise = np.array([spread[k][0] for k in g])[:, None]
+        member_sd = np.array([spread[k][1] for k in g])[:, None]
         truth = rng.normal(size=(n, 1))
-        y = truth + rng.normal(size=(n, 1))
-        members = [BaseOutput(truth + 0.8 * rng.normal(size=(n, 1))) for _ in range(5)]
-        return members, BaseOutput(np.mean([m.mu for m in members], axis=0)), y
+        y = truth + noise * rng.normal(size=(n, 1))
+        members = [BaseOutput(truth + member_sd * rng.normal(size=(n, 1))) for _ in range(5)]
+        return members, BaseOutput(np.mean([m.mu for m in members], axis=0)), y, g
 
-    members_c, _, y_c = draw(20_000)
+    members_c, _, y_c, g_c = draw(40_000)
     # out-of-fold scores: each calibration row scored by one member
     oof = BaseOutput(np.concatenate([m.mu[i::5] for i, m in enumerate(members_c)]))
     y_oof = np.concatenate([y_c[i::5] for i in range(5)])
-    cal = IntervalCalibrator(["t"], method="absolute", backend="numpy").fit(oof, y_oof)
-    members_v, ens_v, y_v = draw(3_000)
-    _, ens_t, y_t = draw(20_000)
-    before = {lv: _coverage(y_t, cal.apply(ens_t), lv) for lv in LEVELS}
-    shift = ensemble_level_shift(cal, members_v, ens_v, y_v)
-    assert all(before[lv] - lv > 0.02 for lv in LEVELS) and all(s > 0.01 for s in shift.values())
-    fit_with_ensemble_shift(cal, oof, y_oof, None, members_v, ens_v, y_v, None)
-    for lv in LEVELS:
-        assert _coverage(y_t, cal.apply(ens_t), lv) == pytest.approx(lv, abs=0.012), lv
+    g_oof = np.concatenate([g_c[i::5] for i in range(5)])
+    cal = IntervalCalibrator(["t"], method="absolute", backend="numpy").fit(oof, y_oof, g_oof)
+    members_v, _, _, g_v = draw(300)  # val: only the members' predictions are used
+    _, ens_t, y_t, g_t = draw(40_000)
+    before = {lv: _coverage(y_t, cal.apply(ens_t, g_t), lv, g_t == "old") for lv in LEVELS}
+    assert all(before[lv] - lv > 0.02 for lv in LEVELS), before
+    cal.group_shift = ensemble_group_shift(cal, oof, y_oof, g_oof, members_v, g_v)
+    shift = cal.group_shift["t"]["0.9"]
+    assert shift["old"] > shift["young"] > 0
+    cal.fit(oof, y_oof, g_oof)
+    again = IntervalCalibrator.from_dict(json.loads(json.dumps(cal.to_dict())))
+    q = again.apply(ens_t, g_t)
+    for grp in ("young", "old"):
+        for lv in LEVELS:
+            assert _coverage(y_t, q, lv, g_t == grp) == pytest.approx(lv, abs=0.012), (grp, lv)

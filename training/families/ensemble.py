@@ -4,9 +4,10 @@ With ``intervals.calibration=cross`` (chosen automatically for small calibration
 ``train + calib`` is scored by the fold model that did not see it. Serving those same K fold models (their mean
 point, mean scale and mean raw quantiles) keeps the served predictions on the scale the scores were computed on:
 a sigma or quantile model refit on all rows would not be (it is fit on 1/(K-1) more rows and its scale drifts).
-The mean of K models errs no more than a typical member, so the intervals err on the wide side; this is the
-CV+ construction of Barber et al. (2021) with the interval centred on the fold models' mean instead of taking
-quantiles over the K shifted score sets (which only widens it further).
+The mean of K models errs less than a typical member, so calibrated on member scores alone the intervals would
+err on the wide side; :func:`training.intervals.ensemble_group_shift` sizes that gain per age bucket from the
+members' disagreement and lowers each bucket's rank level by it. CV+ (Barber et al. 2021), quantiles over the K
+shifted score sets, would widen the interval further instead.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class FoldEnsemble:
     members: list[Any]
     kind: str = "fold_ensemble"
     history: list[dict[str, float]] = field(default_factory=list)
-    val_check: Any = None  # (member outputs, ensemble output) on val, while training only
+    val_check: Any = None  # the members' outputs on val, while training only
 
     @property
     def member_kind(self) -> str:
