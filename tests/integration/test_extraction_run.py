@@ -128,8 +128,8 @@ def test_rerun_reuses_every_artifact(triton_server, corpus, first_run):
 
 def test_changing_one_model_recomputes_it_and_its_downstream_only(triton_server, corpus, first_run, tmp_path):
     out, _ = first_run
-    swapped = _run(triton_server.grpc_url, corpus, out,
-                   overrides={"visual_embed_fast_onnx": ModelRef(triton_model="visual_embed_quality_onnx", version="1")})
+    quality = ModelRef(triton_model="visual_embed_quality_onnx", version="1")
+    swapped = _run(triton_server.grpc_url, corpus, out, overrides={"visual_embed_fast_onnx": quality})
     comps = _manifest(out, "normal")["components"]
     recomputed = {c for c, e in comps.items() if not e["cache_hit"]}
     assert recomputed == {"visual", "video_pacing"}
