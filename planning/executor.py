@@ -10,9 +10,13 @@
 * :func:`plan_and_execute` plans the whole corpus first (fail fast), then, for a corpus of at least
   :data:`~planning.pilot.PILOT_MIN_VIDEOS`, runs a *pilot* (:mod:`planning.pilot`): the first
   :func:`~planning.pilot.pilot_size` videos one at a time at the plan's batch sizes, for real; the rest is planned
-  with the factors it measured. From :data:`~planning.recalibrate.RECALIBRATE_MIN_VIDEOS` videos after the pilot,
-  the rest runs in two parts and the second is re-planned with the first part's measured / predicted makespan
-  (:mod:`planning.recalibrate`).
+  with the factors it measured. When the rest's plan runs several videos in parallel, the pilot's *parallel step*
+  then runs that many videos of about the median cost at once with a plan of their own: one video at a time sees
+  no contention between lanes (server threads, backend stubs, the client's GIL), which the stage simulation
+  under-counts by 20-40% on a 2-core VM (`docs/planner.md`); the step's measured / predicted makespan scales every
+  factor before the rest is planned (:func:`~planning.recalibrate.parallel_probe`). From
+  :data:`~planning.recalibrate.RECALIBRATE_MIN_VIDEOS` videos after the pilot, the rest runs in two parts and the
+  second is re-planned with the first part's measured / predicted makespan (:mod:`planning.recalibrate`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,14 @@ from planning.checklist import Checklist, load_checklist
 from planning.inputs import cached_per_video, component_specs, find_checklist, plan_inputs, plan_run
 from planning.pilot import PILOT_MIN_VIDEOS, merge_summaries, pick_pilot, pick_pilot_pps, pilot_size, run_pilot
 from planning.planner import predicted_component_seconds
-from planning.recalibrate import RECALIBRATE_AT, RECALIBRATE_MIN_VIDEOS, head_size, makespan_ratio, scaled_factors
+from planning.recalibrate import (
+    RECALIBRATE_AT,
+    RECALIBRATE_MIN_VIDEOS,
+    head_size,
+    makespan_ratio,
+    parallel_probe,
+    scaled_factors,
+)
 from planning.residency import ModelResidency, apply_instances, loaded_models, residency_for
 from planning.specs import (
     DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
@@ -190,6 +201,8 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
             p.calibration.update(pilot_sampling="cost", pilot_weights=[round(w, 3) for w in weights])
         if not pilot.factors:
             p.calibration["skipped"] = "the pilot videos were all reused from the cache"
+        elif recalibrate and len(p.passes) == 1:
+            rest, rest_inputs, p, pilot = _parallel_step(run, rest, rest_inputs, p, pilot, kw, run_id)
     if not isinstance(checklist, Checklist):
         p.checklist["path"] = str(find_checklist(run.cfg.profile, checklist))
     if on_plan is not None:
@@ -204,6 +217,44 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     if summary is None:
         summary = execute(run, rest, p, residency=residency, run_id=run_id)
     return merge_summaries(pilot.summary, summary) if pilot is not None else summary
+
+
+def _parallel_step(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan, pilot: Any,
+                   kw: Mapping[str, Any], run_id: str) -> tuple[list, Any, BatchPlan, Any]:
+    """The pilot's parallel step: when ``p`` runs several videos at once, run ``p.videos_in_parallel`` videos of
+    about the median cost (:func:`~planning.recalibrate.parallel_probe`) at once with a plan of their own, scale
+    the pilot's factors by their measured / predicted makespan and plan what is left with them. Returns
+    ``(rest, its inputs, its plan, the pilot with the scaled factors and both parts' summary)``; the inputs
+    unchanged when the rest is too short for the step and the mid-run re-plan after it (the re-plan measures
+    30% of the rest, more than the step's one video per lane, so a short rest keeps the re-plan)."""
+    per_video = predicted_component_seconds(inputs.specs, component_specs(run.components), inputs.devices,
+                                            inputs.checklist, p.batch_sizes, time_factors=pilot.factors)
+    picked = parallel_probe([sum(v.values()) for v in per_video], p.videos_in_parallel)
+    if not picked or len(rest) - len(picked) < RECALIBRATE_MIN_VIDEOS:  # the mid-run re-plan corrects more
+        return list(rest), inputs, p, pilot
+    keep = [i for i in range(len(rest)) if i not in set(picked)]
+    step_p = plan_run(run, [rest[i] for i in picked], **{**kw, "max_videos_in_parallel": len(picked)},
+                      time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
+                      inputs=dataclasses.replace(inputs, specs=[inputs.specs[i] for i in picked]))
+    step_p.calibration.update({**p.calibration, "stage": "pilot, parallel step"})
+    t0 = time.perf_counter()
+    step = execute(run, [rest[i] for i in picked], step_p, run_id=run_id)
+    took = time.perf_counter() - t0
+    ratio = makespan_ratio(took, step_p.predicted_makespan_s)
+    factors = scaled_factors(pilot.factors, ratio, [c.name for c in run.components])
+    overhead = None if pilot.video_overhead_s is None else pilot.video_overhead_s * ratio
+    pilot = dataclasses.replace(pilot, factors=factors, video_overhead_s=overhead,
+                                summary=merge_summaries(pilot.summary, step))
+    rest_inputs = dataclasses.replace(inputs, specs=[inputs.specs[i] for i in keep])
+    new_p = plan_run(run, [rest[i] for i in keep], **kw, time_factors=factors, video_overhead_s=overhead,
+                     inputs=rest_inputs)
+    new_p.calibration.update({key: v for key, v in p.calibration.items() if key not in ("time_factors",
+                                                                                         "video_overhead_s")})
+    new_p.calibration["parallel_step"] = {
+        "videos": [str(rest[i][1].get("video_id", rest[i][0].stem)) for i in picked],
+        "videos_in_parallel": step_p.videos_in_parallel, "seconds": round(took, 3),
+        "predicted_s": round(step_p.predicted_makespan_s, 3), "makespan_ratio": round(ratio, 3)}
+    return [rest[i] for i in keep], rest_inputs, new_p, pilot
 
 
 def _execute_recalibrated(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan,

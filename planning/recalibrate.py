@@ -20,6 +20,19 @@ RECALIBRATE_AT = 0.3  # share of the rest's predicted seconds run before the re-
 RATIO_BOUNDS = (0.5, 2.0)  # one slow spell of the machine must not double every prediction twice
 
 
+def parallel_probe(costs: Sequence[float], lanes: int) -> list[int]:
+    """Which of the videos (``costs``: predicted seconds each, in run order) the pilot's parallel step runs: ``lanes``
+    videos of about the median cost (consecutive in cost order), so that they finish together and the step's
+    makespan measures the lanes' contention rather than one long video's tail. Empty when ``lanes < 2`` or fewer
+    than ``2 * lanes + 1`` videos (the step must leave more than it takes)."""
+    n = len(costs)
+    if lanes < 2 or n < 2 * lanes + 1:
+        return []
+    order = sorted(range(n), key=lambda i: (costs[i], i))
+    start = max(0, min(n - lanes, n // 2 - lanes // 2))
+    return sorted(order[start : start + lanes])
+
+
 def head_size(costs: Sequence[float], share: float = RECALIBRATE_AT, min_videos: int = 1) -> int:
     """How many of the first videos (``costs``: predicted seconds per video, in run order) make up ``share`` of the
     total, at least ``min_videos`` (one per parallel lane) and leaving at least as many for the second part;

@@ -101,7 +101,10 @@ def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, t
     assert summary.ok == summary.videos == PILOT_MIN_VIDEOS and len(summary.manifests) == PILOT_MIN_VIDEOS
     (plan,) = seen  # the plan of the rest, made with what the pilot measured
     cal = plan.calibration
-    assert plan.videos == PILOT_MIN_VIDEOS - PILOT_VIDEOS and len(cal["pilot_videos"]) == PILOT_VIDEOS
+    # the pilot's parallel step: a video per lane at once, its measured / predicted makespan scales the factors
+    step = cal["parallel_step"]
+    assert step["videos_in_parallel"] == len(step["videos"]) == 2 and step["seconds"] > 0 and step["predicted_s"] > 0
+    assert plan.videos == PILOT_MIN_VIDEOS - PILOT_VIDEOS - 2 and len(cal["pilot_videos"]) == PILOT_VIDEOS
     assert set(cal["time_factors"]) >= set(UNITS) | {"frames"}  # every model component and decoding
     assert all(FACTOR_BOUNDS[0] <= f <= FACTOR_BOUNDS[1] for f in cal["time_factors"].values())
     assert cal["video_overhead_s"] >= 0 and cal["pilot_seconds"] > 0
@@ -111,7 +114,9 @@ def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, t
     assert len(manifests) == PILOT_MIN_VIDEOS and len({m["run_id"] for m in manifests.values()}) == 1
     for vid in cal["pilot_videos"]:
         assert manifests[vid]["plan"]["stage"] == "pilot" and manifests[vid]["status"] == "ok"
-    rest = [m for v, m in manifests.items() if v not in cal["pilot_videos"]]
+    stepped = [m for m in manifests.values() if m["plan"]["calibration"].get("stage") == "pilot, parallel step"]
+    assert sorted(m["video_id"] for m in stepped) == sorted(step["videos"])
+    rest = [m for v, m in manifests.items() if v not in cal["pilot_videos"] and v not in step["videos"]]
     # the rest ran in two parts: the first with the pilot's factors, the second re-planned with every factor times
     # the first part's measured / predicted makespan
     (second,) = replanned
