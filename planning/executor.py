@@ -219,6 +219,45 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     return merge_summaries(pilot.summary, summary) if pilot is not None else summary
 
 
+def _predicted_costs(run: Any, inputs: Any, p: BatchPlan, pilot: Any) -> list[float]:
+    """Predicted seconds of each video of ``inputs`` at ``p``'s batch sizes with the pilot's factors."""
+    per_video = predicted_component_seconds(inputs.specs, component_specs(run.components), inputs.devices,
+                                            inputs.checklist, p.batch_sizes, time_factors=pilot.factors)
+    return [sum(v.values()) for v in per_video]
+
+
+def _subset(inputs: Any, idx: Sequence[int]) -> Any:
+    """The plan inputs of the videos ``idx`` (same devices, speed, server)."""
+    return dataclasses.replace(inputs, specs=[inputs.specs[i] for i in idx])
+
+
+def _run_part(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, pilot: Any,
+              kw: Mapping[str, Any], run_id: str, calibration: Mapping[str, Any], checklist_path: str | None = None
+              ) -> tuple[Any, BatchPlan, float, float, dict[str, float], float | None]:
+    """Plan ``videos`` with the pilot's factors (``calibration`` and ``checklist_path``, when given, recorded in
+    the plan its manifests carry), run them, and scale every factor by the part's measured / predicted makespan.
+    Returns ``(summary, the part's plan, seconds it took,
+    ratio, scaled factors, scaled per-video overhead)`` -- the measurement behind both the pilot's parallel step
+    and the mid-run re-plan."""
+    part_p = plan_run(run, videos, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
+                      inputs=inputs)
+    part_p.calibration.update(calibration)
+    if checklist_path is not None:
+        part_p.checklist["path"] = checklist_path
+    t0 = time.perf_counter()
+    summary = execute(run, videos, part_p, run_id=run_id)
+    took = time.perf_counter() - t0
+    ratio = makespan_ratio(took, part_p.predicted_makespan_s)
+    factors = scaled_factors(pilot.factors, ratio, [c.name for c in run.components])
+    overhead = None if pilot.video_overhead_s is None else pilot.video_overhead_s * ratio
+    return summary, part_p, took, ratio, factors, overhead
+
+
+def _carried(calibration: Mapping[str, Any]) -> dict[str, Any]:
+    """What a re-planned part keeps of the plan before it: everything but the factors it replaces."""
+    return {key: v for key, v in calibration.items() if key not in ("time_factors", "video_overhead_s")}
+
+
 def _parallel_step(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan, pilot: Any,
                    kw: Mapping[str, Any], run_id: str) -> tuple[list, Any, BatchPlan, Any]:
     """The pilot's parallel step: when ``p`` runs several videos at once, run ``p.videos_in_parallel`` videos of
@@ -227,29 +266,19 @@ def _parallel_step(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs
     ``(rest, its inputs, its plan, the pilot with the scaled factors and both parts' summary)``; the inputs
     unchanged when the rest is too short for the step and the mid-run re-plan after it (the re-plan measures
     30% of the rest, more than the step's one video per lane, so a short rest keeps the re-plan)."""
-    per_video = predicted_component_seconds(inputs.specs, component_specs(run.components), inputs.devices,
-                                            inputs.checklist, p.batch_sizes, time_factors=pilot.factors)
-    picked = parallel_probe([sum(v.values()) for v in per_video], p.videos_in_parallel)
+    picked = parallel_probe(_predicted_costs(run, inputs, p, pilot), p.videos_in_parallel)
     if not picked or len(rest) - len(picked) < RECALIBRATE_MIN_VIDEOS:  # the mid-run re-plan corrects more
         return list(rest), inputs, p, pilot
     keep = [i for i in range(len(rest)) if i not in set(picked)]
-    step_p = plan_run(run, [rest[i] for i in picked], **{**kw, "max_videos_in_parallel": len(picked)},
-                      time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
-                      inputs=dataclasses.replace(inputs, specs=[inputs.specs[i] for i in picked]))
-    step_p.calibration.update({**p.calibration, "stage": "pilot, parallel step"})
-    t0 = time.perf_counter()
-    step = execute(run, [rest[i] for i in picked], step_p, run_id=run_id)
-    took = time.perf_counter() - t0
-    ratio = makespan_ratio(took, step_p.predicted_makespan_s)
-    factors = scaled_factors(pilot.factors, ratio, [c.name for c in run.components])
-    overhead = None if pilot.video_overhead_s is None else pilot.video_overhead_s * ratio
+    step, step_p, took, ratio, factors, overhead = _run_part(
+        run, [rest[i] for i in picked], _subset(inputs, picked), pilot,
+        {**kw, "max_videos_in_parallel": len(picked)}, run_id, {**p.calibration, "stage": "pilot, parallel step"})
     pilot = dataclasses.replace(pilot, factors=factors, video_overhead_s=overhead,
                                 summary=merge_summaries(pilot.summary, step))
-    rest_inputs = dataclasses.replace(inputs, specs=[inputs.specs[i] for i in keep])
+    rest_inputs = _subset(inputs, keep)
     new_p = plan_run(run, [rest[i] for i in keep], **kw, time_factors=factors, video_overhead_s=overhead,
                      inputs=rest_inputs)
-    new_p.calibration.update({key: v for key, v in p.calibration.items() if key not in ("time_factors",
-                                                                                         "video_overhead_s")})
+    new_p.calibration.update(_carried(p.calibration))
     new_p.calibration["parallel_step"] = {
         "videos": [str(rest[i][1].get("video_id", rest[i][0].stem)) for i in picked],
         "videos_in_parallel": step_p.videos_in_parallel, "seconds": round(took, 3),
@@ -264,25 +293,15 @@ def _execute_recalibrated(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]],
     None (nothing run) when ``rest`` is too short for two parts."""
     if len(rest) < RECALIBRATE_MIN_VIDEOS:
         return None
-    per_video = predicted_component_seconds(inputs.specs, component_specs(run.components), inputs.devices,
-                                            inputs.checklist, p.batch_sizes, time_factors=pilot.factors)
-    k = head_size([sum(v.values()) for v in per_video], RECALIBRATE_AT, p.videos_in_parallel)
+    k = head_size(_predicted_costs(run, inputs, p, pilot), RECALIBRATE_AT, p.videos_in_parallel)
     if k == 0:
         return None
-    first_p = plan_run(run, rest[:k], **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
-                       inputs=dataclasses.replace(inputs, specs=inputs.specs[:k]))
-    first_p.calibration.update({**p.calibration, "part": "1 of 2"})
-    first_p.checklist["path"] = p.checklist.get("path", first_p.checklist.get("path"))
-    t0 = time.perf_counter()
-    first = execute(run, rest[:k], first_p, run_id=run_id)
-    took = time.perf_counter() - t0
-    ratio = makespan_ratio(took, first_p.predicted_makespan_s)
-    factors = scaled_factors(pilot.factors, ratio, [c.name for c in run.components])
-    overhead = None if pilot.video_overhead_s is None else pilot.video_overhead_s * ratio
+    first, first_p, took, ratio, factors, overhead = _run_part(
+        run, rest[:k], _subset(inputs, range(k)), pilot, kw, run_id, {**p.calibration, "part": "1 of 2"},
+        p.checklist.get("path"))
     second_p = plan_run(run, rest[k:], **kw, time_factors=factors, video_overhead_s=overhead,
-                        inputs=dataclasses.replace(inputs, specs=inputs.specs[k:]))
-    kept = {key: v for key, v in p.calibration.items() if key not in ("time_factors", "video_overhead_s")}
-    second_p.calibration.update({**kept, "part": "2 of 2", "recalibrated": {
+                        inputs=_subset(inputs, range(k, len(rest))))
+    second_p.calibration.update({**_carried(p.calibration), "part": "2 of 2", "recalibrated": {
         "first_part_videos": k, "first_part_s": round(took, 3),
         "first_part_predicted_s": round(first_p.predicted_makespan_s, 3), "makespan_ratio": round(ratio, 3)}})
     second_p.checklist["path"] = p.checklist.get("path", second_p.checklist.get("path"))
