@@ -139,17 +139,17 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
                               "calib_scores": len(pool)}
 
 
-def _correct_ensemble_gain(calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame, cols: Any,
-                           calib_base: Any, calib_y: np.ndarray, calib_g: np.ndarray | None) -> None:
-    """Refit ``calibrator`` with each group's rank level lowered by the fold ensemble's coverage gain over its
-    members, sized from the members' disagreement on val (:func:`training.intervals.ensemble_group_shift`)."""
+def _ensemble_gain(calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame, cols: Any, calib_base: Any,
+                   calib_y: np.ndarray, calib_g: np.ndarray | None) -> None:
+    """Set ``calibrator``'s per-group rank-level shifts for the fold ensemble's coverage gain over its members,
+    sized from the members' disagreement on val (:func:`training.intervals.ensemble_group_shift`), before it is
+    fit (the shift needs the scores, not the fitted corrections)."""
     from training.intervals import ensemble_group_shift
 
     members = core.val_check
     core.val_check = None
     val_g = group_keys(val[cols.group].to_numpy()) if cols.group else None
     calibrator.group_shift = ensemble_group_shift(calibrator, calib_base, calib_y, calib_g, members, val_g)
-    calibrator.fit(calib_base, calib_y, calib_g)
     calibrator.scheme["ensemble_shift"] = "per target, level and age bucket, from the members' disagreement on val"
 
 
@@ -235,9 +235,9 @@ def _calibrate(c: TrainConfig, core: Any, calib: pd.DataFrame, calib_base: Any, 
     )
     calib_y = calib[cols.targets].to_numpy(np.float64)
     calib_g = group_keys(calib[cols.group].to_numpy()) if cols.group else None
-    calibrator.fit(calib_base, calib_y, calib_g)
     if getattr(core, "val_check", None) is not None:
-        _correct_ensemble_gain(calibrator, core, parts["val"], cols, calib_base, calib_y, calib_g)
+        _ensemble_gain(calibrator, core, parts["val"], cols, calib_base, calib_y, calib_g)
+    calibrator.fit(calib_base, calib_y, calib_g)
     return calibrator
 
 
