@@ -7,7 +7,8 @@
    for the served models, else a quick one measured now, ``ensure_checklist``) and extracts into a fresh store;
 2. Ray, one node: ``ray start`` under ``taskset -c 0`` (its raylet, its workers -- the lanes -- and the Triton its
    actor starts all on core 0), ``--num-cpus 1``, ``cpu_mem_mb`` declared; the Ray executor extracts into a fresh
-   store; the driver (this process) only dispatches;
+   store; the driver (this process) only dispatches. The head (GCS) is a node of its own with no work and no
+   pinning, like the driver (``--head control``, default; ``--head worker`` makes the first worker node the head);
 3. Ray, two nodes: the same with a second node under ``taskset -c 1``.
 
 ``--rounds R`` repeats the three runs R times, the order rotating (local -> 1 node -> 2 nodes, then 1 node -> 2
@@ -26,6 +27,7 @@ The machine may be shared with other work: the load average is printed with ever
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -47,17 +49,20 @@ def _load() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def run_local(corpus: Path, out: Path, state: Path, profile: str, checklist: Path | None) -> tuple[float, Path]:
-    """Local executor and its Triton on core 0. Returns (makespan, checklist used)."""
+def run_local(corpus: Path, out: Path, state: Path, profile: str, checklist: Path | None, core: int = 0,
+              go: Path | None = None) -> tuple[float, Path]:
+    """Local executor and its Triton on ``core``. Returns (makespan, checklist used). With ``go``, the extraction
+    starts only once that file exists (the paired mode's barrier: servers up and plans ready first)."""
     from extraction import triton_server
     from planning.api import ensure_checklist, run_extraction
 
     all_cores = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {0})
+    os.sched_setaffinity(0, {core})
     try:
         server = triton_server.start(REPO / "model_repository", state)
         try:
             cl = checklist or ensure_checklist(profile, server.grpc_url, log=_log)
+            _wait_for(go)
             _log(f"local: {_load()}")
             s = run_extraction(corpus, out, profile, url=server.grpc_url, checklist=cl, progress=False)
         finally:
@@ -69,28 +74,101 @@ def run_local(corpus: Path, out: Path, state: Path, profile: str, checklist: Pat
     return s.seconds, Path(cl)
 
 
-def run_cluster(n_nodes: int, corpus: Path, out: Path, profile: str, checklist: Path, work: Path):
-    """The Ray executor on ``n_nodes`` one-core nodes (node i on core i). Returns the run summary and the plan."""
+def _wait_for(path: Path | None, timeout_s: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while path is not None and not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting for {path}")
+        time.sleep(0.05)
+
+
+def run_cluster(n_nodes: int, corpus: Path, out: Path, profile: str, checklist: Path, work: Path,
+                head: str = "control", cores: list[int] | None = None, on_start=None):
+    """The Ray executor on ``n_nodes`` one-core nodes (node i on core i). Returns the run summary and the plan.
+
+    ``head="control"``: the head is a node of its own that takes no work (``--num-cpus 0``, no ``cpu_mem_mb``),
+    unpinned like the driver -- the layout Ray recommends for a cluster, where the GCS and the head's agents do not
+    share a worker's cores. ``"worker"``: the first worker node is the head (its GCS on that node's core)."""
     import ray
 
     from planning.distributed.ray_executor import run_on_ray
     from testsupport.raycluster import LocalRayCluster, NodeSpec
 
-    cores = os.cpu_count() or 1
-    nodes = [NodeSpec(cpus=1, resources={"cpu_mem_mb": NODE_MEM_MB}, cores=[i % cores]) for i in range(n_nodes)]
+    cores = cores or list(range(os.cpu_count() or 1))
+    nodes = [NodeSpec(cpus=1, resources={"cpu_mem_mb": NODE_MEM_MB}, cores=[cores[i % len(cores)]])
+             for i in range(n_nodes)]
+    if head == "control":
+        nodes = [NodeSpec(cpus=0, cores=cores if len(cores) == 1 else None), *nodes]
     cluster = LocalRayCluster(nodes).start()
     plans = []
     try:
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
         _log(f"ray, {n_nodes} node(s): {_load()}")
         s = run_on_ray(corpus, out, profile, checklist=checklist, progress=False, on_plan=plans.append,
-                       state_root=work / f"triton-{n_nodes}n", log=_log)
+                       state_root=work / f"triton-{n_nodes}n-{os.getpid()}", log=_log, on_start=on_start)
     finally:
         ray.shutdown()
         cluster.shutdown()
     if s.failed:
         raise SystemExit(f"ray run on {n_nodes} node(s) failed videos: {s.failed}")
     return s, plans[0]
+
+
+def resolve_checklist(profile: str, state: Path) -> Path:
+    """This hardware's checklist for the served models (``ensure_checklist``; a server started for it)."""
+    from extraction import triton_server
+    from planning.api import ensure_checklist
+
+    server = triton_server.start(REPO / "model_repository", state)
+    try:
+        return Path(ensure_checklist(profile, server.grpc_url, log=_log))
+    finally:
+        triton_server.stop(state)
+
+
+def run_part(args: argparse.Namespace) -> int:
+    """One side of a paired round (``--part``), in a process of its own pinned to ``--core`` with everything it
+    starts. The Ray side writes ``--go`` when its first video starts; the local side, its server up, waits for it,
+    so the two extractions run over the same seconds of the machine."""
+    os.sched_setaffinity(0, {args.core})
+    if args.part == "local":
+        seconds, _ = run_local(args.corpus, args.out, args.work / f"triton-local-{args.core}", args.profile,
+                               args.checklist, args.core, go=args.go)
+    else:
+        def on_start(_node: str, _index: int) -> None:
+            if not args.go.exists():
+                args.go.write_text("go")
+
+        summary, _ = run_cluster(1, args.corpus, args.out, args.profile, args.checklist, args.work, args.head,
+                                 cores=[args.core], on_start=on_start)
+        seconds = summary.seconds
+    args.result.write_text(json.dumps({"seconds": seconds}))
+    return 0
+
+
+def paired_round(r: int, corpus: Path, stores: dict[str, Path], work: Path, args: argparse.Namespace,
+                 checklist: Path) -> tuple[float, float]:
+    """Local (one core) and Ray on one node (the other core: its head, node, Triton and the driver) at the same
+    time; the cores swap every round. Returns (local seconds, Ray seconds)."""
+    import subprocess
+
+    cores = {"local": r % 2, "ray1": 1 - r % 2}
+    go = work / f"go-{r}"
+    procs, results = {}, {}
+    for part in ("ray1", "local"):
+        shutil.rmtree(stores[part], ignore_errors=True)
+        results[part] = work / f"result-{part}-{r}.json"
+        procs[part] = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.scaleout", "--part", part, "--core", str(cores[part]),
+             "--corpus", str(corpus), "--out", str(stores[part]), "--work", str(work), "--go", str(go),
+             "--result", str(results[part]), "--checklist", str(checklist), "--profile", args.profile,
+             "--head", args.head], cwd=REPO)
+    for part, p in procs.items():
+        if p.wait() != 0:
+            for q in procs.values():
+                q.kill()
+            raise SystemExit(f"paired round {r + 1}: the {part} side failed (exit {p.returncode})")
+    return (json.loads(results["local"].read_text())["seconds"], json.loads(results["ray1"].read_text())["seconds"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,9 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checklist", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     ap.add_argument("--seed", type=int, default=19)
+    ap.add_argument("--head", choices=("control", "worker"), default="control",
+                    help="control: the head is a node of its own with no work, unpinned (Ray's layout for clusters); "
+                         "worker: the first worker node is the head")
     ap.add_argument("--rounds", type=int, default=1,
                     help="rounds of the three runs, in rotating order; medians are reported")
+    ap.add_argument("--paired", action="store_true",
+                    help="run local and Ray on one node at the same time, each on its own core (swapped every "
+                         "round); the overhead is the median of the rounds' ratios")
+    # one side of a paired round (internal: the parent starts these)
+    ap.add_argument("--part", choices=("local", "ray1"), help=argparse.SUPPRESS)
+    ap.add_argument("--core", type=int, default=0, help=argparse.SUPPRESS)
+    for name in ("--corpus", "--out", "--work", "--go", "--result"):
+        ap.add_argument(name, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.part:
+        return run_part(args)
     from demo.synth import generate
     from testsupport.compare_stores import artifact_differences
 
@@ -118,21 +209,28 @@ def main(argv: list[str] | None = None) -> int:
         seconds: dict[str, list[float]] = {k: [] for k in stores}
         errs: list[float] = []
         cl, one, two, plan2 = args.checklist, None, None, None
+        if args.paired and cl is None:
+            cl = resolve_checklist(args.profile, work / "triton-checklist")
         # The order rotates (round 1 starts with local, which settles the checklist): each run meets every part of
-        # the machine's slow spells, and the medians compare like with like.
+        # the machine's slow spells, and the medians compare like with like. Paired: local and one node at once.
         for r in range(args.rounds):
-            order = [*stores][r % 3:] + [*stores][:r % 3]
+            order = ["pair", "ray2"] if args.paired else [*stores][r % 3:] + [*stores][:r % 3]
             _log(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}")
             for k in order:
-                shutil.rmtree(stores[k], ignore_errors=True)
-                if k == "local":
+                shutil.rmtree(stores.get(k, work / "none"), ignore_errors=True)
+                if k == "pair":
+                    local_s, ray1_s = paired_round(r, corpus / "videos", stores, work, args, cl)
+                    seconds["local"].append(local_s)
+                    seconds["ray1"].append(ray1_s)
+                    _log(f"paired round {r + 1}: local {local_s:.2f}s, ray 1 node {ray1_s:.2f}s")
+                elif k == "local":
                     local_s, cl = run_local(corpus / "videos", stores[k], work / "triton-local", args.profile, cl)
                     seconds[k].append(local_s)
                 elif k == "ray1":
-                    one, _ = run_cluster(1, corpus / "videos", stores[k], args.profile, cl, work)
+                    one, _ = run_cluster(1, corpus / "videos", stores[k], args.profile, cl, work, args.head)
                     seconds[k].append(one.seconds)
                 else:
-                    two, plan2 = run_cluster(2, corpus / "videos", stores[k], args.profile, cl, work)
+                    two, plan2 = run_cluster(2, corpus / "videos", stores[k], args.profile, cl, work, args.head)
                     seconds[k].append(two.seconds)
                     # the plan the rest runs with, after each node's pilot, against the time the rest took (as the
                     # local executor's benchmark compares its post-pilot plan)
@@ -144,13 +242,17 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"differs: {d}")
         med = {k: statistics.median(v) for k, v in seconds.items()}
         overhead = (med["ray1"] - med["local"]) / med["local"] * 100
+        if args.paired:  # the rounds' own ratios: each pair met the same seconds of the machine
+            overhead = statistics.median((b - a) / a * 100 for a, b in zip(seconds["local"], seconds["ray1"],
+                                                                             strict=True))
         speedup = med["ray1"] / med["ray2"]
         err = statistics.median(errs)
-        print(f"{'run':<16}{'median_s':>10}{'runs_s':>30}{'videos/node (last)':>22}")
+        print(f"{'run':<16}{'median_s':>10}{'runs_s':>30}{'videos/node (last)':>22}"
+              + ("  (paired: local and ray 1 node at the same time, one core each)" if args.paired else ""))
         print(f"{'local (1 core)':<16}{med['local']:>10.2f}{' '.join(f'{x:.2f}' for x in seconds['local']):>30}"
               f"{args.n:>22}")
         for name, k, s in (("ray 1 node", "ray1", one), ("ray 2 nodes", "ray2", two)):
-            per = "/".join(str(v["extracted"]) for v in s.nodes.values())
+            per = "/".join(str(v["extracted"]) for v in s.nodes.values()) if s is not None else str(args.n)
             print(f"{name:<16}{med[k]:>10.2f}{' '.join(f'{x:.2f}' for x in seconds[k]):>30}{per:>22}")
         print(f"last round: cluster plan predicted {plan2.predicted_makespan_s:.2f}s for 2 nodes after their pilots "
               f"({two.pilot_seconds:.2f}s), measured {two.seconds - two.pilot_seconds:.2f}s; lanes per node "
