@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             order = ["pair", "ray2"] if args.paired else [*stores][r % 3:] + [*stores][:r % 3]
             _log(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}")
             for k in order:
-                shutil.rmtree(stores.get(k, work / "none"), ignore_errors=True)
+                if k in stores:  # a paired round clears its two stores itself
+                    shutil.rmtree(stores[k], ignore_errors=True)
                 if k == "pair":
                     local_s, ray1_s = paired_round(r, corpus / "videos", stores, work, args, cl)
                     seconds["local"].append(local_s)
