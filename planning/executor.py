@@ -202,18 +202,23 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
         if not pilot.factors:
             p.calibration["skipped"] = "the pilot videos were all reused from the cache"
         elif recalibrate and len(p.passes) == 1:
-            rest, rest_inputs, p, pilot = _parallel_step(run, rest, rest_inputs, p, pilot, kw, run_id)
+            rest, rest_inputs, p, pilot, kw = _parallel_step(run, rest, rest_inputs, p, pilot, kw, run_id)
     if not isinstance(checklist, Checklist):
         p.checklist["path"] = str(find_checklist(run.cfg.profile, checklist))
+    parts = None
+    if recalibrate and pilot is not None and pilot.factors and len(p.passes) == 1:
+        parts = _two_parts(run, rest, rest_inputs, p, pilot, kw)
+        if parts is not None:
+            p = dataclasses.replace(p, predicted_makespan_s=parts[1].predicted_makespan_s + parts[2])
     if on_plan is not None:
         on_plan(p)
     residency = None
     if len(p.passes) > 1:
         residency = residency_for(run, p, run.provider.client, cl, loaded_models(run.provider), server_pid)
     summary = None
-    if recalibrate and pilot is not None and pilot.factors and residency is None:
+    if parts is not None and residency is None:
         run_id = run_id or new_run_id()
-        summary = _execute_recalibrated(run, rest, rest_inputs, p, pilot, kw, run_id, on_replan)
+        summary = _execute_recalibrated(run, rest, rest_inputs, p, pilot, kw, run_id, parts, on_replan)
     if summary is None:
         summary = execute(run, rest, p, residency=residency, run_id=run_id)
     return merge_summaries(pilot.summary, summary) if pilot is not None else summary
@@ -232,15 +237,14 @@ def _subset(inputs: Any, idx: Sequence[int]) -> Any:
 
 
 def _run_part(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, pilot: Any,
-              kw: Mapping[str, Any], run_id: str, calibration: Mapping[str, Any], checklist_path: str | None = None
-              ) -> tuple[Any, BatchPlan, float, float, dict[str, float], float | None]:
-    """Plan ``videos`` with the pilot's factors (``calibration`` and ``checklist_path``, when given, recorded in
-    the plan its manifests carry), run them, and scale every factor by the part's measured / predicted makespan.
-    Returns ``(summary, the part's plan, seconds it took,
-    ratio, scaled factors, scaled per-video overhead)`` -- the measurement behind both the pilot's parallel step
-    and the mid-run re-plan."""
-    part_p = plan_run(run, videos, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
-                      inputs=inputs)
+              kw: Mapping[str, Any], run_id: str, calibration: Mapping[str, Any], checklist_path: str | None = None,
+              planned: BatchPlan | None = None) -> tuple[Any, BatchPlan, float, float, dict[str, float], float | None]:
+    """Plan ``videos`` with the pilot's factors (or take ``planned``, made so; ``calibration`` and
+    ``checklist_path``, when given, recorded in the plan its manifests carry), run them, and scale every factor by
+    the part's measured / predicted makespan. Returns ``(summary, the part's plan, seconds it took, ratio, scaled
+    factors, scaled per-video overhead)`` -- the measurement behind both the pilot's parallel step and the mid-run
+    re-plan."""
+    part_p = planned if planned is not None else _plan_part(run, videos, inputs, pilot, kw)
     part_p.calibration.update(calibration)
     if checklist_path is not None:
         part_p.checklist["path"] = checklist_path
@@ -253,22 +257,30 @@ def _run_part(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], inputs: A
     return summary, part_p, took, ratio, factors, overhead
 
 
+def _plan_part(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, pilot: Any,
+               kw: Mapping[str, Any]) -> BatchPlan:
+    """The plan of ``videos`` with the pilot's factors and per-video overhead."""
+    return plan_run(run, videos, **kw, time_factors=pilot.factors, video_overhead_s=pilot.video_overhead_s,
+                    inputs=inputs)
+
+
 def _carried(calibration: Mapping[str, Any]) -> dict[str, Any]:
     """What a re-planned part keeps of the plan before it: everything but the factors it replaces."""
     return {key: v for key, v in calibration.items() if key not in ("time_factors", "video_overhead_s")}
 
 
 def _parallel_step(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan, pilot: Any,
-                   kw: Mapping[str, Any], run_id: str) -> tuple[list, Any, BatchPlan, Any]:
+                   kw: Mapping[str, Any], run_id: str) -> tuple[list, Any, BatchPlan, Any, Mapping[str, Any]]:
     """The pilot's parallel step: when ``p`` runs several videos at once, run ``p.videos_in_parallel`` videos of
     about the median cost (:func:`~planning.recalibrate.parallel_probe`) at once with a plan of their own, scale
     the pilot's factors by their measured / predicted makespan and plan what is left with them. Returns
-    ``(rest, its inputs, its plan, the pilot with the scaled factors and both parts' summary)``; the inputs
-    unchanged when the rest is too short for the step and the mid-run re-plan after it (the re-plan measures
+    ``(rest, its inputs, its plan, the pilot with the scaled factors and both parts' summary, the planning limits
+    for the rest)`` -- at most the step's lanes, the parallelism its ratio was measured at; the inputs unchanged
+    when the rest is too short for the step and the mid-run re-plan after it (the re-plan measures
     30% of the rest, more than the step's one video per lane, so a short rest keeps the re-plan)."""
     picked = parallel_probe(_predicted_costs(run, inputs, p, pilot), p.videos_in_parallel)
     if not picked or len(rest) - len(picked) < RECALIBRATE_MIN_VIDEOS:  # the mid-run re-plan corrects more
-        return list(rest), inputs, p, pilot
+        return list(rest), inputs, p, pilot, kw
     keep = [i for i in range(len(rest)) if i not in set(picked)]
     step, step_p, took, ratio, factors, overhead = _run_part(
         run, [rest[i] for i in picked], _subset(inputs, picked), pilot,
@@ -276,6 +288,9 @@ def _parallel_step(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs
     pilot = dataclasses.replace(pilot, factors=factors, video_overhead_s=overhead,
                                 summary=merge_summaries(pilot.summary, step))
     rest_inputs = _subset(inputs, keep)
+    # the ratio holds at the parallelism it was measured at: at more lanes the contention is another one (measured,
+    # docs/planner.md: a step at 2 lanes x1.36, the next part planned at 4 lanes then ran x0.74 of its prediction)
+    kw = {**kw, "max_videos_in_parallel": min(kw["max_videos_in_parallel"], step_p.videos_in_parallel)}
     new_p = plan_run(run, [rest[i] for i in keep], **kw, time_factors=factors, video_overhead_s=overhead,
                      inputs=rest_inputs)
     new_p.calibration.update(_carried(p.calibration))
@@ -283,22 +298,37 @@ def _parallel_step(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs
         "videos": [str(rest[i][1].get("video_id", rest[i][0].stem)) for i in picked],
         "videos_in_parallel": step_p.videos_in_parallel, "seconds": round(took, 3),
         "predicted_s": round(step_p.predicted_makespan_s, 3), "makespan_ratio": round(ratio, 3)}
-    return [rest[i] for i in keep], rest_inputs, new_p, pilot
+    return [rest[i] for i in keep], rest_inputs, new_p, pilot, kw
 
 
-def _execute_recalibrated(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan,
-                          pilot: Any, kw: Mapping[str, Any], run_id: str, on_replan=None) -> Any | None:
-    """Run the first :data:`RECALIBRATE_AT` of ``rest`` (by predicted seconds) with a plan made like ``p``, then
-    re-plan the other videos with every factor times the first part's measured / predicted makespan and run them.
-    None (nothing run) when ``rest`` is too short for two parts."""
+def _two_parts(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan, pilot: Any,
+               kw: Mapping[str, Any]) -> tuple[int, BatchPlan, float] | None:
+    """How the rest will run: ``(k, the first part's plan, the second part's predicted seconds)`` -- the first
+    :data:`RECALIBRATE_AT` of ``rest`` by predicted seconds, each part planned on its own videos as it will run, so
+    that the prediction made before the rest starts is of the two parts (the barrier between them included), not
+    of one plan of all. None when ``rest`` is too short for two parts."""
     if len(rest) < RECALIBRATE_MIN_VIDEOS:
         return None
     k = head_size(_predicted_costs(run, inputs, p, pilot), RECALIBRATE_AT, p.videos_in_parallel)
     if k == 0:
         return None
+    first_p = _plan_part(run, rest[:k], _subset(inputs, range(k)), pilot, kw)
+    second_p = _plan_part(run, rest[k:], _subset(inputs, range(k, len(rest))), pilot, kw)
+    p.calibration["two_parts"] = {"first_part_videos": k,
+                                  "first_part_predicted_s": round(first_p.predicted_makespan_s, 3),
+                                  "second_part_predicted_s": round(second_p.predicted_makespan_s, 3)}
+    return k, first_p, second_p.predicted_makespan_s
+
+
+def _execute_recalibrated(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: Any, p: BatchPlan,
+                          pilot: Any, kw: Mapping[str, Any], run_id: str, parts: tuple[int, BatchPlan, float],
+                          on_replan=None) -> Any:
+    """Run the first part of ``rest`` (``parts``, from :func:`_two_parts`) with its plan, then re-plan the other
+    videos with every factor times the first part's measured / predicted makespan and run them."""
+    k, planned, _ = parts
     first, first_p, took, ratio, factors, overhead = _run_part(
         run, rest[:k], _subset(inputs, range(k)), pilot, kw, run_id, {**p.calibration, "part": "1 of 2"},
-        p.checklist.get("path"))
+        p.checklist.get("path"), planned=planned)
     second_p = plan_run(run, rest[k:], **kw, time_factors=factors, video_overhead_s=overhead,
                         inputs=_subset(inputs, range(k, len(rest))))
     second_p.calibration.update({**_carried(p.calibration), "part": "2 of 2", "recalibrated": {

@@ -130,6 +130,14 @@ def test_pilot_videos_calibrate_the_plan_of_the_rest_in_one_run(triton_server, t
     expected = scaled_factors(cal["time_factors"], r["makespan_ratio"], second.calibration["time_factors"])
     assert second.calibration["time_factors"] == pytest.approx(expected, rel=5e-3)  # both rounded to 3 places
     assert all(m["plan"]["calibration"]["time_factors"] == second.calibration["time_factors"] for m in later)
+    # the prediction made before the rest started is of the two parts as they ran (each planned on its own videos),
+    # and no part runs more videos at once than the parallel step measured its ratio at
+    two = cal["two_parts"]
+    assert two["first_part_videos"] == r["first_part_videos"]
+    assert r["first_part_predicted_s"] == pytest.approx(two["first_part_predicted_s"], abs=2e-3)
+    assert plan.predicted_makespan_s == pytest.approx(two["first_part_predicted_s"] + two["second_part_predicted_s"],
+                                                      abs=2e-3)
+    assert all(m["plan"]["videos_in_parallel"] <= step["videos_in_parallel"] for m in rest)
 
 
 def test_the_plan_leaves_out_what_the_cache_already_holds(triton_server, videos, tmp_path):
