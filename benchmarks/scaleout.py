@@ -11,6 +11,10 @@
    pinning, like the driver (``--head control``, default; ``--head worker`` makes the first worker node the head);
 3. Ray, two nodes: the same with a second node under ``taskset -c 1``.
 
+``--paired``: local and Ray on one node run at the same time, each on its own core (swapped every round), and the
+overhead is the median of the rounds' own ratios; all of Ray (node, head, driver) is on its core, and the node is
+the head (``--head worker``, the default there: a head node of its own on the same core only doubles the daemons).
+
 ``--rounds R`` repeats the three runs R times, the order rotating (local -> 1 node -> 2 nodes, then 1 node -> 2
 nodes -> local, ...), and reports the medians: on a VM whose speed drifts, one round's ratios depend on which run
 met a slow spell (one-node Ray moved by 28% between single rounds, docs/scaleout.md).
@@ -178,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checklist", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     ap.add_argument("--seed", type=int, default=19)
-    ap.add_argument("--head", choices=("control", "worker"), default="control",
-                    help="control: the head is a node of its own with no work, unpinned (Ray's layout for clusters); "
-                         "worker: the first worker node is the head")
+    ap.add_argument("--head", choices=("control", "worker"), default=None,
+                    help="control (default): the head is a node of its own with no work, unpinned (Ray's layout for "
+                         "clusters); worker (default with --paired): the first worker node is the head")
     ap.add_argument("--rounds", type=int, default=1,
                     help="rounds of the three runs, in rotating order; medians are reported")
     ap.add_argument("--paired", action="store_true",
@@ -192,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("--corpus", "--out", "--work", "--go", "--result"):
         ap.add_argument(name, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    # paired: all of Ray shares one core, where a head node of its own would only add a second raylet and agents
+    args.head = args.head or ("worker" if args.paired else "control")
     if args.part:
         return run_part(args)
     from demo.synth import generate

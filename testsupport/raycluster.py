@@ -13,6 +13,12 @@ On a loaded 2-core machine ``ray start``'s 30 s deadline for a raylet to registe
 retried, and the ``ray start`` processes run at a raised priority while they start (put back to normal once the
 node is up, so workers and servers run at the machine's normal priority). (Ray is pinned to 2.52.1: later
 releases' raylets abort when their agents take more than a hard-coded 15 s to start, ray-project/ray#65983.)
+
+All nodes share one host, so only the first runs a log monitor (Ray's advice for ``--include-log-monitor``: one
+per physical host, or the driver sees every line twice). The dashboard is off (``--include-dashboard=false``), so
+the nodes' agents report process stats for it every 60 s, not Ray's 5 s (``REPORTER_UPDATE_INTERVAL_MS``; it is
+the agent's main load, 0.7-0.8 CPU s per 25 s on a one-core node, measured in docs/scaleout.md); this process's environment
+or ``env`` override the interval.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTUP_NICE = -5
+REPORTER_INTERVAL_MS = "60000"  # the agents' stats for a dashboard that is not started (Ray's default: 5000)
 MIB = 2**20
 
 
@@ -59,7 +66,7 @@ class LocalRayCluster:
         self.specs = nodes
         self.object_store_bytes = object_store_bytes
         self.attempts = attempts
-        self.env = {**os.environ, **(env or {})}
+        self.env = {"REPORTER_UPDATE_INTERVAL_MS": REPORTER_INTERVAL_MS, **os.environ, **(env or {})}
         self.procs: list[subprocess.Popen] = []
         self.ports: list[int] = []
         self.port = _free_port()
@@ -78,7 +85,7 @@ class LocalRayCluster:
             if self.temp_dir is not None:
                 cmd.append(f"--temp-dir={self.temp_dir}")
         else:
-            cmd += [f"--address={self.address}", "--node-ip-address=127.0.0.1"]
+            cmd += [f"--address={self.address}", "--node-ip-address=127.0.0.1", "--include-log-monitor=false"]
         if spec.cores is not None:
             cmd = ["taskset", "-c", ",".join(map(str, spec.cores)), *cmd]
         return cmd
