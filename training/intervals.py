@@ -569,7 +569,7 @@ def ensemble_group_shift(cal: IntervalCalibrator, oof: BaseOutput, y: np.ndarray
     member's score moves with its width as much as with its centre. A group with fewer than ``min_rows`` held-out
     rows takes ``V`` from its own and its nearest ordered neighbours' held-out rows (:func:`sparse_group_merges`);
     unordered groups, or too few rows in all, use ``V / M`` pooled over all groups. Both measured on the other
-    process at 1,000 rows (the baseline, ten seeds, docs/training.md): its oldest bucket has 7-12 val rows, and with
+    process at 1,000 rows (the baseline, ten seeds, docs/training.md): its oldest bucket has 7-17 val rows, and with
     the pooled fallback and the centre's variance alone it covered 0.839 / 0.928 / 0.966 at 80 / 90 / 95%; with
     both, 0.818 / 0.909 / 0.956. Scores are on the method's scale (``|y - mu| / sigma`` for normalized; the interval
     centre for CQR). Clipped to 80% of the level's miss rate.
