@@ -14,11 +14,14 @@ retried, and the ``ray start`` processes run at a raised priority while they sta
 node is up, so workers and servers run at the machine's normal priority). (Ray is pinned to 2.52.1: later
 releases' raylets abort when their agents take more than a hard-coded 15 s to start, ray-project/ray#65983.)
 
-All nodes share one host, so only the first runs a log monitor (Ray's advice for ``--include-log-monitor``: one
-per physical host, or the driver sees every line twice). The dashboard is off (``--include-dashboard=false``), so
-the nodes' agents report process stats for it every 60 s, not Ray's 5 s (``REPORTER_UPDATE_INTERVAL_MS``; it is
-the agent's main load, 0.7-0.8 CPU s per 25 s on a one-core node, measured in docs/scaleout.md); this process's environment
-or ``env`` override the interval.
+The nodes are set up for a benchmark of one-core nodes, where Ray's own processes are the overhead
+(docs/scaleout.md measures each): all nodes share one host, so at most the first runs a log monitor (Ray's advice
+for ``--include-log-monitor``: one per physical host), and none with ``log_monitor=False`` (the default: the
+benchmark's driver takes no worker logs, ``log_to_driver=False``; the monitor polls the log files 10 times a
+second); the dashboard is off (``--include-dashboard=false``), so the agents report process stats for it every
+60 s, not Ray's 5 s (``REPORTER_UPDATE_INTERVAL_MS``); and no idle worker is prestarted per CPU
+(``RAY_enable_worker_prestart``: the executor's actors take no CPU slot, so a prestarted worker only idles). This
+process's environment or ``env`` override these settings.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTUP_NICE = -5
-REPORTER_INTERVAL_MS = "60000"  # the agents' stats for a dashboard that is not started (Ray's default: 5000)
+# the agents' stats for a dashboard that is not started (Ray's default: every 5 s); no idle prestarted workers
+LEAN_NODE_ENV = {"REPORTER_UPDATE_INTERVAL_MS": "60000", "RAY_enable_worker_prestart": "0",
+                 "RAY_prestart_worker_first_driver": "0"}
 MIB = 2**20
 
 
@@ -62,11 +67,12 @@ class LocalRayCluster:
     """Start with :meth:`start`; always :meth:`shutdown` (a fixture finalizer)."""
 
     def __init__(self, nodes: list[NodeSpec], *, object_store_bytes: int = 80 * 2**20, temp_dir: Path | None = None,
-                 attempts: int = 3, env: dict[str, str] | None = None) -> None:
+                 attempts: int = 3, env: dict[str, str] | None = None, log_monitor: bool = False) -> None:
         self.specs = nodes
         self.object_store_bytes = object_store_bytes
         self.attempts = attempts
-        self.env = {"REPORTER_UPDATE_INTERVAL_MS": REPORTER_INTERVAL_MS, **os.environ, **(env or {})}
+        self.env = {**LEAN_NODE_ENV, **os.environ, **(env or {})}
+        self.log_monitor = log_monitor
         self.procs: list[subprocess.Popen] = []
         self.ports: list[int] = []
         self.port = _free_port()
@@ -81,7 +87,8 @@ class LocalRayCluster:
                f"--resources={json.dumps(spec.resources)}", f"--object-store-memory={self.object_store_bytes}",
                "--disable-usage-stats"]
         if i == 0:
-            cmd += ["--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false"]
+            cmd += ["--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                    f"--include-log-monitor={str(self.log_monitor).lower()}"]
             if self.temp_dir is not None:
                 cmd.append(f"--temp-dir={self.temp_dir}")
         else:
