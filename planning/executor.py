@@ -288,8 +288,8 @@ def _parallel_step(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs
     pilot = dataclasses.replace(pilot, factors=factors, video_overhead_s=overhead,
                                 summary=merge_summaries(pilot.summary, step))
     rest_inputs = _subset(inputs, keep)
-    # the ratio holds at the parallelism it was measured at: at more lanes the contention is another one (measured,
-    # docs/planner.md: a step at 2 lanes x1.36, the next part planned at 4 lanes then ran x0.74 of its prediction)
+    # the ratio is measured at the step's lanes: at more lanes the contention is another one, so the rest runs at
+    # most as many (docs/planner.md; the other corpus' up-front error is its content, not this, measured since)
     kw = {**kw, "max_videos_in_parallel": min(kw["max_videos_in_parallel"], step_p.videos_in_parallel)}
     new_p = plan_run(run, [rest[i] for i in keep], **kw, time_factors=factors, video_overhead_s=overhead,
                      inputs=rest_inputs)
