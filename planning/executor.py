@@ -209,14 +209,18 @@ def plan_and_execute(run: Any, videos: Sequence[tuple[Path, dict[str, Any]]], *,
     if recalibrate and pilot is not None and pilot.factors and len(p.passes) == 1:
         parts = _two_parts(run, rest, rest_inputs, p, pilot, kw)
         if parts is not None:
-            p = dataclasses.replace(p, predicted_makespan_s=parts[1].predicted_makespan_s + parts[2])
+            k, first_p, second_s = parts
+            p = dataclasses.replace(p, predicted_makespan_s=first_p.predicted_makespan_s + second_s, calibration={
+                **p.calibration, "two_parts": {"first_part_videos": k,
+                                               "first_part_predicted_s": round(first_p.predicted_makespan_s, 3),
+                                               "second_part_predicted_s": round(second_s, 3)}})
     if on_plan is not None:
         on_plan(p)
     residency = None
     if len(p.passes) > 1:
         residency = residency_for(run, p, run.provider.client, cl, loaded_models(run.provider), server_pid)
     summary = None
-    if parts is not None and residency is None:
+    if parts is not None:  # a single-pass plan: no residency
         run_id = run_id or new_run_id()
         summary = _execute_recalibrated(run, rest, rest_inputs, p, pilot, kw, run_id, parts, on_replan)
     if summary is None:
@@ -314,9 +318,6 @@ def _two_parts(run: Any, rest: Sequence[tuple[Path, dict[str, Any]]], inputs: An
         return None
     first_p = _plan_part(run, rest[:k], _subset(inputs, range(k)), pilot, kw)
     second_p = _plan_part(run, rest[k:], _subset(inputs, range(k, len(rest))), pilot, kw)
-    p.calibration["two_parts"] = {"first_part_videos": k,
-                                  "first_part_predicted_s": round(first_p.predicted_makespan_s, 3),
-                                  "second_part_predicted_s": round(second_p.predicted_makespan_s, 3)}
     return k, first_p, second_p.predicted_makespan_s
 
 
