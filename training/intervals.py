@@ -542,9 +542,76 @@ def _centre_scale(base: BaseOutput, method: str, level: float, h: int) -> tuple[
     return 0.5 * (lo + hi), s
 
 
+TAIL_DF_GRID = (2.5, 3.0, 4.0, 6.0, 10.0, 30.0, math.inf)  # Student-t degrees of freedom; inf = Gaussian
+TAIL_FIT_LEVELS = (0.8, 0.9, 0.95)  # the shape is fitted where the intervals are read
+_GRID_T = (np.arange(2000) + 0.5) / 2000  # quadrature points (probabilities) of the error's distribution
+_GRID_D = (np.arange(32) + 0.5) / 32  # ... and of the members' Gaussian disagreement
+
+
+def fit_tail_df(scores: np.ndarray, groups: np.ndarray) -> float:
+    """Degrees of freedom of the Student-t whose ``|T|`` quantile ratios ``q_l / q_0.5`` (l in
+    :data:`TAIL_FIT_LEVELS`) are nearest, on the log scale, to those of ``|scores|``, each group divided by its own
+    median (so that the groups' different widths do not read as a heavy tail). ``inf`` is the Gaussian."""
+    from scipy.stats import t as student
+
+    a = np.abs(np.asarray(scores, dtype=np.float64))
+    z = np.empty_like(a)
+    for grp in set(groups.tolist()):
+        sel = groups == grp
+        z[sel] = a[sel] / max(float(np.median(a[sel])), 1e-12)
+    seen = np.log(np.quantile(z, TAIL_FIT_LEVELS) / max(float(np.median(z)), 1e-12))
+
+    def model(df: float) -> np.ndarray:
+        ppf = (lambda p: student.ppf(p, df)) if math.isfinite(df) else _norm_ppf
+        return np.log(np.array([ppf((1 + lv) / 2) for lv in TAIL_FIT_LEVELS]) / ppf(0.75))
+
+    return min(TAIL_DF_GRID, key=lambda df: float(np.sum((model(df) - seen) ** 2)))
+
+
+def _norm_ppf(p: Any) -> Any:
+    from scipy.stats import norm
+
+    return norm.ppf(p)
+
+
+def tail_shift(level: float, v: float, median_score: float, df: float, inflation: float = 1.0) -> float:
+    """The rank-level shift at ``level`` for an ensemble whose error ``e`` is Student-t (``df``; Gaussian at inf),
+    given that a member's score is ``|e + d| * sqrt(inflation)`` with ``d ~ N(0, v)`` the member's disagreement
+    and a median of ``median_score``: ``level - P(|e + d| <= q_level(|e|) / sqrt(inflation))``.
+
+    ``e``'s scale is solved so that the member scores' median matches (a median, not the mean square, since heavy
+    tails make the mean square noisy). For the Gaussian with the mean square in place of the median this is the
+    closed form ``2 Phi(r z(l)) - 1`` (:func:`ensemble_group_shift`); for heavier tails the same disagreement moves
+    the 80% quantile more and the 95% quantile less than the Gaussian says (measured on t(3) errors: true shifts
+    3.6 / 1.7 / 0.6 points at 80 / 90 / 95% where the Gaussian gives 2.2 / 1.7 / 1.2)."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+    from scipy.stats import t as student
+
+    x = student.ppf(_GRID_T, df) if math.isfinite(df) else norm.ppf(_GRID_T)
+    d = norm.ppf(_GRID_D) * math.sqrt(max(v, 0.0))
+    target = median_score / math.sqrt(inflation)
+    if v <= 0 or target <= 0:
+        return 0.0
+
+    def median_gap(scale: float) -> float:
+        return float(np.median(np.abs(scale * x[:, None] + d[None, :]))) - target
+
+    if median_gap(1e-9) >= 0:  # the disagreement alone is as wide as the members' scores: no ensemble error left
+        scale = 1e-9
+    else:
+        hi = 1.0
+        while median_gap(hi) < 0:
+            hi *= 2.0
+        scale = brentq(median_gap, 1e-9, hi, xtol=1e-6 * hi)
+    q = scale * float(np.quantile(np.abs(x), level))
+    covered = float(np.mean(norm.cdf((q - scale * x) / math.sqrt(v)) - norm.cdf((-q - scale * x) / math.sqrt(v))))
+    return level - covered
+
+
 def ensemble_group_shift(cal: IntervalCalibrator, oof: BaseOutput, y: np.ndarray, groups: np.ndarray | None,
-                         members: list[BaseOutput], groups_held: np.ndarray | None, min_rows: int = 10
-                         ) -> dict[str, dict[str, dict[str, float]]]:
+                         members: list[BaseOutput], groups_held: np.ndarray | None, min_rows: int = 10,
+                         tails: str = "gaussian") -> dict[str, dict[str, dict[str, float]]]:
     """How much lower each group's rank level must be so that the served fold *ensemble* covers the nominal level,
     per target, level and group, from the members' disagreement -- no held-out targets needed.
 
@@ -594,17 +661,24 @@ def ensemble_group_shift(cal: IntervalCalibrator, oof: BaseOutput, y: np.ndarray
             # a member's score is divided by its own scale, the ensemble's by the members' mean scale: the members'
             # scale noise (relative variance) inflates member scores by ~(1 + 3 var) on top (v2's sigma heads)
             jitter = np.var(scales / np.mean(scales, axis=0), axis=0)
+            df = fit_tail_df(np.sqrt(err2[present]), groups[present]) if tails == "fitted" else math.inf
             table: dict[str, float] = {}
             for grp in [POOLED, *sorted(set(groups[present].tolist()) - {POOLED})]:
                 sel_c = present if grp == POOLED else present & (groups == grp)
                 sel_h = np.ones(n_held, bool) if grp == POOLED else groups_held == grp
                 if grp != POOLED and (sel_h.sum() < min_rows or not sel_c.any()):
                     sel_c, sel_h = present, np.ones(n_held, bool)  # too few held-out rows: pooled over groups
+                inflation = 1.0 + 3.0 * float(np.mean(jitter[sel_h]))
+                cap = 0.8 * (1 - level)
+                if tails == "fitted" and sel_c.any():
+                    med = float(np.median(np.sqrt(err2[sel_c])))
+                    v = float(np.mean(spread[sel_h]))
+                    table[grp] = float(np.clip(tail_shift(level, v, med, df, inflation), -cap, cap))
+                    continue
                 m2 = max(float(np.mean(err2[sel_c])), 1e-12) if sel_c.any() else 1.0
-                r2 = 1.0 / (1.0 + 3.0 * float(np.mean(jitter[sel_h]))) - float(np.mean(spread[sel_h])) / m2
+                r2 = 1.0 / inflation - float(np.mean(spread[sel_h])) / m2
                 r = math.sqrt(max(r2, 0.05))
                 target_level = 2 * norm.cdf(r * norm.ppf((1 + level) / 2)) - 1
-                cap = 0.8 * (1 - level)
                 table[grp] = float(np.clip(level - target_level, -cap, cap))
             out[target][str(level)] = table
     return out

@@ -17,11 +17,12 @@ from typing import Any
 
 from common.errors import TrendflowError, TritonUnavailable
 from planning.distributed.cluster_plan import ClusterPlan
-from planning.distributed.ray_nodes import VideoResult
+from planning.distributed.ray_nodes import POLL_GROUP, VideoResult
 
 RETRY_CODES = ("triton_unavailable", "model_not_found")  # the node's fault, not the video's: retry elsewhere
 NODE_DEATH_SETTLE_S = 10.0  # after a lane dies: how long to wait for its node to be marked dead, if it is
 PROGRESS_POLL_S = 1.0  # the component bar's refresh (the video bar moves with every result)
+LANE_DEPTH = 2  # videos submitted per lane at once: the running one and the next (see Dispatcher.run)
 
 
 class Dispatcher:
@@ -44,7 +45,7 @@ class Dispatcher:
         self.attempts: dict[int, list[dict[str, Any]]] = {}
         self.retries: list[dict[str, Any]] = []
         self.results: dict[int, VideoResult] = {}
-        self.seconds: dict[int, float] = {}  # video -> driver-measured seconds of its successful attempt
+        self.seconds: dict[int, float] = {}  # video -> submission to result of its successful attempt (depth 1: its run)
         self.lane_done: dict[Any, int] = {}
         self.progress, self._polled = progress, 0.0
         self.bar = tqdm(total=len(videos) * n_components, desc=f"extract {run_id} (cluster)", unit="comp",
@@ -126,6 +127,7 @@ class Dispatcher:
         except (RayActorError, WorkerCrashedError) as exc:
             lost = not self._node_alive(node)
             self.lanes[node] = [x for x in self.lanes[node] if x is not lane]
+            self.idle[node] = [x for x in self.idle[node] if x is not lane]  # its other slot, if free
             if lost or not self.lanes[node]:
                 self._retire(node, "node_lost" if lost else "lanes_lost")
             self._move(index, node, "node_lost" if lost else "worker_lost", str(exc).splitlines()[0])
@@ -150,7 +152,8 @@ class Dispatcher:
         self._polled = time.monotonic()
         live = [lane for n in self.healthy for lane in self.lanes[n]]
         try:
-            counts = ray.get([lane.components_done.remote() for lane in live], timeout=2)
+            counts = ray.get([lane.components_done.options(concurrency_group=POLL_GROUP).remote() for lane in live],
+                             timeout=2)
         except Exception:  # a lane on a dying node: the next poll counts again
             return
         done = {**self.lane_done, **dict(zip(live, counts, strict=True))}
@@ -158,15 +161,20 @@ class Dispatcher:
         self.bar.refresh()
 
     def run(self, queues: Mapping[str, Sequence[int]] | None = None, *, steal: bool = True,
-            lanes_per_node: int | None = None) -> None:
+            lanes_per_node: int | None = None, depth: int = LANE_DEPTH) -> None:
         """One phase: each healthy node takes ``queues[node]`` (default: its videos in the plan) on its lanes (at
-        most ``lanes_per_node`` of them), idle nodes steal from the longest queue when ``steal``."""
+        most ``lanes_per_node`` of them), idle nodes steal from the longest queue when ``steal``.
+
+        Each lane has up to ``depth`` videos submitted: the one it runs and the ones queued behind it in its actor,
+        so it starts the next without waiting for the driver to hear of the last and send another. A queued video
+        is committed to its lane (not stolen) and, if the node is lost, retried elsewhere like the running one.
+        The pilot runs with ``depth=1``: its seconds per video are measured from submission to result."""
         import ray
 
         plan_queues = queues if queues is not None else {n: p.videos for n, p in self.cp.nodes.items()}
         for n in self.healthy:
             self.queues[n] = deque(plan_queues.get(n, ()))
-            self.idle[n] = list(self.lanes[n][:lanes_per_node] if lanes_per_node else self.lanes[n])
+            self.idle[n] = list(self.lanes[n][:lanes_per_node] if lanes_per_node else self.lanes[n]) * depth
         self.steal = steal
         self._feed()
         while self.pending or any(self.queues[n] for n in self.healthy):

@@ -49,7 +49,7 @@ from planning.distributed.cluster_plan import (
     triton_request,
 )
 from planning.distributed.dispatch import Dispatcher
-from planning.distributed.ray_nodes import LaneSpec, NodeProbe, NodeTriton, TritonInfo, VideoLane
+from planning.distributed.ray_nodes import POLL_GROUP, LaneSpec, NodeProbe, NodeTriton, TritonInfo, VideoLane
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".trendflow" / "triton-nodes"
 LOCAL_OBJECT_STORE_BYTES = 128 * MIB  # the run moves paths and small records through Ray, never arrays
@@ -229,7 +229,7 @@ def start_lanes(cp: ClusterPlan, infos: dict[str, TritonInfo], spec_kw: dict[str
     import ray
     from ray.exceptions import GetTimeoutError
 
-    cls = ray.remote(VideoLane)
+    cls = ray.remote(concurrency_groups={POLL_GROUP: 1})(VideoLane)
     lanes: dict[str, list[Any]] = {}
     for node_id in nodes if nodes is not None else list(cp.nodes):
         np_ = cp.nodes[node_id]
@@ -237,10 +237,13 @@ def start_lanes(cp: ClusterPlan, infos: dict[str, TritonInfo], spec_kw: dict[str
             continue
         spec = _lane_spec(cp, node_id, infos, spec_kw)
         res = {k: v for k, v in np_.lane_request.items() if v > 0}
+        # Videos run one at a time in the default group, in order, so the driver can queue the next one behind the
+        # running one; the progress polls have a group of their own and never wait behind a video.
         lanes[node_id] = [cls.options(num_cpus=0, resources=res, scheduling_strategy=_pinned(node_id),
-                                      max_restarts=0, max_concurrency=2).remote(spec) for _ in range(np_.lanes)]
+                                      max_restarts=0, max_concurrency=1).remote(spec) for _ in range(np_.lanes)]
     try:
-        ray.get([lane.components_done.remote() for ls in lanes.values() for lane in ls], timeout=LANE_START_TIMEOUT_S)
+        ray.get([lane.components_done.options(concurrency_group=POLL_GROUP).remote()
+                 for ls in lanes.values() for lane in ls], timeout=LANE_START_TIMEOUT_S)
     except GetTimeoutError as exc:
         raise TrendflowError(f"the planned lanes could not be placed within {LANE_START_TIMEOUT_S:.0f}s: a node "
                              "has less of its memory resources free than it declared (another run?)",
@@ -362,7 +365,7 @@ def run_on_ray(videos_dir: Path, out: Path, profile: str = "fast", *, address: s
         d = Dispatcher(cp, hold.lanes, vids, run_id, len(run.components), progress, on_start)
         try:
             if pilots:
-                d.run({n: p.queue for n, p in pilots.items()}, steal=False, lanes_per_node=1)
+                d.run({n: p.queue for n, p in pilots.items()}, steal=False, lanes_per_node=1, depth=1)
                 t1 = time.perf_counter()
                 measure_node_pilots(pilots, d.results, d.seconds, cp, specs, comps, checklists)
                 rest = [i for i in range(len(vids)) if i not in d.results]

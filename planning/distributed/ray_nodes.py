@@ -26,6 +26,8 @@ from common.errors import TrendflowError
 from planning.distributed.cluster_plan import GPU_MEM, MIB
 from planning.specs import Device
 
+POLL_GROUP = "poll"  # a lane's concurrency group for calls that must not wait behind its running video
+
 
 @dataclasses.dataclass(frozen=True)
 class NodeProbe:
