@@ -81,6 +81,11 @@ class IntervalsConfig(_Strict):
     # merge: a bucket under min_group_size points is calibrated together with its neighbouring buckets; pooled:
     # it uses the pooled correction.
     sparse_groups: Literal["merge", "pooled"] = "merge"
+    # cross_fit ensemble: the fold ensemble's gain over its members is sized per bucket from the members'
+    # disagreement on val (training/intervals.py: ensemble_group_shift). A bucket with fewer val rows than this uses
+    # the ratio pooled over buckets; the error's tail shape is Gaussian or fitted from the scores (Student-t).
+    ensemble_shift_min_rows: int = Field(10, ge=1)
+    ensemble_tails: Literal["gaussian", "fitted"] = "gaussian"
 
     @field_validator("levels")
     @classmethod

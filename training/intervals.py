@@ -631,7 +631,11 @@ def ensemble_group_shift(cal: IntervalCalibrator, oof: BaseOutput, y: np.ndarray
     lower and upper edge's): for a point method the centre's, for CQR the centre's plus the half-width's -- a CQR
     member's score moves with its width as much as with its centre (the baseline, ten 1,000-row tables per process,
     docs/training.md: worst bucket gap over 80/90/95% 1.6 -> 0.85 points on the demo process, 3.9 -> 3.2 on the
-    other). Groups with fewer than ``min_rows`` held-out rows use ``V / M`` pooled over all groups. Scores are on
+    other). Groups with fewer than ``min_rows`` held-out rows use ``V / M`` pooled over all groups. ``V`` has no
+    outcome noise, so even 7-8 val rows estimate a bucket's ``V / M`` within a few percent of 10,000 fresh rows'; yet
+    a threshold of 5 fixes the other process's 3-5 d bucket and breaks the demo's >= 7 d one, where the formula
+    itself over-predicts the gain (docs/training.md, "A sparse bucket's own disagreement"): hence 10.
+    ``tails="fitted"`` reads the error's shape as a Student-t fitted to the scores (:func:`tail_shift`). Scores are on
     the method's scale (``|y - mu| / sigma`` for normalized; the interval centre for CQR). Clipped to 80% of the
     level's miss rate.
 

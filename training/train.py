@@ -139,8 +139,8 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
                               "calib_scores": len(pool)}
 
 
-def _ensemble_gain(calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame, cols: Any, calib_base: Any,
-                   calib_y: np.ndarray, calib_g: np.ndarray | None) -> None:
+def _ensemble_gain(c: TrainConfig, calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame, cols: Any,
+                   calib_base: Any, calib_y: np.ndarray, calib_g: np.ndarray | None) -> None:
     """Set ``calibrator``'s per-group rank-level shifts for the fold ensemble's coverage gain over its members,
     sized from the members' disagreement on val (:func:`training.intervals.ensemble_group_shift`), before it is
     fit (the shift needs the scores, not the fitted corrections)."""
@@ -149,8 +149,12 @@ def _ensemble_gain(calibrator: IntervalCalibrator, core: Any, val: pd.DataFrame,
     members = core.val_check
     core.val_check = None
     val_g = group_keys(val[cols.group].to_numpy()) if cols.group else None
-    calibrator.group_shift = ensemble_group_shift(calibrator, calib_base, calib_y, calib_g, members, val_g)
-    calibrator.scheme["ensemble_shift"] = "per target, level and age bucket, from the members' disagreement on val"
+    iv = c.intervals
+    calibrator.group_shift = ensemble_group_shift(calibrator, calib_base, calib_y, calib_g, members, val_g,
+                                                  min_rows=iv.ensemble_shift_min_rows, tails=iv.ensemble_tails)
+    calibrator.scheme["ensemble_shift"] = (
+        f"per target, level and age bucket, from the members' disagreement on val (buckets with fewer than "
+        f"{iv.ensemble_shift_min_rows} val rows: pooled; {iv.ensemble_tails} error tails)")
 
 
 def evaluate(model: TrendflowModel, df: pd.DataFrame, cols: Any, levels: list[float], prefix: str,
@@ -236,7 +240,7 @@ def _calibrate(c: TrainConfig, core: Any, calib: pd.DataFrame, calib_base: Any, 
     calib_y = calib[cols.targets].to_numpy(np.float64)
     calib_g = group_keys(calib[cols.group].to_numpy()) if cols.group else None
     if getattr(core, "val_check", None) is not None:
-        _ensemble_gain(calibrator, core, parts["val"], cols, calib_base, calib_y, calib_g)
+        _ensemble_gain(c, calibrator, core, parts["val"], cols, calib_base, calib_y, calib_g)
     calibrator.fit(calib_base, calib_y, calib_g)
     return calibrator
 

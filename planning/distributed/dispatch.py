@@ -45,7 +45,7 @@ class Dispatcher:
         self.attempts: dict[int, list[dict[str, Any]]] = {}
         self.retries: list[dict[str, Any]] = []
         self.results: dict[int, VideoResult] = {}
-        self.seconds: dict[int, float] = {}  # video -> submission to result of its successful attempt (depth 1: its run)
+        self.seconds: dict[int, float] = {}  # video -> submission to result of its good attempt (depth 1: its run)
         self.lane_done: dict[Any, int] = {}
         self.progress, self._polled = progress, 0.0
         self.bar = tqdm(total=len(videos) * n_components, desc=f"extract {run_id} (cluster)", unit="comp",
