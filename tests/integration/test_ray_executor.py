@@ -33,6 +33,7 @@ from common.errors import InsufficientMemory
 from extraction import triton_server
 from extraction.artifacts import latest_runs
 from planning.distributed.cluster_plan import CPU_MEM, MIB
+from planning.distributed.dispatch import LANE_DEPTH
 from testsupport.compare_stores import artifact_differences
 from testsupport.planning import synthetic_checklist
 from testsupport.raycluster import InProcessRayCluster, NodeSpec
@@ -195,9 +196,10 @@ def test_a_killed_raylet_loses_only_its_in_flight_video(cluster, corpus, checkli
     """The worker node dies with a video provably in flight: it holds the video's lease in the store (its lane is
     computing it) when the test freezes that lane (SIGSTOP, so that it cannot finish the video in the second the
     worker process takes to notice its raylet is gone), kills the node's raylet and waits until the GCS has marked
-    the node dead; then the lane is killed too (the machine is gone). That video, and only it (one lane per node),
-    is retried on the head; the run completes with the retry recorded in the summary and in the video's manifest;
-    a rerun on the one node left reuses everything."""
+    the node dead; then the lane is killed too (the machine is gone). That video, and at most the one queued behind
+    it in the lane (one lane per node, ``LANE_DEPTH`` videos submitted to it), is retried on the head -- nothing the
+    node had finished; the run completes with the retries recorded in the summary and in the videos' manifests; a
+    rerun on the one node left reuses everything."""
     from extraction.runner import discover_videos
     from extraction.store import SharedFilesystemStore
 
@@ -225,13 +227,16 @@ def test_a_killed_raylet_loses_only_its_in_flight_video(cluster, corpus, checkli
     assert victim and not cluster.alive(worker)
     assert s.ok == N_VIDEOS and not s.failed
     assert s.nodes[worker]["status"] == "lost" and s.plan["nodes"][worker]["lanes"] == 1
-    assert s.retries == [{"video_id": victim["video_id"], "from_node": worker, "to_node": head,
-                          "error_code": "node_lost"}]
-    (rd,) = [p for (_, v), p in latest_runs(out).items() if v == victim["video_id"]]
-    m = json.loads((rd / "manifest.json").read_text())
-    assert m["run_id"] == run_id and m["node"]["node_id"] == head
-    assert [(a["node_id"], a["status"], a.get("error_code")) for a in m["attempts"]] == [
-        (worker, "failed", "node_lost"), (head, "ok", None)]
+    retried = [r["video_id"] for r in s.retries]
+    assert victim["video_id"] in retried and len(retried) <= LANE_DEPTH, s.retries
+    assert all(r == {"video_id": r["video_id"], "from_node": worker, "to_node": head, "error_code": "node_lost"}
+               for r in s.retries)
+    for video_id in retried:
+        (rd,) = [p for (_, v), p in latest_runs(out).items() if v == video_id]
+        m = json.loads((rd / "manifest.json").read_text())
+        assert m["run_id"] == run_id and m["node"]["node_id"] == head
+        assert [(a["node_id"], a["status"], a.get("error_code")) for a in m["attempts"]] == [
+            (worker, "failed", "node_lost"), (head, "ok", None)]
     assert artifact_differences(out, store) == []
     again = _run(corpus, out, checklist, cluster)  # one node now: another cluster shape
     assert set(again.nodes) == {head}
