@@ -33,6 +33,7 @@ outcomes are less determined by their first snapshot) get wider intervals and so
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -552,6 +553,7 @@ def fit_tail_df(scores: np.ndarray, groups: np.ndarray) -> float:
     """Degrees of freedom of the Student-t whose ``|T|`` quantile ratios ``q_l / q_0.5`` (l in
     :data:`TAIL_FIT_LEVELS`) are nearest, on the log scale, to those of ``|scores|``, each group divided by its own
     median (so that the groups' different widths do not read as a heavy tail). ``inf`` is the Gaussian."""
+    from scipy.stats import norm
     from scipy.stats import t as student
 
     a = np.abs(np.asarray(scores, dtype=np.float64))
@@ -562,16 +564,20 @@ def fit_tail_df(scores: np.ndarray, groups: np.ndarray) -> float:
     seen = np.log(np.quantile(z, TAIL_FIT_LEVELS) / max(float(np.median(z)), 1e-12))
 
     def model(df: float) -> np.ndarray:
-        ppf = (lambda p: student.ppf(p, df)) if math.isfinite(df) else _norm_ppf
-        return np.log(np.array([ppf((1 + lv) / 2) for lv in TAIL_FIT_LEVELS]) / ppf(0.75))
+        ppf = student(df).ppf if math.isfinite(df) else norm.ppf
+        return np.log(ppf((1 + np.array(TAIL_FIT_LEVELS)) / 2) / ppf(0.75))
 
     return min(TAIL_DF_GRID, key=lambda df: float(np.sum((model(df) - seen) ** 2)))
 
 
-def _norm_ppf(p: Any) -> Any:
+@functools.lru_cache(maxsize=len(TAIL_DF_GRID))
+def _error_quadrature(df: float) -> np.ndarray:
+    """Quantiles of the standard Student-t (Gaussian at inf) at :data:`_GRID_T`: the same for every group and level
+    of a fit, so computed once per ``df``."""
     from scipy.stats import norm
+    from scipy.stats import t as student
 
-    return norm.ppf(p)
+    return student.ppf(_GRID_T, df) if math.isfinite(df) else norm.ppf(_GRID_T)
 
 
 def tail_shift(level: float, v: float, median_score: float, df: float, inflation: float = 1.0) -> float:
@@ -586,13 +592,12 @@ def tail_shift(level: float, v: float, median_score: float, df: float, inflation
     3.6 / 1.7 / 0.6 points at 80 / 90 / 95% where the Gaussian gives 2.2 / 1.7 / 1.2)."""
     from scipy.optimize import brentq
     from scipy.stats import norm
-    from scipy.stats import t as student
 
-    x = student.ppf(_GRID_T, df) if math.isfinite(df) else norm.ppf(_GRID_T)
-    d = norm.ppf(_GRID_D) * math.sqrt(max(v, 0.0))
     target = median_score / math.sqrt(inflation)
     if v <= 0 or target <= 0:
         return 0.0
+    x = _error_quadrature(df)
+    d = norm.ppf(_GRID_D) * math.sqrt(v)
 
     def median_gap(scale: float) -> float:
         return float(np.median(np.abs(scale * x[:, None] + d[None, :]))) - target
@@ -644,6 +649,8 @@ def ensemble_group_shift(cal: IntervalCalibrator, oof: BaseOutput, y: np.ndarray
     """
     from scipy.stats import norm
 
+    if tails not in ("gaussian", "fitted"):
+        raise ValueError(f"ensemble tails must be 'gaussian' or 'fitted', got {tails!r}")
     n = len(y)
     groups = np.full(n, POOLED, dtype=object) if groups is None else np.asarray(groups).astype(str)
     n_held = len(members[0].mu)
