@@ -7,17 +7,19 @@
    for the served models, else a quick one measured now, ``ensure_checklist``) and extracts into a fresh store;
 2. Ray, one node: ``ray start`` under ``taskset -c 0`` (its raylet, its workers -- the lanes -- and the Triton its
    actor starts all on core 0), ``--num-cpus 1``, ``cpu_mem_mb`` declared; the Ray executor extracts into a fresh
-   store; the driver (this process) only dispatches. The head (GCS) is a node of its own with no work and no
-   pinning, like the driver (``--head control``, default; ``--head worker`` makes the first worker node the head);
-3. Ray, two nodes: the same with a second node under ``taskset -c 1``.
+   store. The node is the head (``--head worker``, default) and the driver (this process, which only dispatches)
+   is pinned to its core too: all of Ray is on the one core the local executor gets. ``--head control`` makes the
+   head a node of its own with no work, unpinned like the driver (Ray's layout for clusters);
+3. Ray, two nodes: the same with a second node under ``taskset -c 1`` (head and driver on the first node's core).
 
-``--paired``: local and Ray on one node run at the same time, each on its own core (swapped every round), and the
-overhead is the median of the rounds' own ratios; all of Ray (node, head, driver) is on its core, and the node is
-the head (``--head worker``, the default there: a head node of its own on the same core only doubles the daemons).
+``--rounds R`` repeats the three runs R times. Local and one-node Ray are always adjacent, their order alternating
+(local -> 1 node -> 2 nodes, then 2 nodes -> 1 node -> local, ...), and the overhead is the median of the rounds' own
+ratios: on a VM whose speed drifts, a ratio of two runs minutes apart measures the drift (one-node Ray moved by 28%
+between single rounds, docs/scaleout.md), two adjacent runs share most of it.
 
-``--rounds R`` repeats the three runs R times, the order rotating (local -> 1 node -> 2 nodes, then 1 node -> 2
-nodes -> local, ...), and reports the medians: on a VM whose speed drifts, one round's ratios depend on which run
-met a slow spell (one-node Ray moved by 28% between single rounds, docs/scaleout.md).
+``--paired``: local and Ray on one node run at the same time, each on its own core (swapped every round); the
+overhead is the median of the rounds' ratios. Each side then has the other as a busy neighbour (the cores share
+caches and memory bandwidth), which costs Ray's extra processes more than it costs the one local process.
 
 Times are each run's extraction makespan (the runner's ``seconds``: servers already up, plans made; pilots
 included, as in the local executor's). The cluster's predicted makespan (the slowest node's plan for the rest,
@@ -87,12 +89,13 @@ def _wait_for(path: Path | None, timeout_s: float = 600.0) -> None:
 
 
 def run_cluster(n_nodes: int, corpus: Path, out: Path, profile: str, checklist: Path, work: Path,
-                head: str = "control", cores: list[int] | None = None, on_start=None):
+                head: str = "worker", cores: list[int] | None = None, on_start=None):
     """The Ray executor on ``n_nodes`` one-core nodes (node i on core i). Returns the run summary and the plan.
 
-    ``head="control"``: the head is a node of its own that takes no work (``--num-cpus 0``, no ``cpu_mem_mb``),
-    unpinned like the driver -- the layout Ray recommends for a cluster, where the GCS and the head's agents do not
-    share a worker's cores. ``"worker"``: the first worker node is the head (its GCS on that node's core)."""
+    ``head="worker"``: the first worker node is the head (its GCS on that node's core) and the driver is pinned to
+    that core as well. ``"control"``: the head is a node of its own that takes no work (``--num-cpus 0``, no
+    ``cpu_mem_mb``), unpinned like the driver -- the layout Ray recommends for a cluster, where the GCS and the
+    head's agents do not share a worker's cores."""
     import ray
 
     from planning.distributed.ray_executor import run_on_ray
@@ -103,6 +106,9 @@ def run_cluster(n_nodes: int, corpus: Path, out: Path, profile: str, checklist: 
              for i in range(n_nodes)]
     if head == "control":
         nodes = [NodeSpec(cpus=0, cores=cores if len(cores) == 1 else None), *nodes]
+    all_cores = os.sched_getaffinity(0)
+    if head == "worker":
+        os.sched_setaffinity(0, {cores[0]})  # each node sets its own (taskset); the driver joins the head's core
     cluster = LocalRayCluster(nodes).start()
     plans = []
     try:
@@ -113,6 +119,7 @@ def run_cluster(n_nodes: int, corpus: Path, out: Path, profile: str, checklist: 
     finally:
         ray.shutdown()
         cluster.shutdown()
+        os.sched_setaffinity(0, all_cores)
     if s.failed:
         raise SystemExit(f"ray run on {n_nodes} node(s) failed videos: {s.failed}")
     return s, plans[0]
@@ -182,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checklist", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     ap.add_argument("--seed", type=int, default=19)
-    ap.add_argument("--head", choices=("control", "worker"), default=None,
-                    help="control (default): the head is a node of its own with no work, unpinned (Ray's layout for "
-                         "clusters); worker (default with --paired): the first worker node is the head")
+    ap.add_argument("--head", choices=("control", "worker"), default="worker",
+                    help="worker (default): the first worker node is the head, the driver pinned to its core; "
+                         "control: the head is a node of its own with no work, unpinned (Ray's layout for clusters)")
     ap.add_argument("--rounds", type=int, default=1,
-                    help="rounds of the three runs, in rotating order; medians are reported")
+                    help="rounds of the three runs (local and one node adjacent, their order alternating); "
+                         "medians are reported, the overhead as the median of the rounds' own ratios")
     ap.add_argument("--paired", action="store_true",
                     help="run local and Ray on one node at the same time, each on its own core (swapped every "
                          "round); the overhead is the median of the rounds' ratios")
@@ -196,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("--corpus", "--out", "--work", "--go", "--result"):
         ap.add_argument(name, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    # paired: all of Ray shares one core, where a head node of its own would only add a second raylet and agents
-    args.head = args.head or ("worker" if args.paired else "control")
     if args.part:
         return run_part(args)
     from demo.synth import generate
@@ -217,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         cl, one, two, plan2 = args.checklist, None, None, None
         if args.paired and cl is None:
             cl = resolve_checklist(args.profile, work / "triton-checklist")
-        # The order rotates (round 1 starts with local, which settles the checklist): each run meets every part of
-        # the machine's slow spells, and the medians compare like with like. Paired: local and one node at once.
+        # Local and one node are adjacent, their order alternating (round 1 starts with local, which settles the
+        # checklist), so each round's ratio compares two runs over nearly the same spell of the machine. Paired:
+        # local and one node at once.
         for r in range(args.rounds):
-            order = ["pair", "ray2"] if args.paired else [*stores][r % 3:] + [*stores][:r % 3]
+            order = ["pair", "ray2"] if args.paired else [*stores][::1 if r % 2 == 0 else -1]
             _log(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}")
             for k in order:
                 if k in stores:  # a paired round clears its two stores itself
@@ -248,10 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         for d in diffs[:20]:
             _log(f"differs: {d}")
         med = {k: statistics.median(v) for k, v in seconds.items()}
-        overhead = (med["ray1"] - med["local"]) / med["local"] * 100
-        if args.paired:  # the rounds' own ratios: each pair met the same seconds of the machine
-            overhead = statistics.median((b - a) / a * 100 for a, b in zip(seconds["local"], seconds["ray1"],
-                                                                             strict=True))
+        # the rounds' own ratios: each pair met (nearly) the same seconds of the machine
+        ratios = [(b - a) / a * 100 for a, b in zip(seconds["local"], seconds["ray1"], strict=True)]
+        overhead = statistics.median(ratios)
         speedup = med["ray1"] / med["ray2"]
         err = statistics.median(errs)
         print(f"{'run':<16}{'median_s':>10}{'runs_s':>30}{'videos/node (last)':>22}"
@@ -265,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({two.pilot_seconds:.2f}s), measured {two.seconds - two.pilot_seconds:.2f}s; lanes per node "
               f"{[p['lanes'] for p in two.plan['nodes'].values()]}; prediction errors "
               f"{' '.join(f'{e:.0f}%' for e in errs)}; checklist {cl}")
+        print(f"one node over local, per round: {' '.join(f'{x:+.1f}%' for x in ratios)}")
         print(f"ray_overhead_pct={overhead:.1f} two_node_vs_one_node={speedup:.2f} makespan_err_pct={err:.1f} "
               f"artifacts_identical={'true' if not diffs else 'false'}")
     finally:
