@@ -33,6 +33,7 @@ The machine may be shared with other work: the load average is printed with ever
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -55,6 +56,19 @@ def _load() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+@contextlib.contextmanager
+def pinned(cores: set[int] | None):
+    """This process (and what it starts meanwhile) on ``cores``; its affinity is restored after, also on failure.
+    ``None`` leaves it as it is."""
+    before = os.sched_getaffinity(0)
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def run_local(corpus: Path, out: Path, state: Path, profile: str, checklist: Path | None, core: int = 0,
               go: Path | None = None) -> tuple[float, Path]:
     """Local executor and its Triton on ``core``. Returns (makespan, checklist used). With ``go``, the extraction
@@ -62,9 +76,7 @@ def run_local(corpus: Path, out: Path, state: Path, profile: str, checklist: Pat
     from extraction import triton_server
     from planning.api import ensure_checklist, run_extraction
 
-    all_cores = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {core})
-    try:
+    with pinned({core}):
         server = triton_server.start(REPO / "model_repository", state)
         try:
             cl = checklist or ensure_checklist(profile, server.grpc_url, log=_log)
@@ -73,8 +85,6 @@ def run_local(corpus: Path, out: Path, state: Path, profile: str, checklist: Pat
             s = run_extraction(corpus, out, profile, url=server.grpc_url, checklist=cl, progress=False)
         finally:
             triton_server.stop(state)
-    finally:
-        os.sched_setaffinity(0, all_cores)
     if s.failed:
         raise SystemExit(f"local run failed videos: {s.failed}")
     return s.seconds, Path(cl)
@@ -106,20 +116,18 @@ def run_cluster(n_nodes: int, corpus: Path, out: Path, profile: str, checklist: 
              for i in range(n_nodes)]
     if head == "control":
         nodes = [NodeSpec(cpus=0, cores=cores if len(cores) == 1 else None), *nodes]
-    all_cores = os.sched_getaffinity(0)
-    if head == "worker":
-        os.sched_setaffinity(0, {cores[0]})  # each node sets its own (taskset); the driver joins the head's core
-    cluster = LocalRayCluster(nodes).start()
     plans = []
-    try:
-        ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
-        _log(f"ray, {n_nodes} node(s): {_load()}")
-        s = run_on_ray(corpus, out, profile, checklist=checklist, progress=False, on_plan=plans.append,
-                       state_root=work / f"triton-{n_nodes}n-{os.getpid()}", log=_log, on_start=on_start)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        os.sched_setaffinity(0, all_cores)
+    # each node sets its own affinity (taskset); with head="worker" the driver joins the head's core
+    with pinned({cores[0]} if head == "worker" else None):
+        cluster = LocalRayCluster(nodes).start()
+        try:
+            ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+            _log(f"ray, {n_nodes} node(s): {_load()}")
+            s = run_on_ray(corpus, out, profile, checklist=checklist, progress=False, on_plan=plans.append,
+                           state_root=work / f"triton-{n_nodes}n-{os.getpid()}", log=_log, on_start=on_start)
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
     if s.failed:
         raise SystemExit(f"ray run on {n_nodes} node(s) failed videos: {s.failed}")
     return s, plans[0]
