@@ -411,3 +411,39 @@ def test_fit_tail_df_reads_a_gaussian_as_gaussian_whatever_the_groups_widths() -
     g = np.where(rng.random(20_000) < 0.5, "young", "old")
     scores = np.abs(rng.normal(size=g.size)) * np.where(g == "young", 3.0, 0.5)  # a mixture of widths, each Gaussian
     assert fit_tail_df(scores, g) >= 30.0
+
+
+def test_the_worst_gap_noise_floor_covers_an_unbiased_calibration_and_not_a_biased_one():
+    """``benchmarks.training.worst_gap_noise``: the worst |mean - nominal| over cells that chance alone gives.
+    Ten seeds per table, two families x four buckets whose per-seed coverages scatter by 2.5 points around 0.90."""
+    from benchmarks.training import worst_gap_noise
+
+    rng = np.random.default_rng(3)
+
+    def table(bias: float = 0.0) -> dict[str, dict]:
+        out = {}
+        for fam in ("baseline", "v1"):
+            m = {"fresh/coverage_90": 0.9, "seeds:fresh/coverage_90": list(0.9 + rng.normal(0, 0.008, 10))}
+            for b in range(4):
+                vals = 0.9 + rng.normal(0, 0.025, 10) + (bias if (fam, b) == ("v1", 3) else 0.0)
+                m[f"fresh/coverage_90_bucket_{b}"] = float(vals.mean())
+                m[f"seeds:fresh/coverage_90_bucket_{b}"] = list(vals)
+                m[f"fresh/n_bucket_{b}"] = 300 if b else 50  # bucket 0 under 100 values: not a cell
+            out[fam] = m
+        return out
+
+    def worst(t: dict[str, dict]) -> float:
+        return max(abs(float(np.mean(v)) - 0.9) for m in t.values() for k, v in m.items()
+                   if k.startswith("seeds:") and ("bucket" not in k or m[f"fresh/n_bucket_{k[-1]}"] >= 100))
+
+    inside = 0
+    for _ in range(40):
+        t = table()
+        med, p95 = worst_gap_noise([t], draws=1000)
+        assert 0 < med < p95 < 0.05
+        inside += worst(t) <= p95
+    assert inside >= 32  # about 95% of unbiased draws; 80% leaves room for the bootstrap's small-sample shortfall
+    biased = table(bias=0.06)
+    assert worst(biased) > worst_gap_noise([biased], draws=1000)[1]
+    one_seed = worst_gap_noise([{"baseline": {"fresh/coverage_90": 0.9, "seeds:fresh/coverage_90": [0.9]}}])
+    assert all(np.isnan(x) for x in one_seed)  # one seed: no spread to resample
