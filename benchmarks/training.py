@@ -227,7 +227,8 @@ def worst_gap_noise(tables: list[dict[str, dict]], prefix: str = "fresh", level:
     and buckets (they were trained on the same tables, so they move together) and independently between tables.
     With ten seeds a small bucket's mean carries about 1 point of noise, and the maximum over a dozen such cells
     about 1.5-2.5 points (docs/training.md): a worst gap under this 95th percentile plus the goal's 2 points is
-    what an unbiased calibration looks like. ``(nan, nan)`` with fewer than two seeds."""
+    what an unbiased calibration looks like. ``(nan, nan)`` with fewer than two seeds; with a handful it
+    under-states the spread (two seeds resample to one of them half the time), so read it from five seeds up."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
