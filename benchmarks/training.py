@@ -169,28 +169,46 @@ def worst_bucket(m: dict[str, float], level: int = 90, prefix: str = "test") -> 
 FRESH_ROWS = 10_000  # rows of the fresh draw each sweep run is scored on (~57k target values, >2k per bucket)
 
 
-def ensure_fresh_split(n: int, seed: int, process: str, fresh: int) -> tuple[Path, Path]:
-    """(table of ``n`` rows to train on, table of ``fresh`` other rows of the same draw), partitioned at random.
+FUTURE_SHARE = 0.25  # --fresh-split future: the latest quarter of the draw's time span is the fresh rows
 
-    One table of ``n + fresh`` rows of one process and seed, its rows shuffled (seeded) and cut in two: the
-    fresh rows are new videos of the same process -- what a user's model meets after training -- and score the
-    calibrated intervals on ~50x more values than the run's own test split holds."""
+
+def ensure_fresh_split(n: int, seed: int, process: str, fresh: int, how: str = "random") -> tuple[Path, Path]:
+    """(table of ``n`` rows to train on, table of other rows of the same draw to score): one table of ``n + fresh``
+    rows of one process and seed, cut in two.
+
+    ``how="random"``: its rows shuffled (seeded), the first ``n`` train and the other ``fresh`` are scored -- new
+    videos of the same process, exchangeable with the training ones (what the conformal guarantee is about), on
+    ~50x more values than the run's own test split holds. ``how="future"``: the rows published in the last
+    :data:`FUTURE_SHARE` of the draw's time span are scored (``(n + fresh) / 4`` of them) and ``n`` rows drawn
+    (seeded) from the earlier ones train -- what a model meets after it is trained: the videos published after the
+    ones it learned from (the issue's own check: 300 videos after 1,500), with every channel's history further on."""
     import numpy as np
     import pandas as pd
 
     import features
     from demo.synthetic_table import write_table
 
+    if how not in ("random", "future"):
+        raise ValueError(f"fresh split must be 'random' or 'future', got {how!r}")
     whole, _ = ensure_table(n + fresh, seed, process)
-    train_path = whole.with_name(whole.stem + f"-train{n}.parquet")
-    fresh_path = whole.with_name(whole.stem + f"-fresh{fresh}.parquet")
+    tag = "" if how == "random" else "-future"
+    train_path = whole.with_name(whole.stem + f"-train{n}{tag}.parquet")
+    fresh_path = whole.with_name(whole.stem + f"-fresh{fresh}{tag}.parquet")
     if not (train_path.exists() and fresh_path.exists()):
         df = pd.read_parquet(whole)
-        order = np.random.default_rng(seed).permutation(len(df))
+        rng = np.random.default_rng(seed)
+        if how == "random":
+            order = rng.permutation(len(df))
+            train_idx, fresh_idx = np.sort(order[:n]), np.sort(order[n:])
+        else:
+            t = pd.to_datetime(df["published_at"])
+            late = (t >= t.quantile(1 - FUTURE_SHARE)).to_numpy()
+            train_idx = np.sort(rng.choice(np.flatnonzero(~late), n, replace=False))
+            fresh_idx = np.flatnonzero(late)
         spec = features.load_spec()
-        write_table(df.iloc[np.sort(order[:n])].reset_index(drop=True), train_path, spec, seed,
+        write_table(df.iloc[train_idx].reset_index(drop=True), train_path, spec, seed,
                     generator=f"demo.{process}_table")
-        write_table(df.iloc[np.sort(order[n:])].reset_index(drop=True), fresh_path, spec, seed,
+        write_table(df.iloc[fresh_idx].reset_index(drop=True), fresh_path, spec, seed,
                     generator=f"demo.{process}_table")
     return train_path, fresh_path
 
@@ -254,15 +272,18 @@ def worst_gap_noise(tables: list[dict[str, dict]], prefix: str = "fresh", level:
 
 
 def size_sweep(sizes: list[int], families: list[str], seeds: list[int], process: str,
-               fresh: int = FRESH_ROWS) -> dict[int, dict[str, dict]]:
-    """Train every family on tables of each size and seed (default settings, tracking off), score each run on a
-    fresh draw of ``fresh`` rows; print one line per run and one per size and family over the seeds.
+               fresh: int = FRESH_ROWS, fresh_split: str = "random") -> dict[int, dict[str, dict]]:
+    """Train every family on tables of each size and seed (default settings, tracking off), score each run on
+    other rows of its draw (:func:`ensure_fresh_split`, ``fresh_split``: ``random`` or ``future``); print one line
+    per run and one per size and family over the seeds.
 
     Returns ``{rows: {family: metrics}}`` where the metrics are the seeds' mean (:func:`pool_repeats`) under
     ``fresh/`` plus the first seed's own ``test/`` metrics."""
     out: dict[int, dict[str, dict]] = {}
+    scored = (f"{fresh:,} other rows of the draw" if fresh_split == "random" else
+              f"the rows published in the latest {FUTURE_SHARE:.0%} of the draw's time span (draw: rows + {fresh:,})")
     print(f"\n## table sizes ({process} process, seeds {','.join(map(str, seeds))}; default settings; coverage of "
-          f"the run's test split and of a fresh draw of {fresh:,} rows)")
+          f"the run's test split and of {scored})")
     head = (f"{'rows':>6} {'seed':>4} {'family':<9}{'scheme':<7}{'train_s':>8}{'mae':>8}{'vs_naive':>9}{'vs_ll':>7}"
             f"{'cov90':>7}  {'fresh:':<6}{'mae':>7}{'cov80':>7}{'cov90':>7}{'cov95':>7}{'w90':>7}"
             f"  worst fresh bucket cov90")
@@ -270,8 +291,10 @@ def size_sweep(sizes: list[int], families: list[str], seeds: list[int], process:
     for n in sizes:
         runs: dict[str, list[dict]] = {f: [] for f in families}
         for seed in seeds:
-            path, fresh_path = ensure_fresh_split(n, seed, process, fresh) if fresh else (ensure_table(n, seed,
-                                                                                                      process)[0], None)
+            if fresh:
+                path, fresh_path = ensure_fresh_split(n, seed, process, fresh, fresh_split)
+            else:
+                path, fresh_path = ensure_table(n, seed, process)[0], None
             for fam, m in bench_table(path, families, {}, fresh_path).items():
                 runs[fam].append(m)
                 p = "fresh" if fresh else "test"
@@ -368,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seeds per sweep size (seed, seed+1, ...): each a new table, split and fresh draw")
     p.add_argument("--fresh-rows", type=int, default=FRESH_ROWS,
                    help="rows of the fresh draw each sweep run is scored on (0: the run's test split only)")
+    p.add_argument("--fresh-split", choices=("random", "future"), default="random",
+                   help="which rows of each draw are scored: a random share (exchangeable with the training rows) "
+                        "or the latest quarter of its time span (published after every training row)")
     p.add_argument("--compare-grouping", action="store_true")
     args = p.parse_args(argv)
     families = args.families.split(",")
@@ -392,9 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# demo table {args.demo} not found: skipped (python -m demo builds it)")
     demo_results = results_demo if args.demo.exists() else None
     seeds = [args.seed + i for i in range(args.repeats)]
-    sweep = size_sweep([int(x) for x in args.sizes.split(",") if x], families, seeds, "synthetic", args.fresh_rows)
+    sweep = size_sweep([int(x) for x in args.sizes.split(",") if x], families, seeds, "synthetic", args.fresh_rows,
+                       args.fresh_split)
     sweep_other = size_sweep([int(x) for x in args.other_sizes.split(",") if x], families, seeds, "other",
-                             args.fresh_rows) if args.other_sizes else {}
+                             args.fresh_rows, args.fresh_split) if args.other_sizes else {}
     results: dict[str, dict[str, float]] = {}
     if args.n:
         path, gen_s = ensure_table(args.n, args.seed)
