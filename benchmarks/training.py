@@ -152,17 +152,27 @@ def report(name: str, results: dict[str, dict[str, float]], coverage_band: tuple
 MIN_BUCKET_VALUES = 100  # the issue's rule: a bucket's coverage counts when it holds >= 100 test target values
 
 
-def worst_bucket(m: dict[str, float], level: int = 90, prefix: str = "test") -> tuple[str, float, int]:
-    """(bucket, coverage, values) of the bucket farthest from nominal among those with >= 100 values of the
-    ``prefix`` split (``test``, or ``fresh``: the fresh draw)."""
-    best = ("-", float("nan"), 0)
-    for k, v in m.items():
+def bucket_cells(m: dict[str, Any], level: int = 90, prefix: str = "test") -> list[tuple[str, str, int]]:
+    """(bucket, its coverage key at ``level``, values) of every age bucket of ``m`` with >= 100 values of the
+    ``prefix`` split: the buckets the coverage goal is judged on."""
+    cells = []
+    for k in m:
         if not isinstance(k, str) or not k.startswith(f"{prefix}/coverage_{level}_bucket_"):
             continue
         b = k.removeprefix(f"{prefix}/coverage_{level}_bucket_")
         n = int(m.get(f"{prefix}/n_bucket_{b}", 0))
-        if n >= MIN_BUCKET_VALUES and not abs(v - level / 100) <= abs(best[1] - level / 100):
-            best = (b, v, n)
+        if n >= MIN_BUCKET_VALUES:
+            cells.append((b, k, n))
+    return cells
+
+
+def worst_bucket(m: dict[str, float], level: int = 90, prefix: str = "test") -> tuple[str, float, int]:
+    """(bucket, coverage, values) of the bucket farthest from nominal among those with >= 100 values of the
+    ``prefix`` split (``test``, or ``fresh``: the fresh draw)."""
+    best = ("-", float("nan"), 0)
+    for b, k, n in bucket_cells(m, level, prefix):
+        if not abs(m[k] - level / 100) <= abs(best[1] - level / 100):
+            best = (b, m[k], n)
     return best
 
 
@@ -255,9 +265,7 @@ def worst_gap_noise(tables: list[dict[str, dict]], prefix: str = "fresh", level:
     for table in tables:
         cells = []
         for m in table.values():
-            keys = [f"{prefix}/coverage_{level}"] + [
-                k for k in m if isinstance(k, str) and k.startswith(f"{prefix}/coverage_{level}_bucket_")
-                and m.get(f"{prefix}/n_bucket_{k.rsplit('_bucket_', 1)[1]}", 0) >= MIN_BUCKET_VALUES]
+            keys = [f"{prefix}/coverage_{level}"] + [k for _, k, _ in bucket_cells(m, level, prefix)]
             cells += [np.asarray(m[f"seeds:{k}"], dtype=np.float64) for k in keys if f"seeds:{k}" in m]
         if not cells or len(cells[0]) < 2:
             continue
