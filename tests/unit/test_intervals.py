@@ -4,6 +4,7 @@ fallback, coverage on a problem with known noise, monotone quantiles, confidence
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -447,3 +448,16 @@ def test_the_worst_gap_noise_floor_covers_an_unbiased_calibration_and_not_a_bias
     assert worst(biased) > worst_gap_noise([biased], draws=1000)[1]
     one_seed = worst_gap_noise([{"baseline": {"fresh/coverage_90": 0.9, "seeds:fresh/coverage_90": [0.9]}}])
     assert all(np.isnan(x) for x in one_seed)  # one seed: no spread to resample
+
+
+def test_the_benchmarks_coverage_band_is_the_registry_gates_band():
+    """``benchmarks.training.coverage_band_90``: the demo table's acceptance band is the promotion gate's, so a model
+    the benchmark accepts is one the registry promotes: 88-92% on a large test split, widened to 2.58 binomial
+    standard errors on a small one (400 rows, what a 2,000-video demo tests on: +-3.9 points)."""
+    from benchmarks.training import coverage_band_90
+
+    assert coverage_band_90(10_000) == pytest.approx((0.88, 0.92))
+    lo, hi = coverage_band_90(400)
+    assert hi - 0.90 == pytest.approx(0.90 - lo)
+    assert 0.90 - lo == pytest.approx(2.58 * math.sqrt(0.09 / 400))
+    assert coverage_band_90(float("nan")) == pytest.approx((0.88, 0.92))  # no row count: the fixed tolerance
