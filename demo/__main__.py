@@ -26,7 +26,7 @@ def _step(title: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo")
-    p.add_argument("--n", type=int, default=4000, help="demo videos to generate")
+    p.add_argument("--n", type=int, default=2000, help="demo videos to generate")
     p.add_argument("--data", type=Path, default=ROOT / "data")
     p.add_argument("--profile", default="fast")
     p.add_argument("--seed", type=int, default=0)
