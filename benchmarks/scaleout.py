@@ -26,7 +26,10 @@ included, as in the local executor's). The cluster's predicted makespan (the slo
 made after each node's pilot) is compared with the time the two-node run took for the rest. The stores are compared with
 ``testsupport.compare_stores.artifact_differences`` (arrays bit for bit, meta apart from run ids, times and
 request sizes).
-Last line: ``ray_overhead_pct=<p> two_node_vs_one_node=<x> makespan_err_pct=<p> artifacts_identical=<true|false>``.
+Last line: ``ray_overhead_pct=<p> two_node_vs_one_node=<x> makespan_err_pct=<p> artifacts_identical=<true|false>``,
+then ``ray_overhead_ci95=<lo>,<hi>``: the distribution-free 95% interval of the rounds' median ratio
+(:func:`median_interval`; ``none`` under 6 rounds). A round's ratio moves by tens of percent on a shared VM, so the
+interval, not the median alone, says whether a goal is shown.
 The machine may be shared with other work: the load average is printed with every run.
 """
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -46,6 +50,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = dict(resolution_mix={"640x360": 1.0}, duration_s=(2.0, 8.0), edge_cases=False)
 NODE_MEM_MB = 4000
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free interval for the median of what ``values`` were drawn from (independent rounds): the
+    order statistics ``x_(j)`` and ``x_(n+1-j)``, ``j`` the largest rank with ``1 - 2 P(B <= j - 1) >= confidence``,
+    ``B ~ Binomial(n, 1/2)`` (the median lies below ``x_(j)`` only if fewer than ``j`` values fall under it). None
+    when no rank reaches ``confidence`` (n < 6 at 95%). Fifteen rounds: the 4th and the 12th smallest."""
+    n = len(values)
+    below = 0.0  # P(B <= j - 1)
+    best = None
+    for j in range(1, n // 2 + 1):
+        below += math.comb(n, j - 1) / 2**n
+        if 1 - 2 * below < confidence:
+            break
+        best = j
+    if best is None:
+        return None
+    x = sorted(values)
+    return x[best - 1], x[n - best]
 
 
 def _log(msg: str) -> None:
@@ -266,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         # the rounds' own ratios: each pair met (nearly) the same seconds of the machine
         ratios = [(b - a) / a * 100 for a, b in zip(seconds["local"], seconds["ray1"], strict=True)]
         overhead = statistics.median(ratios)
+        ci = median_interval(ratios)
         speedup = med["ray1"] / med["ray2"]
         err = statistics.median(errs)
         print(f"{'run':<16}{'median_s':>10}{'runs_s':>30}{'videos/node (last)':>22}"
@@ -281,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{' '.join(f'{e:.0f}%' for e in errs)}; checklist {cl}")
         print(f"one node over local, per round: {' '.join(f'{x:+.1f}%' for x in ratios)}")
         print(f"ray_overhead_pct={overhead:.1f} two_node_vs_one_node={speedup:.2f} makespan_err_pct={err:.1f} "
-              f"artifacts_identical={'true' if not diffs else 'false'}")
+              f"artifacts_identical={'true' if not diffs else 'false'} "
+              f"ray_overhead_ci95={'none' if ci is None else f'{ci[0]:.1f},{ci[1]:.1f}'}")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
