@@ -391,14 +391,24 @@ class _Planner:
         return out
 
     def component_seconds(self, batches: Mapping[str, int]) -> list[dict[str, float]]:
-        """Per video, each component's predicted seconds when it runs alone (one video at a time, one pass)."""
+        """Per video, each component's predicted seconds when it runs alone (one video at a time, one pass), on
+        these devices: a stage that asks more of a device than it has (a request that kept 1.6 cores busy where
+        the checklist was measured, on a one-core node) runs slower by ``capacity / (background + demand)``, as
+        :func:`planning.simulate.simulate` runs it. Pilots divide measured seconds by these, so a factor holds
+        the corpus and the machine's speed, not the device's size: were it left out here, a one-core node's
+        pilot factors would carry the slowdown once and the simulation would apply it again (measured: a
+        one-core Ray node's plan predicted 36.6 s for 26.5 s whose stages summed to 28.3 s)."""
         assign = {c.name: self.allowed(c.name)[0] for c in self.model_comps}
+        capacity = {d.name: d.concurrency for d in self.devices.values()}
+        background = {d.name: d.background for d in self.devices.values()}
         out = []
         for stages in self.jobs([c.name for c in self.comps], assign, batches, 1.0):
             per: dict[str, float] = {}
             for st in stages:
                 if st.component:
-                    per[st.component] = per.get(st.component, 0.0) + st.work
+                    rate = min((min(1.0, capacity[r] / (background.get(r, 0.0) + d))
+                                for r, d in st.demand if r in capacity and d > 0), default=1.0)
+                    per[st.component] = per.get(st.component, 0.0) + st.work / rate
             out.append(per)
         return out
 

@@ -333,3 +333,34 @@ def test_reused_components_cost_the_checklists_reuse_time_and_nothing_else():
     # 10 videos x 3 reused components x 2 ms, one lane at a time (pure Python in the client's interpreter), so more
     # lanes buy nothing and the tie goes to one
     assert p.predicted_makespan_s == pytest.approx(10 * 3 * 0.002, rel=0.05) and p.videos_in_parallel == 1
+
+
+def test_a_one_core_nodes_component_seconds_are_what_its_simulation_runs():
+    """A CPU model whose request kept two cores busy where the checklist was measured runs at half speed on a
+    one-core node (a Ray node pinned to one core). The per-component seconds a pilot divides its measurements by
+    must say so, as the makespan simulation does: otherwise a factor measured on that node carries the slowdown
+    once and the simulation applies it again (a one-core Ray node predicted 36.6 s for a rest that took 26.5 s)."""
+    from planning.checklist import SizeClassProfile
+    from planning.pilot import pilot_factors
+    from planning.planner import predicted_component_seconds
+
+    od = entry("od", per_unit_bytes=1e6, seconds_per_unit=0.01, kind="cpu")
+    two_cores = od.model_copy(update={"size_classes": {
+        c: SizeClassProfile(points=[p.model_copy(update={"cpu_seconds": 2 * p.seconds}) for p in s.points])
+        for c, s in od.size_classes.items()}})
+    cl = checklist(two_cores)
+    vids, comps = videos(3, 30, comps=("od",)), [FRAMES, OD]
+    one_core = [Device("cpu", "cpu", 8 * GB, concurrency=1)]
+    both = [Device("cpu", "cpu", 8 * GB, concurrency=2)]
+    p = plan(vids, comps, one_core, cl, parallel_options=(1,))
+    alone_one = predicted_component_seconds(vids, comps, one_core, cl, p.batch_sizes)
+    alone_both = predicted_component_seconds(vids, comps, both, cl, p.batch_sizes)
+    assert alone_both[0]["od"] > 0 and alone_one[0]["od"] == pytest.approx(2 * alone_both[0]["od"])
+    # one video at a time: the plan's makespan is the videos' component seconds, one after another
+    assert p.predicted_makespan_s == pytest.approx(sum(sum(v.values()) for v in alone_one))
+    # a serial run on the node that measured just that calibrates to x1, and the re-plan predicts the same
+    measured = {"od": sum(v["od"] for v in alone_one)}
+    factors = pilot_factors(measured, dict(measured))
+    assert factors == {"od": pytest.approx(1.0)}
+    again = plan(vids, comps, one_core, cl, parallel_options=(1,), time_factors=factors)
+    assert again.predicted_makespan_s == pytest.approx(p.predicted_makespan_s)
