@@ -68,8 +68,8 @@ class IntervalsConfig(_Strict):
     confidence_level: float = 0.9
     cqr_symmetric: bool = True
     # split: scores of the model trained on `train`, on the calib split. cross: out-of-fold scores over
-    # train+calib in `folds` time blocks (small tables). auto: split when the calib split has at least
-    # `split_min_calib_rows` rows, else cross (training/intervals.py: choose_scheme).
+    # train+calib in `folds` blocks in the table's row order (small tables). auto: split when the calib split
+    # has at least `split_min_calib_rows` rows, else cross (training/intervals.py: choose_scheme).
     calibration: Literal["auto", "split", "cross"] = "auto"
     folds: int = Field(5, ge=2)
     split_min_calib_rows: int = Field(5000, ge=1)

@@ -95,7 +95,8 @@ def out_of_fold(n_rows: int, folds: int, fit_predict: Callable[[np.ndarray, np.n
                 on_fold: Callable[[int, int], None] | None = None) -> BaseOutput:
     """Out-of-fold base predictions for cross-conformal calibration (Vovk 2015; CV+, Barber et al. 2021).
 
-    Rows ``0 .. n_rows - 1`` (time-ordered) are cut into ``folds`` contiguous blocks; for each block,
+    Rows ``0 .. n_rows - 1`` (in the caller's order; ``training.train`` passes the table's row order, which is
+    publish order only for a table sorted by it) are cut into ``folds`` contiguous blocks; for each block,
     ``fit_predict(fit_idx, held_idx)`` fits a model on the other blocks and predicts the held-out block. Every
     row thus gets a score from a model that never saw it: ``n_rows`` calibration scores instead of the calib
     split's, at the cost of ``folds`` extra fits. The served model is refit on all rows, so its errors are, if

@@ -93,8 +93,9 @@ def _fit_and_score(c: TrainConfig, spec: Any, cols: Any, parts: dict[str, pd.Dat
                    ) -> tuple[Any, pd.DataFrame, Any, dict[str, Any]]:
     """Fit the served core and compute the base predictions its calibration scores come from.
 
-    ``split``: the core is fit on ``train`` and scored on ``calib``. ``cross``: ``train + calib`` (time-ordered)
-    is cut into ``intervals.folds`` blocks, each block is scored by a core fit on the others
+    ``split``: the core is fit on ``train`` and scored on ``calib``. ``cross``: ``train + calib`` (in the
+    table's row order within each split: publish order only for a table sorted by it, docs/training.md) is cut
+    into ``intervals.folds`` blocks, each block is scored by a core fit on the others
     (:func:`training.intervals.out_of_fold`); the served core is the fold cores' mean
     (:class:`training.families.ensemble.FoldEnsemble`, ``cross_fit=ensemble``) or one core refit on all of
     ``train + calib`` (``cross_fit=refit``). ``val`` stays the early-stopping / eval set of every fit and ``test``
