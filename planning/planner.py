@@ -52,7 +52,7 @@ from common.graph import topo_order
 from planning.checklist import Checklist, ModelEntry
 from planning.costs import batch_options, client_bytes, decode_bytes, server_time, working_bytes
 from planning.knapsack import knapsack
-from planning.simulate import CLIENT_GIL, Stage, simulate
+from planning.simulate import CLIENT_GIL, Stage, simulate, stage_rate
 from planning.specs import (
     DEFAULT_MAX_LOADED_MODELS_PER_DEVICE,
     DEFAULT_MAX_VIDEOS_IN_PARALLEL,
@@ -406,9 +406,8 @@ class _Planner:
             per: dict[str, float] = {}
             for st in stages:
                 if st.component:
-                    rate = min((min(1.0, capacity[r] / (background.get(r, 0.0) + d))
-                                for r, d in st.demand if r in capacity and d > 0), default=1.0)
-                    per[st.component] = per.get(st.component, 0.0) + st.work / rate
+                    alone = {r: background.get(r, 0.0) + d for r, d in st.demand}
+                    per[st.component] = per.get(st.component, 0.0) + st.work / stage_rate(st, capacity, alone)
             out.append(per)
         return out
 

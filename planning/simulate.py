@@ -23,6 +23,14 @@ class Stage:
     component: str = ""  # whose work it is (decode counts for the first component that needs frames)
 
 
+def stage_rate(stage: Stage, capacity: Mapping[str, float], load: Mapping[str, float]) -> float:
+    """The speed (fraction of full speed) of ``stage`` while its resources carry ``load`` in all (its own demand
+    included): each resource over its capacity slows every stage on it by ``capacity / load``; the stage runs at
+    its slowest resource's pace."""
+    return min((min(1.0, capacity.get(r, 1.0) / load[r]) if load[r] > 0 else 1.0 for r, _ in stage.demand),
+               default=1.0)
+
+
 def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str, float],
              instances: Mapping[str, int] | None = None, background: Mapping[str, float] | None = None) -> float:
     """Makespan of ``jobs`` (one stage list per video) on ``lanes`` parallel workers.
@@ -71,8 +79,7 @@ def simulate(jobs: Sequence[Sequence[Stage]], lanes: int, capacity: Mapping[str,
         for lane in running:
             for res, d in stage_of(lane).demand:
                 load[res] = load.get(res, 0.0) + d
-        factor = {r: min(1.0, capacity.get(r, 1.0) / d) if d > 0 else 1.0 for r, d in load.items()}
-        rate = {lane: min((factor[r] for r, _ in stage_of(lane).demand), default=1.0) for lane in running}
+        rate = {lane: stage_rate(stage_of(lane), capacity, load) for lane in running}
         dt = min(running[lane] / rate[lane] for lane in running)
         t += dt
         done = []
